@@ -1,0 +1,1 @@
+"""Declarative task specs (one TOML file per task); read by :mod:`bert_tickets.tasks`."""
