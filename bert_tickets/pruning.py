@@ -1,0 +1,289 @@
+"""Pruning criteria and sparsity schedules.
+
+* :func:`global_magnitude_pruning` — unstructured L1 (magnitude) pruning ranked *globally*
+  across all prunable tensors, as in Chen et al. 2020, Section 3 (IMP, Algorithm 1) and
+  Frankle & Carbin 2019.
+* :func:`random_pruning` — the seeded random-pruning baseline of Chen et al. 2020, Table 2.
+* :func:`sparsity_schedule` — the per-level target sparsities of IMP (``linear`` as in the
+  BERT-Tickets code, ``geometric`` as in the paper's Algorithm 1 and open_lth).
+
+All functions take and return masks as ``dict[name, torch.bool tensor]`` with ``True`` = kept
+(the convention of ``torch.nn.utils.prune``), and are *monotone*: a weight pruned before stays
+pruned. Counts are exact: for target sparsity ``s`` over ``N`` prunable weights exactly
+``round(s * N)`` weights (half rounded up) are pruned, ties in the score broken by position
+(tensor order, then flattened index: the earlier one is pruned first).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import torch
+
+Masks = dict[str, torch.Tensor]
+
+SCHEDULES = ("linear", "geometric")
+
+
+def target_count(sparsity: float, total: int) -> int:
+    """Number of weights to prune for ``sparsity`` (a fraction in [0, 1)) of ``total``.
+
+    ``round(sparsity * total)`` with halves rounded up.
+
+    Raises:
+        ValueError: ``sparsity`` outside [0, 1).
+    """
+    if not (0.0 <= sparsity < 1.0) or math.isnan(sparsity):
+        raise ValueError(f"sparsity must be a fraction in [0, 1), got {sparsity}")
+    return int(math.floor(sparsity * total + 0.5))
+
+
+def _check_inputs(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor] | None) -> None:
+    if not weights:
+        raise ValueError("no prunable weights given")
+    if masks is None:
+        return
+    if set(masks) != set(weights):
+        missing = sorted(set(weights) ^ set(masks))
+        raise ValueError(f"masks and weights name different tensors (first difference: {missing[0]!r})")
+    for name, w in weights.items():
+        m = masks[name]
+        if m.dtype != torch.bool or tuple(m.shape) != tuple(w.shape):
+            raise ValueError(f"mask for {name!r} must be torch.bool of shape {tuple(w.shape)}, got {m.dtype} {tuple(m.shape)}")
+
+
+def _select_by_score(
+    shapes: Mapping[str, torch.Size],
+    masks: Mapping[str, torch.Tensor] | None,
+    sparsity: float,
+    score: Callable[[int, str, torch.Tensor | None], torch.Tensor],
+) -> Masks:
+    """Prune the lowest-scoring surviving weights globally so that exactly
+    ``target_count(sparsity, N)`` weights are pruned in total.
+
+    ``score(i, name, out)`` returns a non-negative float tensor shaped like the i-th tensor
+    (scores are ranked as float32), or writes the flattened float32 scores into ``out`` (when not
+    ``None``) and returns ``out``; it is called twice per tensor and must return the same values
+    both times. Memory: one float32 buffer of N
+    elements (one copy of the weights) plus per-tensor temporaries.
+    """
+    names = list(shapes)
+    sizes = [math.prod(shapes[n]) for n in names]
+    total = sum(sizes)
+    k = target_count(sparsity, total)
+    already = 0 if masks is None else sum(int(masks[n].numel() - masks[n].count_nonzero()) for n in names)
+    if k < already:
+        raise ValueError(
+            f"target sparsity {sparsity} ({k} weights) is below the current sparsity "
+            f"({already} of {total} weights already pruned); pruning never revives weights"
+        )
+    if k == already:
+        return {n: (torch.ones(shapes[n], dtype=torch.bool) if masks is None else masks[n].detach().to("cpu", copy=True)) for n in names}
+
+    def cpu_score(i: int, name: str, out: torch.Tensor | None = None) -> torch.Tensor:
+        s = score(i, name, out)
+        if s is out:
+            return out
+        s = s.detach().to(device="cpu", dtype=torch.float32).reshape(-1)
+        return s if out is None else out.copy_(s)
+
+    cpu_masks = None if masks is None else {n: masks[n].detach().to("cpu").reshape(-1) for n in names}
+
+    # Pass 1: one global int32 buffer holding the IEEE-754 bit patterns of the (non-negative)
+    # scores, which order exactly like the floats; pruned weights get -1 (below every score).
+    # Integer arithmetic keeps this exact and branch-free: bits -> (bits + 1) * keep - 1.
+    buf = torch.empty(total, dtype=torch.float32)
+    bits = buf.view(torch.int32)
+    offset = 0
+    for i, (name, size) in enumerate(zip(names, sizes)):
+        cpu_score(i, name, buf[offset : offset + size])
+        if cpu_masks is not None:
+            bits[offset : offset + size].add_(1).mul_(cpu_masks[name]).sub_(1)
+        offset += size
+    arr = bits.numpy()
+    kth = k - 1
+    arr.partition(kth)  # introselect, in place: arr[:kth] <= arr[kth] <= arr[kth+1:]
+    threshold_bits = int(arr[kth])
+    below = int(np.count_nonzero(arr[:kth] < threshold_bits))
+    equal = (kth - below) + 1 + int(np.count_nonzero(arr[kth + 1 :] == threshold_bits))
+    threshold = float(buf[kth])  # a surviving weight's score (k > already), so >= 0
+    ties_to_prune = k - below  # of the `equal` surviving weights scoring == threshold, prune the first ones
+    del buf, bits, arr
+
+    # Pass 2: keep score > threshold (and not already pruned); among ties, keep all but the
+    # first `ties_to_prune` by position.
+    result: Masks = {}
+    for i, name in enumerate(names):
+        s = cpu_score(i, name)
+        keep = s > threshold
+        if cpu_masks is not None:
+            keep.logical_and_(cpu_masks[name])
+        if equal != ties_to_prune:
+            tie = s == threshold
+            if cpu_masks is not None:
+                tie.logical_and_(cpu_masks[name])
+            tie_idx = torch.nonzero(tie).flatten()
+            if ties_to_prune <= 0:
+                keep[tie_idx] = True
+            elif tie_idx.numel() > ties_to_prune:
+                keep[tie_idx[ties_to_prune:]] = True
+            ties_to_prune -= int(tie_idx.numel())
+        result[name] = keep.reshape(shapes[name])
+    return result
+
+
+def global_magnitude_pruning(
+    weights: Mapping[str, torch.Tensor],
+    sparsity: float,
+    masks: Mapping[str, torch.Tensor] | None = None,
+) -> Masks:
+    """Global unstructured magnitude (L1) pruning to a target sparsity.
+
+    Ranks |w| of every *surviving* weight across all tensors on one scale and prunes the
+    smallest so that exactly ``round(sparsity * N)`` of the ``N`` weights are pruned in total
+    (already-pruned weights count towards it). Source: Chen et al. 2020, Section 3 (global
+    pruning over the BERT-Tickets set); equals ``torch.nn.utils.prune.global_unstructured(...,
+    pruning_method=L1Unstructured)`` when there are no ties in |w|.
+
+    Args:
+        weights: name -> float tensor (any shape, any float dtype, any device) — e.g. the
+            fine-tuned prunable weights.
+        sparsity: target fraction of weights pruned, in [0, 1) (not percent).
+        masks: current masks, name -> ``torch.bool`` tensor of the weight's shape (``True`` =
+            kept); ``None`` = dense.
+
+    Returns:
+        New masks (CPU ``torch.bool`` tensors, ``True`` = kept), same names and shapes.
+
+    Raises:
+        ValueError: sparsity outside [0, 1); sparsity below the masks' current sparsity;
+            masks/weights name different tensors or have mismatched shapes/dtypes.
+    """
+    _check_inputs(weights, masks)
+    def magnitude(i: int, name: str, out: torch.Tensor | None) -> torch.Tensor:
+        w = weights[name].detach()
+        if out is not None and w.dtype == torch.float32 and w.device.type == "cpu":
+            return torch.abs(w.reshape(-1), out=out)
+        return w.abs()
+
+    return _select_by_score({n: w.shape for n, w in weights.items()}, masks, sparsity, magnitude)
+
+
+def random_pruning(
+    shapes: Mapping[str, torch.Size | tuple[int, ...]],
+    sparsity: float,
+    seed: int,
+    masks: Mapping[str, torch.Tensor] | None = None,
+) -> Masks:
+    """Seeded random unstructured pruning to a target sparsity (the random-pruning baseline of
+    Chen et al. 2020, Table 2).
+
+    Surviving weights are ranked by i.i.d. uniform scores drawn from ``torch.Generator``
+    seeded with ``seed + tensor index``, globally, so the result is reproducible and exactly
+    ``round(sparsity * N)`` weights are pruned. Each tensor ends up close to ``sparsity``.
+
+    Args:
+        shapes: name -> tensor shape.
+        sparsity: target fraction pruned, in [0, 1).
+        seed: random seed.
+        masks: current masks (``torch.bool``, ``True`` = kept) or ``None``.
+
+    Returns:
+        New masks (CPU ``torch.bool``), monotone with respect to ``masks``.
+
+    Raises:
+        ValueError: as :func:`global_magnitude_pruning`.
+    """
+    shapes = {n: torch.Size(s) for n, s in shapes.items()}
+    if masks is not None:
+        _check_inputs({n: torch.zeros(()).expand(s) for n, s in shapes.items()}, masks)
+
+    def score(i: int, name: str, out: torch.Tensor | None) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(int(seed) * 100_003 + i)
+        return torch.rand(shapes[name], generator=gen)
+
+    return _select_by_score(shapes, masks, sparsity, score)
+
+
+def sparsity_schedule(
+    schedule: str = "linear",
+    target_sparsity: float = 0.9,
+    prune_step: float = 0.1,
+    prune_fraction: float = 0.1,
+    max_levels: int | None = None,
+) -> list[float]:
+    """Target sparsity of every IMP level, level 0 (dense, 0.0) first.
+
+    * ``linear`` (BERT-Tickets' code): level ``L`` has sparsity ``L * prune_step`` of the
+      original prunable weights (0.1, 0.2, …, 0.9 with the defaults).
+    * ``geometric`` (Chen et al. 2020, Algorithm 1; open_lth): each level prunes
+      ``prune_fraction`` of the remaining weights: ``1 - (1 - prune_fraction) ** L``.
+
+    Levels stop at ``target_sparsity`` (the last level is clipped to it so the target is
+    reached) or after ``max_levels`` pruned levels, whichever comes first. Values are
+    fractions, rounded to 10 decimals.
+
+    Raises:
+        ValueError: unknown schedule; target outside [0, 1); step/fraction outside (0, 1);
+            negative ``max_levels``.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    target_count(target_sparsity, 1)  # validates the range
+    step = prune_step if schedule == "linear" else prune_fraction
+    if not (0.0 < step < 1.0):
+        name = "prune_step" if schedule == "linear" else "prune_fraction"
+        raise ValueError(f"{name} must be a fraction in (0, 1), got {step}")
+    if max_levels is not None and max_levels < 0:
+        raise ValueError(f"max_levels must be >= 0, got {max_levels}")
+    levels = [0.0]
+    level = 0
+    while levels[-1] < target_sparsity - 1e-12 and (max_levels is None or level < max_levels):
+        level += 1
+        s = level * prune_step if schedule == "linear" else 1.0 - (1.0 - prune_fraction) ** level
+        levels.append(round(min(s, target_sparsity), 10))
+    return levels
+
+
+PRUNING_METHODS = ("magnitude", "random")
+
+
+def prune_ticket(ticket, model, sparsity: float, method: str = "magnitude", seed: int = 0):
+    """Next IMP level's :class:`~bert_tickets.mask.TicketMask` from ``model``'s current weights.
+
+    Prunes the prunable weights named by ``ticket`` (globally, see
+    :func:`global_magnitude_pruning` / :func:`random_pruning`) to ``sparsity``; the metadata is
+    copied with ``level`` + 1, ``target_sparsity`` and ``pruning_method`` updated.
+
+    Args:
+        ticket: current :class:`~bert_tickets.mask.TicketMask`.
+        model: model holding the trained weights (any BERT head; keys are backbone-relative).
+        sparsity: target global sparsity, a fraction in [0, 1).
+        method: ``"magnitude"`` or ``"random"``.
+        seed: seed of ``"random"``.
+
+    Raises:
+        ValueError: unknown method, bad sparsity, or a ticket that does not fit the model.
+    """
+    import copy
+
+    from .mask import TicketMask
+
+    if method not in PRUNING_METHODS:
+        raise ValueError(f"unknown pruning method {method!r}; choose one of {', '.join(PRUNING_METHODS)}")
+    targets = ticket.validate(model)
+    missing = [n for n in ticket.masks if n not in targets]
+    if missing:
+        raise ValueError(f"cannot prune: the model has no parameter for mask key {missing[0]!r}")
+    masks = ticket.masks
+    if method == "magnitude":
+        new = global_magnitude_pruning({n: targets[n] for n in masks}, sparsity, masks)
+    else:
+        new = random_pruning(ticket.shapes, sparsity, seed, masks)
+    meta = copy.deepcopy(ticket.metadata)
+    meta.level += 1
+    meta.target_sparsity = sparsity
+    meta.pruning_method = method
+    return TicketMask(new, meta)
