@@ -242,9 +242,15 @@ def sparsity_schedule(
     level = 0
     while levels[-1] < target_sparsity - 1e-12 and (max_levels is None or level < max_levels):
         level += 1
-        s = level * prune_step if schedule == "linear" else 1.0 - (1.0 - prune_fraction) ** level
-        levels.append(round(min(s, target_sparsity), 10))
+        levels.append(min(level_sparsity(schedule, level, prune_step, prune_fraction), round(target_sparsity, 10)))
     return levels
+
+
+def level_sparsity(schedule: str, level: int, prune_step: float = 0.1, prune_fraction: float = 0.1) -> float:
+    """Unclipped sparsity of IMP ``level`` under ``schedule`` (see :func:`sparsity_schedule`),
+    a fraction rounded to 10 decimals; may be >= 1 for the linear schedule past its end."""
+    s = level * prune_step if schedule == "linear" else 1.0 - (1.0 - prune_fraction) ** level
+    return round(s, 10)
 
 
 PRUNING_METHODS = ("magnitude", "random")

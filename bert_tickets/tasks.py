@@ -104,7 +104,8 @@ class Hyperparameters:
             "per_device_train_batch_size": self.per_device_train_batch_size,
             "num_train_epochs": self.num_train_epochs,
             "weight_decay": self.weight_decay,
-            "warmup_ratio": self.warmup_ratio,
+            # transformers 5 folds the warm-up ratio into `warmup_steps` (a float in [0, 1) is a ratio).
+            "warmup_steps": self.warmup_ratio,
             "max_grad_norm": self.max_grad_norm,
         }
 

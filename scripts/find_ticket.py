@@ -1,0 +1,12 @@
+#!/usr/bin/env python
+"""Find a lottery ticket by IMP; the same as `bert-tickets find`, for `accelerate launch`:
+
+    accelerate launch scripts/find_ticket.py --task rte --model bert-base-uncased --output_dir runs/rte
+"""
+
+import sys
+
+from bert_tickets.cli import find_main
+
+if __name__ == "__main__":
+    sys.exit(find_main(sys.argv[1:]))
