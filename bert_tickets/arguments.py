@@ -58,6 +58,19 @@ class IMPArguments:
         default="magnitude",
         metadata={"help": "magnitude: global magnitude pruning (IMP). random: seeded random pruning (baseline).", "choices": ["magnitude", "random"]},
     )
+    pruning_scope: str = field(
+        default="global",
+        metadata={"help": "global: one magnitude ranking over all prunable tensors (BERT-Tickets). layerwise: every tensor "
+                  "pruned to the same sparsity.", "choices": ["global", "layerwise"]},
+    )
+    max_tensor_sparsity: float | None = field(
+        default=None,
+        metadata={"help": "Cap on any one tensor's sparsity within global pruning (fraction); the excess goes to the other "
+                  "tensors so the global count stays exact. Guards against layer collapse."},
+    )
+    collapse_threshold: float = field(
+        default=0.99, metadata={"help": "Warn about any tensor pruned beyond this fraction (layer collapse)."}
+    )
     rewind_step: int = field(
         default=0,
         metadata={"help": "Rewind surviving weights to θ0 (0) or to the weights after this many steps of level-0 (dense) fine-tuning."},
@@ -113,7 +126,7 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
     imp["prunable_patterns"] = imp_args.patterns
     # Where the run stops does not change any level's result: a finished run can be extended
     # (the levels already computed are checked against the new schedule instead).
-    for key in ("max_levels", "target_sparsity"):
+    for key in ("max_levels", "target_sparsity", "collapse_threshold"):
         imp.pop(key)
     return {"model": asdict(model_args) | {"cache_dir": None}, "data": asdict(data_args), "imp": imp, "training": train}
 

@@ -92,6 +92,7 @@ def find_main(argv: list[str]) -> int:
 # ------------------------------------------------------------------------------ info
 def describe_ticket(directory: Path) -> str:
     """Metadata and per-tensor sparsity of the ticket saved in ``directory``."""
+    from .collapse import collapsed_tensors
     from .mask import TicketMask
 
     ticket = TicketMask.from_pretrained(directory)
@@ -99,7 +100,10 @@ def describe_ticket(directory: Path) -> str:
     lines = [
         f"ticket: {directory}",
         f"  base model: {m.base_model} (revision {m.base_model_revision})",
-        f"  task: {m.task}   level: {m.level}   schedule: {m.schedule}   pruning: {m.pruning_method}   rewind step: {m.rewind_step}",
+        f"  task: {m.task}   level: {m.level}   schedule: {m.schedule}   pruning: {m.pruning_method} ({m.pruning_scope}"
+        + (f", max tensor sparsity {m.max_tensor_sparsity}" if m.max_tensor_sparsity is not None else "")
+        + f")   rewind step: {m.rewind_step}",
+        f"  excluded from pruning: {', '.join(m.exclude_patterns) or 'nothing'}",
         f"  sparsity: {ticket.sparsity:.6f} achieved ({ticket.num_pruned:,} of {ticket.num_prunable:,} prunable weights pruned), "
         f"{m.target_sparsity:.6f} target",
     ]
@@ -111,9 +115,11 @@ def describe_ticket(directory: Path) -> str:
         lines.append(f"  dev metrics: {shown}")
     width = max(len(n) for n in ticket.masks)
     lines.append(f"  {'tensor':<{width}}  {'shape':>12}  sparsity")
+    collapsed = collapsed_tensors(ticket.per_tensor_sparsity())
     for name, sp in ticket.per_tensor_sparsity().items():
         shape = "x".join(map(str, ticket.masks[name].shape))
-        lines.append(f"  {name:<{width}}  {shape:>12}  {sp:.4f}")
+        flag = "  <- collapsed (layer collapse)" if name in collapsed else ""
+        lines.append(f"  {name:<{width}}  {shape:>12}  {sp:.4f}{flag}")
     return "\n".join(lines)
 
 

@@ -32,7 +32,7 @@ import math
 import os
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,8 @@ from .arguments import DataArguments, IMPArguments, ModelArguments, run_hash, ru
 from .callback import TicketCallback, fix_loss_scaling
 from .mask import TicketMask, TicketMetadata, _atomic_write, atomic_write_text
 from .metrics import make_compute_metrics
-from .prunable import get_backbone
+from .collapse import collapse_options_hint, collapsed_tensors, low_scale_tensors
+from .prunable import get_backbone, prunable_parameters
 from .pruning import level_sparsity, prune_ticket, sparsity_schedule
 from .tasks import TaskSpec, get_task, load_task_dataset, tokenize_task_dataset, validate_task_inputs
 
@@ -108,6 +109,7 @@ class LevelResult:
     matching: bool | None = None
     elapsed_s: float = 0.0
     nonzero_pruned_weights: int = 0
+    collapsed_tensors: dict[str, float] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------ runner
@@ -165,8 +167,13 @@ class IMPRunner:
                 rewind_step=imp_args.rewind_step,
             ),
         )
-        if imp_args.exclude:
-            self.dense_ticket.metadata.extra["exclude"] = list(imp_args.exclude)
+        self.low_scale = low_scale_tensors(prunable_parameters(probe, imp_args.prunable_patterns, imp_args.exclude))
+        if self.low_scale and imp_args.pruning_method == "magnitude" and imp_args.pruning_scope == "global" and imp_args.max_tensor_sparsity is None:
+            logger.warning(
+                "weight scale far below the other prunable tensors (RMS / median RMS): %s; global magnitude pruning will "
+                "prune them first and may remove them entirely (layer collapse); %s",
+                ", ".join(f"{n} {r:.2f}" for n, r in self.low_scale.items()), collapse_options_hint(self.low_scale),
+            )
         del probe
         self.data = None
 
@@ -238,7 +245,9 @@ class IMPRunner:
         for split in self.task.eval_splits:
             if self.data_args.max_eval_samples is not None:
                 raw[split] = raw[split].select(range(min(self.data_args.max_eval_samples, len(raw[split]))))
-        return tokenize_task_dataset(raw, self.task, self.tokenizer, self.data_args.max_seq_length)
+        # Dynamic padding (Trainer pads each batch with DataCollatorWithPadding): results equivalent to
+        # padding to max_seq_length, in a fraction of the compute for short GLUE sentences.
+        return tokenize_task_dataset(raw, self.task, self.tokenizer, self.data_args.max_seq_length, padding=False)
 
     # -- one level
     def _level_dir(self, level: int) -> Path:
@@ -333,6 +342,17 @@ class IMPRunner:
                 ticket.save_pretrained(level_dir / "ticket")
             self.prepare()
             data = self.data
+            per_tensor = ticket.per_tensor_sparsity()
+            collapsed = collapsed_tensors(per_tensor, self.imp_args.collapse_threshold)
+            if level > 0:
+                lo, hi = min(per_tensor, key=per_tensor.get), max(per_tensor, key=per_tensor.get)
+                logger.info("level %d per-tensor sparsity: min %.4f (%s), max %.4f (%s)", level, per_tensor[lo], lo, per_tensor[hi], hi)
+            if collapsed:
+                logger.warning(
+                    "layer collapse at level %d: %s pruned beyond %.2f; %s", level,
+                    ", ".join(f"{n} {s:.4f}" for n, s in collapsed.items()), self.imp_args.collapse_threshold,
+                    collapse_options_hint(collapsed),
+                )
             t0 = time.perf_counter()
             per_seed, trained = self._train_level(level, ticket, data)
             values = [m[primary] for m in per_seed.values()]
@@ -348,6 +368,7 @@ class IMPRunner:
                 per_seed={s: m[primary] for s, m in per_seed.items()},
                 elapsed_s=time.perf_counter() - t0,
                 nonzero_pruned_weights=sum(m["nonzero_pruned_weights"] for m in per_seed.values()),
+                collapsed_tensors=collapsed,
             )
             # Next level's mask first: once metrics.json exists, resuming needs no trained weights.
             # Past the schedule's end it is saved too (at the unclipped schedule's next sparsity), so
@@ -358,7 +379,10 @@ class IMPRunner:
             else:
                 next_sparsity = level_sparsity(self.imp_args.schedule, level + 1, self.imp_args.prune_step, self.imp_args.prune_fraction)
             if next_sparsity < 1.0:
-                next_ticket = prune_ticket(ticket, trained, next_sparsity, self.imp_args.pruning_method, self.seeds[0])
+                next_ticket = prune_ticket(
+                    ticket, trained, next_sparsity, self.imp_args.pruning_method, self.seeds[0],
+                    self.imp_args.pruning_scope, self.imp_args.max_tensor_sparsity,
+                )
                 if self.is_main:
                     next_ticket.save_pretrained(self._level_dir(level + 1) / "ticket")
             if self.is_main:
@@ -403,6 +427,7 @@ def summarize(results: list[LevelResult], tolerance: float, task: str, wall_s: f
     return {
         "task": task,
         "metric": dense.metric,
+        "collapsed_levels": {r.level: r.collapsed_tensors for r in results if r.collapsed_tensors},
         "matching_rule": rule,
         "highest_matching_sparsity": best.sparsity if best else None,
         "wall_time_s": wall_s,
@@ -412,10 +437,13 @@ def summarize(results: list[LevelResult], tolerance: float, task: str, wall_s: f
 
 def format_summary(summary: dict) -> str:
     """The summary table as printed at the end of ``find``."""
-    lines = [f"{'level':>5}  {'sparsity':>8}  {summary['metric']:>22}  {'Δ vs dense':>10}  matching"]
+    lines = [f"{'level':>5}  {'sparsity':>8}  {summary['metric']:>22}  {'Δ vs dense':>10}  matching  collapsed tensors"]
     for r in summary["levels"]:
         value = f"{r['mean']:.4f}" + (f" ± {r['std']:.4f}" if r["std"] is not None else "")
-        lines.append(f"{r['level']:>5}  {r['sparsity']:>8.4f}  {value:>22}  {r['delta']:>+10.4f}  {'yes' if r['matching'] else 'no'}")
+        collapsed = ", ".join(f"{n} ({s:.2f})" for n, s in r.get("collapsed_tensors", {}).items()) or "-"
+        lines.append(
+            f"{r['level']:>5}  {r['sparsity']:>8.4f}  {value:>22}  {r['delta']:>+10.4f}  {'yes' if r['matching'] else 'no':<8}  {collapsed}"
+        )
     best = summary["highest_matching_sparsity"]
     lines.append(f"matching = {summary['matching_rule']}")
     lines.append(
@@ -428,10 +456,13 @@ def write_summary(run_dir: Path, summary: dict) -> None:
     """Write ``summary.json`` and ``summary.csv`` (atomically)."""
     _json(run_dir / "summary.json", summary)
     buf = io.StringIO()
-    cols = ["level", "target_sparsity", "sparsity", "num_pruned", "num_prunable", "metric", "mean", "std", "delta", "matching", "elapsed_s"]
+    cols = ["level", "target_sparsity", "sparsity", "num_pruned", "num_prunable", "metric", "mean", "std", "delta", "matching",
+            "elapsed_s", "collapsed_tensors"]
     writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     writer.writeheader()
     for r in summary["levels"]:
-        writer.writerow({k: ("" if r[k] is None else r[k]) for k in cols})
+        row = {k: ("" if r.get(k) is None else r.get(k)) for k in cols}
+        row["collapsed_tensors"] = ";".join(r.get("collapsed_tensors", {}))
+        writer.writerow(row)
     atomic_write_text(run_dir / "summary.csv", buf.getvalue())
 

@@ -56,7 +56,10 @@ class TicketMetadata:
         level: IMP level (0 = dense).
         target_sparsity: sparsity the level aimed at (fraction in [0, 1)).
         schedule: ``"linear"`` / ``"geometric"`` / ``None``.
-        pruning_method: ``"magnitude"`` (global), ``"random"`` or ``"dense"``.
+        pruning_method: ``"magnitude"``, ``"random"`` or ``"dense"``.
+        pruning_scope: ``"global"`` (one ranking over all tensors) or ``"layerwise"``.
+        max_tensor_sparsity: per-tensor sparsity cap of global pruning, or ``None``.
+        exclude_patterns: regexes of weights left out of the prunable set (e.g. the pooler).
         rewind_step: training step the surviving weights are rewound to (0 = θ0).
         prunable_patterns: regexes that selected the prunable weights.
         extra: free-form JSON-serialisable extras (metrics, hyperparameters, versions …).
@@ -69,6 +72,9 @@ class TicketMetadata:
     target_sparsity: float = 0.0
     schedule: str | None = None
     pruning_method: str = "dense"
+    pruning_scope: str = "global"
+    max_tensor_sparsity: float | None = None
+    exclude_patterns: list[str] = field(default_factory=list)
     rewind_step: int = 0
     prunable_patterns: list[str] = field(default_factory=lambda: list(DEFAULT_PRUNABLE_PATTERNS))
     extra: dict[str, Any] = field(default_factory=dict)
@@ -137,6 +143,8 @@ class TicketMask:
         meta = metadata if metadata is not None else TicketMetadata()
         if patterns is not None:
             meta.prunable_patterns = list(patterns)
+        if exclude:
+            meta.exclude_patterns = list(exclude)
         return cls({n: torch.ones(p.shape, dtype=torch.bool) for n, p in params.items()}, meta)
 
     # ----------------------------------------------------------------- counts

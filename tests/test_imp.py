@@ -180,3 +180,36 @@ def test_missing_data_and_columns(tiny_checkpoint, glue_dir, tmp_path, capsys):
     assert find(tmp_path / "no-model", glue_dir, tmp_path / "o3") == 2
     assert "model directory not found" in capsys.readouterr().err
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+@pytest.fixture(scope="module")
+def small_pooler_checkpoint(tmp_path_factory, tiny_checkpoint):
+    path = tmp_path_factory.mktemp("ckpt_small_pooler")
+    model = BertModel.from_pretrained(tiny_checkpoint)
+    with torch.no_grad():
+        model.pooler.dense.weight.mul_(0.05)
+    model.save_pretrained(path)
+    BertTokenizerFast.from_pretrained(tiny_checkpoint).save_pretrained(path)
+    return path
+
+
+def test_layer_collapse_reported_and_avoided(small_pooler_checkpoint, glue_dir, tmp_path, capsys):
+    out = tmp_path / "collapse"
+    assert find(small_pooler_checkpoint, glue_dir, out, "--max_levels", "1", "--prune_step", "0.5") == 0
+    captured = capsys.readouterr()
+    assert "weight scale far below" in captured.err and "pooler.dense.weight" in captured.err
+    assert "layer collapse at level 1: pooler.dense.weight 1.0000" in captured.err
+    assert "pooler.dense.weight (1.00)" in captured.out  # in the printed summary table
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["levels"][1]["collapsed_tensors"] == {"pooler.dense.weight": 1.0}
+    assert main(["info", str(out / "level_01")]) == 0
+    assert "collapsed" in capsys.readouterr().out
+
+    capped = tmp_path / "capped"
+    assert find(small_pooler_checkpoint, glue_dir, capped, "--max_levels", "1", "--prune_step", "0.5",
+                "--max_tensor_sparsity", "0.9") == 0
+    assert "layer collapse at level" not in capsys.readouterr().err
+    level1 = json.loads((capped / "level_01" / "metrics.json").read_text())["result"]
+    assert level1["num_pruned"] == target_count(0.5, TINY_PRUNABLE) and level1["collapsed_tensors"] == {}
+    ticket = TicketMask.from_pretrained(capped / "level_01" / "ticket")
+    assert ticket.metadata.max_tensor_sparsity == 0.9 and max(ticket.per_tensor_sparsity().values()) <= 0.9
