@@ -38,17 +38,17 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainerCallback, set_seed
+from transformers import AutoTokenizer, Trainer, TrainerCallback, set_seed
 from transformers.utils import logging as hf_logging
 
 from .arguments import DataArguments, IMPArguments, ModelArguments, run_hash, run_hyperparameters
 from .callback import TicketCallback, fix_loss_scaling
 from .mask import TicketMask, TicketMetadata, _atomic_write, atomic_write_text
-from .metrics import make_compute_metrics
 from .collapse import collapse_options_hint, collapsed_tensors, low_scale_tensors
 from .prunable import get_backbone, prunable_parameters
 from .pruning import level_sparsity, prune_ticket, sparsity_schedule
-from .tasks import TaskSpec, get_task, load_task_dataset, tokenize_task_dataset, validate_task_inputs
+from .task_kinds import get_kind
+from .tasks import TaskSpec, get_task
 
 logger = logging.getLogger("bert_tickets")
 
@@ -141,8 +141,9 @@ class IMPRunner:
             raise ValueError(f"--rewind_step must be >= 0, got {imp_args.rewind_step}")
         if imp_args.tolerance < 0:
             raise ValueError(f"--tolerance must be >= 0, got {imp_args.tolerance}")
+        self.kind = get_kind(self.task.kind)
         if data_args.data_dir is not None:
-            validate_task_inputs(self.task, data_args.data_dir)
+            self.kind.validate_inputs(self.task, data_args.data_dir)
         self.is_main = training_args.process_index == 0
         self.hparams = run_hyperparameters(model_args, data_args, imp_args, training_args)
         self.hash = run_hash(self.hparams)
@@ -207,13 +208,11 @@ class IMPRunner:
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the "classifier newly initialised" report, every level and seed
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model = self.kind.model_class(self.task).from_pretrained(
                 self.model_args.model_name_or_path,
                 revision=self.model_args.revision,
                 cache_dir=self.model_args.cache_dir,
-                num_labels=self.task.num_labels,
-                id2label=self.task.id2label,
-                label2id=self.task.label2id,
+                **self.kind.model_kwargs(self.task),
             )
         finally:
             hf_logging.set_verbosity(verbosity)
@@ -228,26 +227,18 @@ class IMPRunner:
         """
         if self.data is not None:
             return
-        self.data = self._datasets()
+        d = self.data_args
+        self.data = self.kind.prepare(
+            self.task, self.tokenizer, d.data_dir, self.model_args.cache_dir, d.max_seq_length, d.max_train_samples, d.max_eval_samples
+        )
         args = self.training_args
         if args.max_steps and args.max_steps > 0:
             steps = args.max_steps
         else:
-            batches = math.ceil(len(self.data["train"]) / (args.per_device_train_batch_size * max(1, args.world_size)))
+            batches = math.ceil(len(self.data.train) / (args.per_device_train_batch_size * max(1, args.world_size)))
             steps = math.ceil(batches / args.gradient_accumulation_steps) * math.ceil(args.num_train_epochs)
         if self.imp_args.rewind_step > steps:
             raise ValueError(f"--rewind_step {self.imp_args.rewind_step} exceeds the {steps} optimizer steps of level-0 training")
-
-    def _datasets(self):
-        raw = load_task_dataset(self.task, self.data_args.data_dir, self.model_args.cache_dir)
-        if self.data_args.max_train_samples is not None:
-            raw["train"] = raw["train"].select(range(min(self.data_args.max_train_samples, len(raw["train"]))))
-        for split in self.task.eval_splits:
-            if self.data_args.max_eval_samples is not None:
-                raw[split] = raw[split].select(range(min(self.data_args.max_eval_samples, len(raw[split]))))
-        # Dynamic padding (Trainer pads each batch with DataCollatorWithPadding): results equivalent to
-        # padding to max_seq_length, in a fraction of the compute for short GLUE sentences.
-        return tokenize_task_dataset(raw, self.task, self.tokenizer, self.data_args.max_seq_length, padding=False)
 
     # -- one level
     def _level_dir(self, level: int) -> Path:
@@ -276,27 +267,21 @@ class IMPRunner:
                 capture = _CaptureRewindPoint(self.imp_args.rewind_step, rewind_path, self.is_main)
                 callbacks.append(capture)
             args = replace(self.training_args, output_dir=str(self._level_dir(level) / f"seed_{seed}"), seed=seed)
-            eval_split = self.task.eval_splits[0]
             trainer = Trainer(
                 model=model,
                 args=args,
-                train_dataset=data["train"],
-                eval_dataset=data[eval_split],
+                train_dataset=data.train,
+                eval_dataset=next(iter(data.eval.values())),
                 processing_class=self.tokenizer,
-                compute_metrics=make_compute_metrics(self.task),
                 callbacks=callbacks,
+                **self.kind.trainer_kwargs(self.task, self.tokenizer, data),
             )
             trainer.train()
             if capture is not None and not capture.done:
                 raise ValueError(
                     f"--rewind_step {self.imp_args.rewind_step} exceeds the {trainer.state.global_step} steps of level-0 training"
                 )
-            metrics = {}
-            for split in self.task.eval_splits:
-                out = trainer.evaluate(eval_dataset=data[split], metric_key_prefix="eval")
-                for k, v in out.items():
-                    name = k[len("eval_") :] if k.startswith("eval_") else k
-                    metrics[name if split == eval_split else f"{split}_{name}"] = v
+            metrics = self.kind.evaluate(trainer, self.task, data)
             metrics["train_loss"] = next((h["train_loss"] for h in reversed(trainer.state.log_history) if "train_loss" in h), None)
             nonzero = ticket.count_nonzero_pruned(model)
             if nonzero:
