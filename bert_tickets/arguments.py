@@ -27,14 +27,27 @@ class ModelArguments:
 class DataArguments:
     """Which task and data."""
 
-    task: str = field(default="rte", metadata={"help": "Task name (rte, mrpc, cola, stsb, sst2)."})
+    task: str = field(
+        default="rte",
+        metadata={"help": "Task name: GLUE (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli), squad (SQuAD v1.1) or mlm "
+                  "(masked-LM on WikiText); or a path to a task .toml."},
+    )
     data_dir: str | None = field(
         default=None,
-        metadata={"help": "Local GLUE TSV directory (DIR/RTE/train.tsv, DIR/RTE/dev.tsv, ...); default: the Hub."},
+        metadata={"help": "Local data; default: the Hub. GLUE: the TSV directory (DIR/RTE/train.tsv, DIR/RTE/dev.tsv, ...). "
+                  "squad: a folder with train-v1.1.json + dev-v1.1.json, or one SQuAD JSON (split by article). "
+                  "mlm: a folder with wiki.train.raw + wiki.test.raw (without wiki.train.raw: train on wiki.valid.raw)."},
     )
-    max_seq_length: int | None = field(default=None, metadata={"help": "Tokens per example (default: the task's, 128 for GLUE)."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training examples."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation examples."})
+    max_seq_length: int | None = field(
+        default=None,
+        metadata={"help": "Tokens per example (default: the task's: 128 for GLUE, 384 for squad, 512-token blocks for mlm)."},
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training examples (squad: questions; mlm: blocks)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N evaluation examples (squad: questions; mlm: blocks)."}
+    )
 
 
 @dataclass

@@ -156,6 +156,8 @@ class IMPRunner:
             model_args.model_name_or_path, revision=model_args.revision, cache_dir=model_args.cache_dir
         )
         probe = self._load_model(self.seeds[0])
+        # What the kind knows about the loaded model (e.g. an MLM head that was not pre-trained).
+        self.model_notes = self.kind.describe_model(probe)
         self.dense_ticket = TicketMask.dense(
             probe,
             imp_args.prunable_patterns,
@@ -166,6 +168,7 @@ class IMPRunner:
                 task=self.task.name,
                 schedule=imp_args.schedule,
                 rewind_step=imp_args.rewind_step,
+                extra=dict(self.model_notes),
             ),
         )
         self.low_scale = low_scale_tensors(prunable_parameters(probe, imp_args.prunable_patterns, imp_args.exclude))
@@ -208,11 +211,11 @@ class IMPRunner:
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the "classifier newly initialised" report, every level and seed
         try:
-            model = self.kind.model_class(self.task).from_pretrained(
+            model = self.kind.load_model(
+                self.task,
                 self.model_args.model_name_or_path,
                 revision=self.model_args.revision,
                 cache_dir=self.model_args.cache_dir,
-                **self.kind.model_kwargs(self.task),
             )
         finally:
             hf_logging.set_verbosity(verbosity)
@@ -373,6 +376,7 @@ class IMPRunner:
             if self.is_main:
                 if self.imp_args.keep_trained_head:
                     _save_tensors(level_dir / "trained_head.safetensors", _head_state(trained))
+                ticket.metadata.extra.update({**self.model_notes, **data.notes})
                 ticket.metadata.extra["metrics"] = per_seed[str(self.seeds[0])]
                 ticket.metadata.extra[primary] = result.mean
                 ticket.save_pretrained(level_dir / "ticket")
@@ -385,6 +389,9 @@ class IMPRunner:
                 f" ± {result.std:.4f}" if result.std is not None else "", result.elapsed_s,
             )
         summary = summarize(results, self.imp_args.tolerance, self.task.name, time.perf_counter() - started)
+        notes = {**self.model_notes, **(self.data.notes if self.data is not None else {})}
+        if notes:
+            summary["notes"] = notes
         if self.is_main:
             write_summary(self.run_dir, summary)
         print(format_summary(summary))
@@ -430,6 +437,8 @@ def format_summary(summary: dict) -> str:
             f"{r['level']:>5}  {r['sparsity']:>8.4f}  {value:>22}  {r['delta']:>+10.4f}  {'yes' if r['matching'] else 'no':<8}  {collapsed}"
         )
     best = summary["highest_matching_sparsity"]
+    for key, value in summary.get("notes", {}).items():
+        lines.append(f"note: {key}: {value}")
     lines.append(f"matching = {summary['matching_rule']}")
     lines.append(
         f"highest matching sparsity on {summary['task']}: {best:.4f}" if best is not None else f"no pruned level is matching on {summary['task']}"

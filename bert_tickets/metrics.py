@@ -1,26 +1,42 @@
-"""Offline GLUE metrics (no ``evaluate.load`` of Hub modules, which fails without internet).
+"""Offline metrics of every task (no ``evaluate.load`` of Hub modules, which fails without
+internet).
 
-Metric names, definitions and return keys follow the GLUE benchmark (Wang et al. 2019,
+GLUE metric names, definitions and return keys follow the GLUE benchmark (Wang et al. 2019,
 "GLUE: A Multi-Task Benchmark and Analysis Platform for Natural Language Understanding") as
-implemented by the ``glue`` module of Hugging Face ``evaluate``:
+implemented by the ``glue`` module of Hugging Face ``evaluate``; SQuAD follows the official
+v1.1 evaluation script (Rajpurkar et al. 2016); masked-LM reports masked-token accuracy and
+perplexity (Devlin et al. 2019 masking; Chen et al. 2020 report MLM accuracy):
 
-======  ==================================  =========================
-task    metrics (``spec.metrics``)          primary (``spec.primary_metric``)
-======  ==================================  =========================
-CoLA    matthews_correlation                matthews_correlation
-SST-2   accuracy                            accuracy
-MRPC    accuracy, f1                        f1
-STS-B   pearson, spearmanr                  pearson
-RTE     accuracy                            accuracy
-======  ==================================  =========================
+==========  ==================================  =========================
+task        metrics (``spec.metrics``)          primary (``spec.primary_metric``)
+==========  ==================================  =========================
+CoLA        matthews_correlation                matthews_correlation
+SST-2       accuracy                            accuracy
+MRPC        accuracy, f1                        f1
+QQP         accuracy, f1                        f1
+STS-B       pearson, spearmanr                  pearson
+MNLI        accuracy (matched; mismatched as    accuracy (matched)
+            ``validation_mismatched_accuracy``)
+QNLI        accuracy                            accuracy
+RTE         accuracy                            accuracy
+WNLI        accuracy                            accuracy
+SQuAD v1.1  exact_match, f1                     f1
+MLM         accuracy, perplexity                accuracy
+==========  ==================================  =========================
 
-All values are fractions (accuracy 0.852, not 85.2); BERT-Tickets and the GLUE leaderboard
-print them multiplied by 100. Computed with scikit-learn and SciPy.
+All values except perplexity are fractions (accuracy 0.852, not 85.2; SQuAD F1 0.881, not
+88.1); BERT-Tickets, the GLUE leaderboard and the official SQuAD script print them multiplied
+by 100. Higher is better for every primary metric. Computed with scikit-learn, SciPy and NumPy.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
+
+import math
+import re
+import string
+from collections import Counter
 
 import numpy as np
 from scipy import stats
@@ -34,10 +50,15 @@ __all__ = [
     "compute_task_metrics",
     "f1",
     "make_compute_metrics",
+    "masked_lm_metrics",
     "matthews_correlation",
+    "normalize_answer",
     "pearson",
     "primary_metric",
     "spearmanr",
+    "squad_exact_match",
+    "squad_f1",
+    "squad_metrics",
 ]
 
 
@@ -196,8 +217,9 @@ METRICS: Mapping[str, Callable[[Any, Any], float]] = {
 def primary_metric(spec: TaskSpec) -> str:
     """Name of the task's primary metric (the one used to decide whether a subnetwork is
     matching, and for ``TrainingArguments(metric_for_best_model=...)``): ``"accuracy"`` for
-    RTE / SST-2, ``"f1"`` for MRPC, ``"matthews_correlation"`` for CoLA, ``"pearson"`` for
-    STS-B. Higher is better for all of them."""
+    RTE / SST-2 / QNLI / WNLI / MNLI (matched) and MLM (masked tokens), ``"f1"`` for MRPC / QQP
+    and SQuAD, ``"matthews_correlation"`` for CoLA, ``"pearson"`` for STS-B. Higher is better
+    for all of them."""
     return spec.primary_metric
 
 
@@ -243,9 +265,15 @@ def compute_task_metrics(spec: TaskSpec, predictions: Any, references: Any) -> d
 
     Raises:
         ValueError: shapes inconsistent with the task or with each other, empty input,
-            negative reference labels (an unlabelled GLUE test split has label -1), or a
-            metric name without an implementation.
+            negative reference labels (an unlabelled GLUE test split has label -1), a
+            metric name without an implementation, or a non-GLUE task (SQuAD:
+            :func:`squad_metrics`; MLM: :func:`masked_lm_metrics`).
     """
+    if spec.kind != "glue":
+        raise ValueError(
+            f"{spec.name}: compute_task_metrics covers GLUE tasks; {spec.kind} uses "
+            + ("squad_metrics" if spec.kind == "squad" else "masked_lm_metrics")
+        )
     refs = _as_1d("references", references)
     preds = _predicted_labels(spec, predictions)
     if preds.shape[0] != refs.shape[0]:
@@ -285,3 +313,134 @@ def make_compute_metrics(spec: TaskSpec) -> Callable[[Any], dict[str, float]]:
 
     compute_metrics.__name__ = f"compute_metrics_{spec.name}"
     return compute_metrics
+
+
+# --------------------------------------------------------------------------------------------
+# SQuAD v1.1 (Rajpurkar et al. 2016): the official evaluation script's EM and F1
+# --------------------------------------------------------------------------------------------
+
+_PUNCTUATION = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD v1.1 answer normalisation (official ``evaluate-v1.1.py``, Rajpurkar et al. 2016).
+
+    Lower-cases, removes ASCII punctuation (``string.punctuation``), removes the articles
+    ``a``, ``an``, ``the`` (whole words) and collapses runs of whitespace to single spaces
+    (stripping both ends), in that order: ``"The  Cat's hat!"`` -> ``"cats hat"``.
+
+    Args:
+        text: an answer string.
+
+    Returns:
+        The normalised string.
+    """
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def squad_exact_match(prediction: str, ground_truth: str) -> float:
+    """1.0 if the normalised prediction equals the normalised gold answer, else 0.0
+    (:func:`normalize_answer`; official SQuAD v1.1 ``exact_match_score``)."""
+    return float(normalize_answer(prediction) == normalize_answer(ground_truth))
+
+
+def squad_f1(prediction: str, ground_truth: str) -> float:
+    """Token-overlap F1 between a predicted and a gold answer (official SQuAD v1.1 ``f1_score``).
+
+    Both strings are normalised (:func:`normalize_answer`) and split on whitespace; the overlap
+    is the size of the multiset intersection of the two token lists. With no overlap (including
+    an empty prediction or an empty gold answer) F1 is 0.0; otherwise
+    ``2 * P * R / (P + R)`` with ``P = overlap / len(prediction tokens)`` and
+    ``R = overlap / len(gold tokens)``.
+
+    Returns:
+        F1 in ``[0, 1]``.
+    """
+    pred_tokens = normalize_answer(prediction).split()
+    gold_tokens = normalize_answer(ground_truth).split()
+    overlap = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
+    if overlap == 0:
+        return 0.0
+    precision = overlap / len(pred_tokens)
+    recall = overlap / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_metrics(predictions: Mapping[str, str], references: Mapping[str, Any]) -> dict[str, float]:
+    """Official SQuAD v1.1 exact match and F1, as fractions.
+
+    For each question the score is the maximum over its gold answers; the result is the mean
+    over all questions in ``references``. A question without a prediction scores 0 (the
+    official script prints a warning and does the same).
+
+    Args:
+        predictions: question id -> predicted answer text.
+        references: question id -> gold answer texts (a list of str, or a SQuAD ``answers``
+            dict with a ``"text"`` list).
+
+    Returns:
+        ``{"exact_match": em, "f1": f1}``, both in ``[0, 1]`` (the official script prints them
+        multiplied by 100).
+
+    Raises:
+        ValueError: no references, or a question without gold answers.
+    """
+    if not references:
+        raise ValueError("cannot compute SQuAD metrics on 0 questions")
+    em_total = f1_total = 0.0
+    for qid, gold in references.items():
+        texts = list(gold["text"] if isinstance(gold, Mapping) else gold)
+        if not texts:
+            raise ValueError(f"question {qid!r} has no gold answer")
+        if qid not in predictions:
+            continue
+        pred = predictions[qid]
+        em_total += max(squad_exact_match(pred, t) for t in texts)
+        f1_total += max(squad_f1(pred, t) for t in texts)
+    n = len(references)
+    return {"exact_match": em_total / n, "f1": f1_total / n}
+
+
+# --------------------------------------------------------------------------------------------
+# Masked-LM
+# --------------------------------------------------------------------------------------------
+
+
+def masked_lm_metrics(predictions: Any, labels: Any, token_nll: Any | None = None) -> dict[str, float]:
+    """Masked-token accuracy and perplexity over the positions with a label.
+
+    Args:
+        predictions: predicted token ids, int array of shape ``(n, seq_len)`` (argmax of the
+            MLM logits).
+        labels: gold token ids of the same shape; ``-100`` marks positions that were not
+            masked (not scored), as produced by ``DataCollatorForLanguageModeling``.
+        token_nll: optional float array of the same shape with the negative log-likelihood
+            (natural log) of the gold token at each position (ignored where ``labels == -100``).
+
+    Returns:
+        ``{"accuracy": correct / scored}`` plus, when ``token_nll`` is given,
+        ``"perplexity": exp(mean NLL over the scored tokens)`` (a token-weighted mean; lower
+        is better) and ``"masked_tokens"``: the number of scored positions (as a float).
+
+    Raises:
+        ValueError: shapes differ, or no position is scored.
+    """
+    preds, refs = np.asarray(predictions), np.asarray(labels)
+    if preds.shape != refs.shape:
+        raise ValueError(f"predictions {preds.shape} and labels {refs.shape} differ in shape")
+    scored = refs != -100
+    n = int(scored.sum())
+    if n == 0:
+        raise ValueError("no masked token to score (every label is -100)")
+    out = {"accuracy": float((preds[scored] == refs[scored]).sum() / n)}
+    if token_nll is not None:
+        nll = np.asarray(token_nll, dtype=np.float64)
+        if nll.shape != refs.shape:
+            raise ValueError(f"token_nll {nll.shape} and labels {refs.shape} differ in shape")
+        mean = float(nll[scored].mean())
+        out["perplexity"] = math.exp(mean) if mean < 700 else math.inf
+        out["masked_tokens"] = float(n)
+    return out

@@ -3,8 +3,9 @@ trained model is evaluated.
 
 A task spec (``tasks/<name>.toml``) names its ``kind``; the IMP runner, the callback and the mask
 format are the same for every kind. :class:`GlueKind` covers GLUE sequence classification and
-regression; further kinds (SQuAD question answering, masked-LM) register themselves with
-:func:`register_kind`.
+regression; :class:`bert_tickets.squad.SquadKind` (``"squad"``, question answering) and
+:class:`bert_tickets.mlm.MaskedLMKind` (``"mlm"``) register themselves with :func:`register_kind`
+when this module is imported.
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ class PreparedData:
         eval: evaluation split name -> tokenized ``Dataset``; the first entry is the primary
             split (its metrics are reported without a prefix).
         extra: kind-specific data (e.g. the untokenized examples needed by post-processing).
+        notes: provenance worth recording with every result (JSON-serialisable), e.g. that a
+            SQuAD training part was split off the development set; the IMP runner merges it
+            into every ticket's ``metadata.extra`` and prints it with the summary.
     """
 
     train: Any
     eval: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 class TaskKind:
@@ -51,6 +56,22 @@ class TaskKind:
 
     def model_kwargs(self, spec: TaskSpec) -> dict[str, Any]:
         """Extra ``from_pretrained`` keyword arguments (e.g. ``num_labels``)."""
+        return {}
+
+    def load_model(self, spec: TaskSpec, model_name_or_path: str, **kwargs: Any):
+        """Build the task model from a pre-trained checkpoint (θ0).
+
+        Default: ``model_class(spec).from_pretrained(model_name_or_path, **model_kwargs(spec),
+        **kwargs)``; ``kwargs`` are ``from_pretrained`` options such as ``revision`` and
+        ``cache_dir``. A kind may override it to inspect what was loaded (see
+        :meth:`describe_model`).
+        """
+        return self.model_class(spec).from_pretrained(model_name_or_path, **self.model_kwargs(spec), **kwargs)
+
+    def describe_model(self, model) -> dict[str, Any]:
+        """Facts about a freshly loaded model worth recording in every ticket's
+        ``metadata.extra`` (JSON-serialisable), e.g. that its head was not pre-trained.
+        Default: nothing (``{}``)."""
         return {}
 
     def prepare(self, spec: TaskSpec, tokenizer, data_dir, cache_dir, max_seq_length, max_train_samples, max_eval_samples) -> PreparedData:
@@ -129,3 +150,7 @@ def get_kind(name: str) -> TaskKind:
 
 
 register_kind(GlueKind())
+
+# The other built-in kinds register themselves on import (they import this module's names).
+from . import mlm as _mlm  # noqa: E402,F401
+from . import squad as _squad  # noqa: E402,F401

@@ -2,11 +2,13 @@
 
 Every task is described declaratively by one TOML file in the top-level ``tasks/`` folder
 (shipped as the package ``bert_tickets.task_specs``) and read with the standard-library
-:mod:`tomllib` into a frozen :class:`TaskSpec`. The GLUE tasks RTE, MRPC, CoLA, STS-B and SST-2
-are defined today; the schema has a ``kind`` field (``"glue"``, later ``"squad"`` / ``"mlm"``)
-and any number of evaluation splits (MNLI's ``validation_matched`` / ``validation_mismatched``),
-so MNLI, QQP, QNLI, WNLI, SQuAD and MLM can be added as new TOML files (plus, for the
-non-GLUE kinds, a loader branch) without changing the existing API.
+:mod:`tomllib` into a frozen :class:`TaskSpec`. The schema has a ``kind`` field and any number
+of evaluation splits (MNLI's ``validation_matched`` / ``validation_mismatched``), so every task
+of Chen et al. 2020 is one TOML file: the nine GLUE tasks (kind ``"glue"``, loaded here),
+SQuAD v1.1 (kind ``"squad"``, loaded by :mod:`bert_tickets.squad`) and masked-LM on WikiText
+(kind ``"mlm"``, loaded by :mod:`bert_tickets.mlm`). Non-GLUE kinds describe their files in
+``[local]`` and their own settings in a table named after the kind (``[squad]``, ``[mlm]``),
+read through :meth:`TaskSpec.local_option` / :meth:`TaskSpec.option`.
 
 Data comes either from the Hugging Face Hub (``datasets.load_dataset("nyu-mll/glue", config)``)
 or, offline, from a directory in the original GLUE TSV layout written by the GLUE download
@@ -45,10 +47,13 @@ __all__ = [
     "validate_task_inputs",
 ]
 
-#: Task kinds the spec schema knows. Only ``"glue"`` has a data loader so far.
+#: Task kinds the spec schema knows. ``"glue"`` is loaded by this module, ``"squad"`` by
+#: :mod:`bert_tickets.squad`, ``"mlm"`` by :mod:`bert_tickets.mlm`.
 KINDS: tuple[str, ...] = ("glue", "squad", "mlm")
 
 _PROBLEM_TYPES = ("single_label_classification", "regression")
+#: The ``problem_type`` of the non-GLUE kinds (fixed by the kind; the key may be omitted).
+_KIND_PROBLEM_TYPES = {"squad": "question_answering", "mlm": "masked_lm"}
 _LOCAL_LABEL_FORMATS = ("name", "id", "float")
 _NORMALISED_TEXT_COLUMNS = ("sentence1", "sentence2")
 
@@ -64,7 +69,7 @@ class SplitSpec:
 
     Attributes:
         name: split name in the normalised :class:`datasets.DatasetDict` (``"train"``,
-            ``"validation"``; later e.g. ``"validation_matched"``).
+            ``"validation"``, MNLI's ``"validation_matched"``).
         hub_split: name of the same split in the Hub dataset.
         local_file: file name of the split inside the task's local folder (``"dev.tsv"``).
     """
@@ -117,18 +122,22 @@ class TaskSpec:
     TOML schema (top level / tables)::
 
         name, display_name, kind ("glue" | "squad" | "mlm"), aliases, description,
-        problem_type ("single_label_classification" | "regression")
-        [labels]   names (Hub order: index = class id; [] for regression),
+        problem_type ("single_label_classification" | "regression"; GLUE only: squad tasks
+                   are always "question_answering", mlm tasks "masked_lm")
+        [labels]   (GLUE only) names (Hub order: index = class id; [] for regression),
                    local_format ("name": label stored as the class name, "id": as the
                    integer class id, "float": regression score), range (optional [lo, hi])
         [hub]      dataset, config, text_columns, label_column
         [local]    folder, header (bool), text_columns, label_column (header names when
                    header = true, 0-based column indices when header = false),
                    skip_malformed_rows (optional bool, default false)
+                   Non-GLUE kinds: any keys their loader documents (``local_options``).
         [[splits]] name, hub, file      (first split must be "train"; the rest are eval splits)
         [metrics]  names, primary
         [hyperparameters] learning_rate, per_device_train_batch_size, num_train_epochs,
                    max_seq_length, weight_decay, warmup_ratio, max_grad_norm
+        [<kind>]   (optional, non-GLUE kinds) kind-specific settings, e.g. [squad] doc_stride,
+                   n_best_size, max_answer_length; [mlm] mlm_probability (``options``)
 
     Attributes mirror the schema: ``name`` (canonical lower-case id, e.g. ``"stsb"``),
     ``display_name`` (``"STS-B"``), ``kind``, ``aliases``, ``description``, ``problem_type``,
@@ -137,8 +146,11 @@ class TaskSpec:
     ``hub_label_column``, ``local_folder``, ``local_header``, ``local_text_columns``
     (str names or int indices), ``local_label_column``, ``skip_malformed_rows``, ``splits``
     (tuple of :class:`SplitSpec`), ``metrics`` (metric names as in the GLUE ``evaluate``
-    module), ``primary_metric``, ``hyperparameters`` (:class:`Hyperparameters`) and
-    ``source`` (path of the TOML file it was read from).
+    module), ``primary_metric``, ``hyperparameters`` (:class:`Hyperparameters`),
+    ``source`` (path of the TOML file it was read from), ``local_options`` (every key of
+    ``[local]``) and ``options`` (the ``[<kind>]`` table), both as sorted ``(key, value)`` tuples
+    (lists become tuples) so the spec stays hashable; read them with :meth:`local_option` and
+    :meth:`option`.
 
     Instances are immutable and hashable. Build them with :func:`get_task` or
     :func:`load_task_spec`; both validate the file and raise ``ValueError`` naming it.
@@ -167,6 +179,8 @@ class TaskSpec:
     primary_metric: str
     hyperparameters: Hyperparameters
     source: str = ""
+    local_options: tuple[tuple[str, Any], ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()
 
     # ---- derived properties -------------------------------------------------------------
 
@@ -212,6 +226,16 @@ class TaskSpec:
     def label2id(self) -> dict[str, int]:
         """Inverse of :attr:`id2label`."""
         return {v: k for k, v in self.id2label.items()}
+
+    def local_option(self, key: str, default: Any = None) -> Any:
+        """Value of ``key`` in the spec's ``[local]`` table (``default`` when absent); lists are
+        returned as tuples."""
+        return dict(self.local_options).get(key, default)
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """Value of ``key`` in the spec's kind-specific table (``[squad]``, ``[mlm]``;
+        ``default`` when absent); lists are returned as tuples."""
+        return dict(self.options).get(key, default)
 
     def split(self, name: str) -> SplitSpec:
         """Return the :class:`SplitSpec` called ``name``; ``KeyError`` if the task has none."""
@@ -294,16 +318,21 @@ def load_task_spec(path: str | Path) -> TaskSpec:
     kind = _require(raw, "kind", str, where)
     if kind not in KINDS:
         raise ValueError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    problem_type = raw.get("problem_type", "single_label_classification")
-    if problem_type not in _PROBLEM_TYPES:
-        raise ValueError(f"{where}: problem_type must be one of {', '.join(_PROBLEM_TYPES)}, got {problem_type!r}")
+    if kind == "glue":
+        problem_type = raw.get("problem_type", "single_label_classification")
+        if problem_type not in _PROBLEM_TYPES:
+            raise ValueError(f"{where}: problem_type must be one of {', '.join(_PROBLEM_TYPES)}, got {problem_type!r}")
+    else:
+        problem_type = _KIND_PROBLEM_TYPES[kind]  # fixed by the kind; a [labels] table is ignored
 
     labels = raw.get("labels", {})
     label_names = tuple(str(x) for x in labels.get("names", []))
     local_label_format = labels.get("local_format", "float" if problem_type == "regression" else "id")
     if local_label_format not in _LOCAL_LABEL_FORMATS:
         raise ValueError(f"{where}: labels.local_format must be one of {', '.join(_LOCAL_LABEL_FORMATS)}")
-    if problem_type == "regression":
+    if kind != "glue":
+        pass  # no class labels: QA spans / masked tokens
+    elif problem_type == "regression":
         if label_names or local_label_format != "float":
             raise ValueError(f"{where}: a regression task has labels.names = [] and labels.local_format = 'float'")
     elif len(label_names) < 2 or local_label_format == "float":
@@ -321,6 +350,11 @@ def load_task_spec(path: str | Path) -> TaskSpec:
 
     hub = raw.get("hub", {})
     local = _require(raw, "local", dict, where) if kind == "glue" else raw.get("local", {})
+    if not isinstance(local, dict):
+        raise ValueError(f"{where}: [local] must be a table")
+    kind_table = raw.get(kind, {}) if kind != "glue" else {}
+    if not isinstance(kind_table, dict):
+        raise ValueError(f"{where}: [{kind}] must be a table")
     header = bool(local.get("header", True))
     col_type: type = str if header else int
     local_text = tuple(local.get("text_columns", []))
@@ -391,7 +425,22 @@ def load_task_spec(path: str | Path) -> TaskSpec:
         primary_metric=primary,
         hyperparameters=hyper,
         source=str(path),
+        local_options=_freeze(local),
+        options=_freeze(kind_table),
     )
+
+
+def _freeze(table: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A TOML table as sorted, hashable ``(key, value)`` pairs (lists -> tuples, tables -> pairs)."""
+
+    def frozen(value: Any) -> Any:
+        if isinstance(value, list):
+            return tuple(frozen(v) for v in value)
+        if isinstance(value, dict):
+            return _freeze(value)
+        return value
+
+    return tuple(sorted((str(k), frozen(v)) for k, v in table.items()))
 
 
 def _normalise_key(name: str) -> str:
@@ -419,12 +468,13 @@ def _lookup() -> dict[str, str]:
 
 
 def list_tasks() -> list[str]:
-    """Canonical names of all task specs shipped with the package, sorted
-    (``["cola", "mrpc", "rte", "sst2", "stsb"]`` today)."""
+    """Canonical names of all task specs shipped with the package, sorted: the nine GLUE tasks,
+    ``"mlm"`` and ``"squad"``."""
     return sorted(_registry())
 
 
-#: Canonical task names (sorted), e.g. ``("cola", "mrpc", "rte", "sst2", "stsb")``.
+#: Canonical task names (sorted): ``("cola", "mlm", "mnli", "mrpc", "qnli", "qqp", "rte", "squad",
+#: "sst2", "stsb", "wnli")``.
 TASK_NAMES: tuple[str, ...] = tuple(list_tasks())
 
 
@@ -475,7 +525,10 @@ def _task_folder(spec: TaskSpec, data_dir: Path) -> Path:
 
 def _check_kind(spec: TaskSpec) -> None:
     if spec.kind != "glue":
-        raise NotImplementedError(f"task {spec.name!r}: no data loader for kind {spec.kind!r} yet")
+        raise NotImplementedError(
+            f"task {spec.name!r}: this loader reads GLUE data only; kind {spec.kind!r} data are loaded by "
+            f"bert_tickets.{spec.kind} (bert_tickets.task_kinds.get_kind({spec.kind!r}).prepare)"
+        )
 
 
 def _column_indices(spec: TaskSpec, path: Path, first_row: list[str]) -> tuple[list[int], int, int]:
@@ -692,7 +745,8 @@ def load_task_dataset(
             merge rows; CoLA's header-less files are addressed by column index.
         cache_dir: passed to :func:`datasets.load_dataset` (Hub only).
         splits: normalised split names to load (default: all, i.e. ``train`` and
-            ``validation`` for the current tasks; later tasks may have more eval splits).
+            ``validation`` for most tasks; MNLI has ``validation_matched`` and
+            ``validation_mismatched``).
 
     Returns:
         ``DatasetDict`` with one :class:`datasets.Dataset` per split and exactly the columns
@@ -704,8 +758,9 @@ def load_task_dataset(
         FileNotFoundError: local directory, task folder or split file missing.
         ValueError: missing column; malformed row (wrong column count) or unknown / out-of-range
             label in a local file (message names file and line); unknown split name.
-        NotImplementedError: ``spec.kind`` other than ``"glue"`` (SQuAD / MLM loaders not yet
-            written).
+        NotImplementedError: ``spec.kind`` other than ``"glue"`` (SQuAD and MLM data are loaded
+            by :func:`bert_tickets.squad.load_squad_dataset` and
+            :func:`bert_tickets.mlm.load_mlm_text`).
     """
     if isinstance(spec, str):
         spec = get_task(spec)

@@ -102,7 +102,7 @@ def glue_dir(tmp_path: Path) -> Path:
 
 
 def test_task_names():
-    assert list_tasks() == ["cola", "mrpc", "rte", "sst2", "stsb"]
+    assert list_tasks() == ["cola", "mlm", "mnli", "mrpc", "qnli", "qqp", "rte", "squad", "sst2", "stsb", "wnli"]
     assert TASK_NAMES == tuple(list_tasks())
 
 
