@@ -31,6 +31,7 @@ from torch import nn
 from transformers import TrainerCallback
 
 from .mask import TicketMask
+from .prunable import unwrap_model
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +42,13 @@ def fix_loss_scaling(model: nn.Module) -> nn.Module:
     BERT models accept ``**kwargs`` in ``forward`` but compute a plain mean loss that ignores
     ``num_items_in_batch``; setting ``model.accepts_loss_kwargs = False`` (an attribute
     ``Trainer`` reads in its constructor) makes ``Trainer`` divide by the accumulation steps as
-    it should. Must be called before ``Trainer(...)``. Returns ``model``.
+    it should. Must be called before ``Trainer(...)``. For a PEFT-wrapped model the attribute is
+    set on the wrapped base model too (``Trainer`` reads it there). Returns ``model``.
     """
     model.accepts_loss_kwargs = False
+    inner = unwrap_model(model)
+    if inner is not model:
+        inner.accepts_loss_kwargs = False
     return model
 
 
@@ -52,7 +57,10 @@ class TicketCallback(TrainerCallback):
 
     Usage: ``Trainer(model=fix_loss_scaling(model), ..., callbacks=[TicketCallback(mask)])``.
     Works with gradient accumulation, fp16/bf16 mixed precision (masks act on the fp32
-    parameters and their gradients) and DDP (gradients are masked before the all-reduce).
+    parameters and their gradients), DDP (gradients are masked before the all-reduce) and
+    PEFT-wrapped models (the mask acts on each wrapped layer's ``base_layer`` weight; frozen
+    base weights get no hook and stay zero; the adapters themselves are not masked — see
+    :func:`bert_tickets.peft.merge_with_ticket`).
 
     Args:
         mask: the :class:`~bert_tickets.mask.TicketMask` to enforce (``True`` = kept).
@@ -97,13 +105,14 @@ class TicketCallback(TrainerCallback):
         if model is None:
             raise ValueError("TicketCallback needs the model (Trainer passes it to callbacks)")
         self.attach(model)
-        scaled = getattr(model, "accepts_loss_kwargs", None) is False
-        if not scaled and (args.gradient_accumulation_steps > 1 or args.world_size > 1) and type(model).__name__.startswith("Bert"):
+        inner = unwrap_model(model)
+        scaled = getattr(inner, "accepts_loss_kwargs", None) is False
+        if not scaled and (args.gradient_accumulation_steps > 1 or args.world_size > 1) and type(inner).__name__.startswith("Bert"):
             logger.warning(
                 "%s ignores num_items_in_batch, so Trainer will not divide its loss by gradient_accumulation_steps "
                 "(and will multiply it by the world size under DDP); call bert_tickets.fix_loss_scaling(model) "
                 "before building the Trainer",
-                type(model).__name__,
+                type(inner).__name__,
             )
 
     def on_optimizer_step(self, args, state, control, **kwargs):

@@ -11,9 +11,16 @@ On-disk format (a directory), version :data:`FORMAT_VERSION`:
   parameter name, holding ``numpy.packbits`` of the flattened mask (``True`` = kept; big bit
   order), i.e. ``ceil(numel / 8)`` bytes. The safetensors header metadata repeats the format
   name and version.
-* ``ticket_config.json`` — format version, shapes of every masked tensor, and the metadata
+* ``ticket_config.json`` — format version, shapes of every masked tensor, the metadata
   fields of :class:`TicketMask` (base model and revision, task, level, target and achieved
-  sparsity, schedule, rewind step, …).
+  sparsity, schedule, rewind step, …), the versions of the libraries that wrote it, and the
+  sha256 of ``ticket_mask.safetensors`` (``mask_sha256``; checked on load when present — it
+  equals the Hub's LFS object id of the file).
+* ``README.md`` — a model card, when one is given (:mod:`bert_tickets.hub` renders it).
+
+A ticket is loaded from a local directory or from a Hugging Face Hub repository
+(:meth:`TicketMask.from_pretrained`, :func:`bert_tickets.hub.load_ticket`) and pushed with
+:meth:`TicketMask.push_to_hub`.
 
 Files are written to a temporary name and renamed into place, so an interrupted save never
 leaves a half-written ticket.
@@ -21,6 +28,7 @@ leaves a half-written ticket.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -33,8 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.numpy import load_file as np_load_file
-from safetensors.numpy import save_file as np_save_file
+from safetensors.numpy import load as np_load_bytes
+from safetensors.numpy import save as np_save_bytes
 from torch import nn
 
 from .prunable import DEFAULT_PRUNABLE_PATTERNS, prunable_parameters, resolve_mask_targets
@@ -43,6 +51,7 @@ FORMAT_NAME = "bert-tickets-mask"
 FORMAT_VERSION = 1
 MASK_FILE = "ticket_mask.safetensors"
 CONFIG_FILE = "ticket_config.json"
+README_FILE = "README.md"
 
 
 @dataclass
@@ -102,6 +111,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             f.write(text)
 
     _atomic_write(Path(path), write)
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of the libraries that write a ticket (recorded in ``ticket_config.json``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for dist in ("bert-tickets", "torch", "transformers", "huggingface_hub", "safetensors", "numpy", "peft"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
 
 
 class TicketMask:
@@ -185,16 +207,27 @@ class TicketMask:
         """
         return resolve_mask_targets(model, self.shapes)
 
-    def apply(self, model: nn.Module) -> nn.Module:
+    def apply(self, model: nn.Module, strict: bool = False) -> nn.Module:
         """Zero the pruned weights of ``model`` in place (after validating every key first).
+
+        ``model`` may be PEFT-wrapped (the mask then acts on each wrapped layer's
+        ``base_layer`` weight). When ``model`` was loaded from another checkpoint than the
+        ticket's ``base_model`` (``config._name_or_path``, or a different commit sha), a
+        :class:`~bert_tickets.hub.BaseModelMismatchWarning` is issued — or, with ``strict=True``,
+        a ``ValueError`` is raised before anything is touched (see
+        :func:`bert_tickets.hub.check_base_model`).
 
         Returns:
             ``model`` itself, so ``mask.apply(AutoModel...from_pretrained(...))`` chains.
 
         Raises:
-            ValueError: see :meth:`validate`; the model is unchanged in that case.
+            ValueError: see :meth:`validate`, or a base-model mismatch with ``strict=True``; the
+                model is unchanged in that case.
         """
+        from .hub import check_base_model
+
         targets = self.validate(model)
+        check_base_model(self, model, strict=strict)
         with torch.no_grad():
             for name, param in targets.items():
                 param.mul_(self.masks[name].to(param.device))
@@ -223,9 +256,14 @@ class TicketMask:
             "per_tensor_sparsity": self.per_tensor_sparsity(),
         }
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+    def save_pretrained(self, directory: str | os.PathLike, model_card: Any = None) -> Path:
         """Write ``ticket_mask.safetensors`` (bit-packed) and ``ticket_config.json`` to
         ``directory`` (created if needed), each through a temporary file + rename.
+
+        Args:
+            directory: target directory.
+            model_card: optional model card (``str`` or ``huggingface_hub.ModelCard``) written
+                as ``README.md``.
 
         Returns:
             The directory path.
@@ -233,61 +271,156 @@ class TicketMask:
         directory = Path(directory)
         packed = {n: np.packbits(m.numpy().reshape(-1)) for n, m in self.masks.items()}
         header = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
-        _atomic_write(directory / MASK_FILE, lambda tmp: np_save_file(packed, tmp, metadata=header))
-        atomic_write_text(directory / CONFIG_FILE, json.dumps(self.to_config(), indent=2) + "\n")
+        data = np_save_bytes(packed, metadata=header)
+
+        def write_mask(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                f.write(data)
+
+        _atomic_write(directory / MASK_FILE, write_mask)
+        config = {**self.to_config(), "mask_sha256": hashlib.sha256(data).hexdigest(), "library_versions": library_versions()}
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+        if model_card is not None:
+            atomic_write_text(directory / README_FILE, str(model_card))
         return directory
 
     save = save_pretrained
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> TicketMask:
-        """Load a ticket saved by :meth:`save_pretrained` from a local directory.
+    def from_pretrained(
+        cls,
+        repo_id_or_dir: str | os.PathLike,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        subfolder: str | None = None,
+    ) -> TicketMask:
+        """Load a ticket saved by :meth:`save_pretrained` from a local directory or a Hub repo.
 
-        Only safetensors and JSON are read (nothing is unpickled).
+        ``repo_id_or_dir`` is read as a local directory when it is one (joined with
+        ``subfolder``), or when it cannot be a Hub repo id (e.g. ``runs/rte/level_05/ticket``);
+        otherwise it is a Hub repo id (``"alice/bert-base-uncased-rte-ticket"``) whose
+        ``ticket_config.json`` and ``ticket_mask.safetensors`` are fetched with
+        ``huggingface_hub.hf_hub_download`` into the Hugging Face cache (honouring
+        ``HF_HUB_OFFLINE`` / ``local_files_only``). One run's levels live on branches such as
+        ``revision="sparsity-60"`` (see :mod:`bert_tickets.hub`).
+
+        Only safetensors and JSON are read (nothing is unpickled); the format version is checked
+        before the mask file is read; names, sizes, the pruned count and the file's sha256 (when
+        recorded) are checked before a :class:`TicketMask` is built.
+
+        Args:
+            repo_id_or_dir: local directory or Hub repo id.
+            revision: Hub branch, tag or commit sha (Hub only; default ``"main"``).
+            cache_dir: Hugging Face cache directory (Hub only; default ``HF_HUB_CACHE``).
+            local_files_only: never reach the network, use the cache (Hub only).
+            token: Hub token (Hub only).
+            subfolder: folder inside the directory / repo holding the ticket files.
 
         Raises:
-            FileNotFoundError: a file is missing.
+            FileNotFoundError: a file is missing, the repo / revision / file does not exist on
+                the Hub or (offline) in the cache.
             ValueError: unknown format or version, a corrupted/truncated mask file, or tensor
                 names/sizes that disagree with the config.
         """
-        directory = Path(directory)
+        directory = Path(repo_id_or_dir) / subfolder if subfolder else Path(repo_id_or_dir)
+        if not directory.is_dir():
+            from .hub import download_ticket, is_hub_repo_id
+
+            if is_hub_repo_id(repo_id_or_dir):
+                directory = download_ticket(
+                    str(repo_id_or_dir), revision=revision, cache_dir=cache_dir,
+                    local_files_only=local_files_only, token=token, subfolder=subfolder,
+                )
+        return cls._from_directory(directory)
+
+    @classmethod
+    def _from_directory(cls, directory: Path) -> TicketMask:
         cfg_path, mask_path = directory / CONFIG_FILE, directory / MASK_FILE
         for path in (cfg_path, mask_path):
             if not path.is_file():
                 raise FileNotFoundError(f"no ticket at {directory}: missing {path.name}")
         try:
             cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{cfg_path} is not valid JSON: {err}") from None
-        if cfg.get("format") != FORMAT_NAME or cfg.get("format_version") != FORMAT_VERSION:
+        if not isinstance(cfg, dict) or cfg.get("format") != FORMAT_NAME or cfg.get("format_version") != FORMAT_VERSION:
+            cfg = cfg if isinstance(cfg, dict) else {}
             raise ValueError(
                 f"{cfg_path}: unsupported ticket format {cfg.get('format')!r} version {cfg.get('format_version')!r} "
                 f"(this bert-tickets reads {FORMAT_NAME!r} version {FORMAT_VERSION})"
             )
+        data = mask_path.read_bytes()
+        expected_sha = cfg.get("mask_sha256")
+        if expected_sha is not None and hashlib.sha256(data).hexdigest() != expected_sha:
+            raise ValueError(
+                f"{mask_path} is corrupted or truncated: its sha256 differs from the mask_sha256 recorded in {CONFIG_FILE}"
+            )
         try:
-            packed = np_load_file(str(mask_path))
+            packed = np_load_bytes(data)
         except (SafetensorError, OSError, ValueError) as err:
-            raise ValueError(f"{mask_path} is corrupted or truncated: {err}") from None
-        shapes = {n: tuple(s) for n, s in cfg["shapes"].items()}
+            raise ValueError(f"{mask_path} is corrupted or truncated: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        shapes_cfg = cfg.get("shapes")
+        if not isinstance(shapes_cfg, dict) or not shapes_cfg:
+            raise ValueError(f"{cfg_path}: missing or empty 'shapes'")
+        try:
+            shapes = {n: tuple(int(d) for d in s) for n, s in shapes_cfg.items()}
+        except (TypeError, ValueError):
+            raise ValueError(f"{cfg_path}: 'shapes' must map tensor names to lists of integers") from None
         if set(packed) != set(shapes):
             diff = sorted(set(packed) ^ set(shapes))
             raise ValueError(f"{mask_path} and {CONFIG_FILE} disagree on tensor {diff[0]!r}")
         masks = {}
+        kept = total = 0
         for name, shape in shapes.items():
             numel = math.prod(shape)
             arr = packed[name]
             if arr.dtype != np.uint8 or arr.ndim != 1 or arr.size != (numel + 7) // 8:
                 raise ValueError(f"{mask_path}: tensor {name!r} has {arr.size} bytes, expected {(numel + 7) // 8} for shape {shape}")
-            bits = np.unpackbits(arr, count=numel).astype(bool)
+            bits = np.unpackbits(arr, count=numel).view(np.bool_)  # fresh 0/1 uint8 array: a bool view is exact
+            kept += int(np.count_nonzero(bits))
+            total += numel
             masks[name] = torch.from_numpy(bits.reshape(shape))
         known = {f.name for f in fields(TicketMetadata)}
-        metadata = TicketMetadata(**{k: v for k, v in cfg.items() if k in known})
-        ticket = cls(masks, metadata)
-        if ticket.num_pruned != cfg.get("num_pruned", ticket.num_pruned):
-            raise ValueError(f"{mask_path}: {ticket.num_pruned} pruned weights but the config records {cfg['num_pruned']}")
-        return ticket
+        try:
+            metadata = TicketMetadata(**{k: v for k, v in cfg.items() if k in known})
+        except TypeError as err:
+            raise ValueError(f"{cfg_path}: invalid metadata: {err}") from None
+        if "num_pruned" in cfg and total - kept != cfg["num_pruned"]:
+            raise ValueError(f"{mask_path}: {total - kept} pruned weights but the config records {cfg['num_pruned']}")
+        return cls(masks, metadata)
 
     load = from_pretrained
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        commit_message: str | None = None,
+        model_card: Any = None,
+        create_pr: bool = False,
+        api: Any = None,
+    ):
+        """Upload this ticket (mask, config and a model card ``README.md``) to a Hub repo.
+
+        Through ``huggingface_hub.HfApi`` only: ``create_repo(exist_ok=True)``,
+        ``create_branch`` when ``revision`` names a branch other than ``main``, then one
+        ``upload_folder`` commit. See :func:`bert_tickets.hub.push_ticket` for the arguments
+        (``model_card`` defaults to a card rendered from this ticket's metadata).
+
+        Returns:
+            The ``huggingface_hub.CommitInfo`` of the upload.
+        """
+        from .hub import push_ticket
+
+        return push_ticket(
+            self, repo_id, revision=revision, private=private, token=token, commit_message=commit_message,
+            model_card=model_card, create_pr=create_pr, api=api,
+        )
 
     def __repr__(self) -> str:
         m = self.metadata

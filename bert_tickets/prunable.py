@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -34,16 +35,85 @@ DEFAULT_PRUNABLE_PATTERNS: tuple[str, ...] = (
 )
 
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """Strip the wrappers around a model: DDP / accelerate (``.module``) and PEFT
+    (``PeftModel`` / ``PeftMixedModel`` -> ``get_base_model()``, a tuner such as ``LoraModel`` ->
+    ``.model``). Returns the innermost model (e.g. ``BertForSequenceClassification``); a model
+    without wrappers is returned unchanged. peft is never imported here: a model can only be a
+    PEFT wrapper when peft is already loaded.
+    """
+    for _ in range(8):  # wrappers nest at most a few levels deep
+        inner = None
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            inner = model.module
+        elif _is_peft_wrapper(model):
+            inner = model.get_base_model() if hasattr(model, "get_base_model") else model.model
+        if inner is None or inner is model:
+            return model
+        model = inner
+    return model
+
+
+def _is_peft_wrapper(model: nn.Module) -> bool:
+    peft = sys.modules.get("peft")
+    if peft is None:
+        return False
+    from peft.tuners.tuners_utils import BaseTuner
+
+    wrappers = tuple(c for c in (getattr(peft, "PeftModel", None), getattr(peft, "PeftMixedModel", None), BaseTuner) if c)
+    return isinstance(model, wrappers)
+
+
 def get_backbone(model: nn.Module) -> nn.Module:
     """Return the backbone (``BertModel``) of ``model``; mask keys are relative to it.
 
-    Works for a bare ``BertModel``, any ``BertFor*`` head model (via ``base_model``) and a
-    model wrapped by DDP/accelerate (``.module``).
+    Works for a bare ``BertModel``, any ``BertFor*`` head model (via ``base_model``), a model
+    wrapped by DDP/accelerate (``.module``) and a PEFT-wrapped model (``PeftModel``, e.g. from
+    ``peft.get_peft_model``; see :func:`unwrap_model`).
     """
-    while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
+    model = unwrap_model(model)
     base = getattr(model, "base_model", model)
     return base if isinstance(base, nn.Module) else model
+
+
+def canonical_parameter_name(name: str) -> str:
+    """Parameter name with PEFT's wrapper segments removed.
+
+    PEFT tuners (LoRA, IA3, LoHa, …) replace a layer by a wrapper holding the original layer as
+    ``base_layer``, so ``encoder.layer.0.attention.self.query.weight`` becomes
+    ``encoder.layer.0.attention.self.query.base_layer.weight``; this maps it back. Adapter
+    parameters (``...query.lora_A.default.weight``) keep their own names and never match a
+    prunable pattern.
+    """
+    return _BASE_LAYER.sub(".", name) if ".base_layer." in name else name
+
+
+_BASE_LAYER = re.compile(r"\.base_layer\.")
+
+
+def backbone_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Backbone parameters of ``model`` by canonical (mask-key) name (see
+    :func:`canonical_parameter_name`), in model order. For an unwrapped model these are exactly
+    ``get_backbone(model).named_parameters()``.
+
+    Raises:
+        ValueError: a layer is PEFT-wrapped while an adapter is merged into its base weight (a
+            mask applied then would be undone by an unmerge); unmerge first or use
+            :func:`bert_tickets.peft.merge_with_ticket`.
+    """
+    backbone = get_backbone(model)
+    params: dict[str, nn.Parameter] = {}
+    for name, param in backbone.named_parameters():
+        canonical = canonical_parameter_name(name)
+        if canonical != name:
+            owner = backbone.get_submodule(name.rsplit(".base_layer.", 1)[0])
+            if getattr(owner, "merged", False):
+                raise ValueError(
+                    f"{name.rsplit('.base_layer.', 1)[0]} has an adapter merged into its weight; call unmerge_adapter() "
+                    "before applying a ticket, or merge with bert_tickets.peft.merge_with_ticket"
+                )
+        params.setdefault(canonical, param)
+    return params
 
 
 def _compile(patterns: Iterable[str] | None) -> list[re.Pattern]:
@@ -61,7 +131,8 @@ def prunable_parameters(
     """Select the prunable weights of ``model``.
 
     Args:
-        model: a BERT model (bare backbone or any head model).
+        model: a BERT model (bare backbone or any head model, possibly PEFT-wrapped: names are
+            canonical, see :func:`canonical_parameter_name`).
         patterns: regexes matched with ``re.fullmatch`` against backbone-relative parameter
             names; default :data:`DEFAULT_PRUNABLE_PATTERNS` (the BERT-Tickets set).
         exclude: regexes (``re.fullmatch``) of names to leave out of the selected set, e.g.
@@ -76,10 +147,9 @@ def prunable_parameters(
     """
     include = _compile(patterns if patterns is not None else DEFAULT_PRUNABLE_PATTERNS)
     excl = _compile(exclude)
-    backbone = get_backbone(model)
     selected = {
         name: p
-        for name, p in backbone.named_parameters()
+        for name, p in backbone_parameters(model).items()
         if any(r.fullmatch(name) for r in include) and not any(r.fullmatch(name) for r in excl)
     }
     if not selected:
@@ -98,7 +168,9 @@ def resolve_mask_targets(
     A key whose top-level module is absent from the backbone (the pooler of a model built with
     ``add_pooling_layer=False``, as in ``BertForMaskedLM`` / ``BertForQuestionAnswering``) is
     skipped with a logged note. Every other key must name an existing parameter of the same
-    shape. Nothing is modified.
+    shape. Nothing is modified. In a PEFT-wrapped model (``peft.get_peft_model``) a key resolves
+    to the wrapped layer's ``base_layer`` parameter (LoRA renames ``...query.weight`` to
+    ``...query.base_layer.weight``).
 
     Args:
         model: the target model.
@@ -109,10 +181,11 @@ def resolve_mask_targets(
 
     Raises:
         ValueError: a key has no parameter in the model (other than the skippable case above), or
-            a shape differs. The message names the first offending key.
+            a shape differs, or an adapter is merged into a wrapped layer. The message names the
+            first offending key.
     """
     backbone = get_backbone(model)
-    params = dict(backbone.named_parameters())
+    params = backbone_parameters(model)
     targets: dict[str, nn.Parameter] = {}
     for key, shape in shapes.items():
         param = params.get(key)

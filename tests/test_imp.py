@@ -24,7 +24,9 @@ def tiny_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
+    tok = BertTokenizerFast(vocab=str(path / "vocab.txt"))  # (transformers 5 ignores `vocab_file=`)
+    assert tok.convert_tokens_to_ids("cat") == vocab.index("cat") and tok.unk_token_id not in tok("the cat sat")["input_ids"]
+    tok.save_pretrained(path)
     torch.manual_seed(0)
     BertModel(tiny_config(vocab_size=len(vocab))).save_pretrained(path)
     return path
