@@ -36,7 +36,7 @@ from typing import Any
 
 from torch import nn
 
-from .mask import CONFIG_FILE, FORMAT_NAME, FORMAT_VERSION, MASK_FILE, README_FILE, TicketMask
+from .mask import CONFIG_FILE, MASK_FILE, TicketMask, read_ticket_config
 from .prunable import unwrap_model
 
 logger = logging.getLogger("bert_tickets")
@@ -159,16 +159,7 @@ def download_ticket(
             raise OSError(f"ticket {where}: Hub error: {str(err).strip().splitlines()[0]}") from None
 
     config_path = fetch(CONFIG_FILE, revision)
-    try:
-        cfg = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"ticket {where}: {CONFIG_FILE} is not valid JSON: {err}") from None
-    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT_NAME or cfg.get("format_version") != FORMAT_VERSION:
-        cfg = cfg if isinstance(cfg, dict) else {}
-        raise ValueError(
-            f"ticket {where}: unsupported ticket format {cfg.get('format')!r} version {cfg.get('format_version')!r} "
-            f"(this bert-tickets reads {FORMAT_NAME!r} version {FORMAT_VERSION})"
-        )
+    read_ticket_config(config_path, f"ticket {where}")  # format checked before the mask is fetched
     commit = _snapshot_commit(config_path)
     mask_path = fetch(MASK_FILE, commit or revision)
     if mask_path.parent != config_path.parent:

@@ -126,6 +126,26 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
+def read_ticket_config(path: Path, where: str) -> dict[str, Any]:
+    """Read ``ticket_config.json`` and check its format name and version.
+
+    Raises:
+        ValueError: invalid JSON, or a format/version this bert-tickets does not read; the
+            message starts with ``where``.
+    """
+    try:
+        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{where}: {CONFIG_FILE} is not valid JSON: {err}") from None
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT_NAME or cfg.get("format_version") != FORMAT_VERSION:
+        cfg = cfg if isinstance(cfg, dict) else {}
+        raise ValueError(
+            f"{where}: unsupported ticket format {cfg.get('format')!r} version {cfg.get('format_version')!r} "
+            f"(this bert-tickets reads {FORMAT_NAME!r} version {FORMAT_VERSION})"
+        )
+    return cfg
+
+
 class TicketMask:
     """Mask over the prunable weights of a BERT model (``True`` = kept), plus metadata.
 
@@ -341,16 +361,7 @@ class TicketMask:
         for path in (cfg_path, mask_path):
             if not path.is_file():
                 raise FileNotFoundError(f"no ticket at {directory}: missing {path.name}")
-        try:
-            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{cfg_path} is not valid JSON: {err}") from None
-        if not isinstance(cfg, dict) or cfg.get("format") != FORMAT_NAME or cfg.get("format_version") != FORMAT_VERSION:
-            cfg = cfg if isinstance(cfg, dict) else {}
-            raise ValueError(
-                f"{cfg_path}: unsupported ticket format {cfg.get('format')!r} version {cfg.get('format_version')!r} "
-                f"(this bert-tickets reads {FORMAT_NAME!r} version {FORMAT_VERSION})"
-            )
+        cfg = read_ticket_config(cfg_path, str(cfg_path))
         data = mask_path.read_bytes()
         expected_sha = cfg.get("mask_sha256")
         if expected_sha is not None and hashlib.sha256(data).hexdigest() != expected_sha:

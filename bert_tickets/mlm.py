@@ -375,15 +375,6 @@ class MaskedLMKind(TaskKind):
             "preprocess_logits_for_metrics": preprocess_logits_for_metrics,
         }
 
-    def evaluate(self, trainer, spec, data):
-        metrics: dict[str, float] = {}
-        first = next(iter(data.eval))
-        for split, ds in data.eval.items():
-            out = trainer.evaluate(eval_dataset=ds, metric_key_prefix="eval")
-            for key, value in out.items():
-                name = key[len("eval_"):] if key.startswith("eval_") else key
-                metrics[name if split == first else f"{split}_{name}"] = value
-        return metrics
 
 
 def _decoder_tied(model) -> bool:

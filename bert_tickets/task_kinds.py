@@ -83,8 +83,18 @@ class TaskKind:
         return {}
 
     def evaluate(self, trainer, spec: TaskSpec, data: PreparedData) -> dict[str, float]:
-        """Metrics of the trained model: primary split unprefixed, others as ``{split}_{name}``."""
-        raise NotImplementedError
+        """Metrics of the trained model: primary split unprefixed, others as ``{split}_{name}``.
+
+        Default: ``trainer.evaluate`` on every evaluation split (``compute_metrics`` from
+        :meth:`trainer_kwargs`)."""
+        metrics: dict[str, float] = {}
+        first = next(iter(data.eval))
+        for split, ds in data.eval.items():
+            out = trainer.evaluate(eval_dataset=ds, metric_key_prefix="eval")
+            for key, value in out.items():
+                name = key[len("eval_") :] if key.startswith("eval_") else key
+                metrics[name if split == first else f"{split}_{name}"] = value
+        return metrics
 
 
 def _select(ds, n: int | None):
@@ -118,15 +128,6 @@ class GlueKind(TaskKind):
     def trainer_kwargs(self, spec, tokenizer, data):
         return {"compute_metrics": make_compute_metrics(spec)}
 
-    def evaluate(self, trainer, spec, data):
-        metrics: dict[str, float] = {}
-        first = next(iter(data.eval))
-        for split, ds in data.eval.items():
-            out = trainer.evaluate(eval_dataset=ds, metric_key_prefix="eval")
-            for key, value in out.items():
-                name = key[len("eval_") :] if key.startswith("eval_") else key
-                metrics[name if split == first else f"{split}_{name}"] = value
-        return metrics
 
 
 _KINDS: dict[str, TaskKind] = {}

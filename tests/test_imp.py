@@ -4,7 +4,6 @@ tiny RTE-format GLUE directory (nothing is downloaded)."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
