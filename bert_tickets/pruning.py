@@ -113,23 +113,19 @@ def _select_by_score(
     ties_to_prune = k - below  # of the `equal` surviving weights scoring == threshold, prune the first ones
     del buf, bits, arr
 
-    # Pass 2: keep score > threshold (and not already pruned); among ties, keep all but the
-    # first `ties_to_prune` by position.
+    # Pass 2: prune score < threshold and the first `ties_to_prune` surviving ties by position.
+    # Usually every tie is pruned (`keep = s > threshold`, no tie search). Otherwise ties are
+    # kept (`s >= threshold`) and the first ones cleared, scanning tensors only until done.
+    all_ties_pruned = equal == ties_to_prune
     result: Masks = {}
     for i, name in enumerate(names):
         s = cpu_score(i, name)
-        keep = s > threshold
+        keep = s > threshold if all_ties_pruned else s >= threshold
         if cpu_masks is not None:
             keep.logical_and_(cpu_masks[name])
-        if equal != ties_to_prune:
-            tie = s == threshold
-            if cpu_masks is not None:
-                tie.logical_and_(cpu_masks[name])
-            tie_idx = torch.nonzero(tie).flatten()
-            if ties_to_prune <= 0:
-                keep[tie_idx] = True
-            elif tie_idx.numel() > ties_to_prune:
-                keep[tie_idx[ties_to_prune:]] = True
+        if not all_ties_pruned and ties_to_prune > 0:
+            tie_idx = torch.nonzero(keep & (s == threshold)).flatten()[:ties_to_prune]
+            keep[tie_idx] = False
             ties_to_prune -= int(tie_idx.numel())
         result[name] = keep.reshape(shapes[name])
     return result

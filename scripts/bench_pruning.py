@@ -284,8 +284,10 @@ def main(argv=None) -> None:
     print(f"environment: {env}; total runtime {time.perf_counter() - t_start:.0f} s")
     if env.get("others_pct", 0) + env.get("steal_pct", 0) > 10:
         print(f"NOTE: other processes ({env['others_pct']}%) and hypervisor steal ({env['steal_pct']}%) took CPU during "
-              "this run: medians are inflated; the min column is the better estimate of uncontended time")
-    print(f"TARGET <= {TARGET_S} s per pruning call on 2 CPU cores (bert-base, N = {total:,}): "
+              "this run: medians are inflated; the min column is the better estimate of uncontended time. With "
+              "torch threads = cores and a core taken by another process, torch's OpenMP regions stall; compare --threads 1")
+    print(f"TARGET <= {TARGET_S} s per pruning call on 2 CPU cores (bert-base, N = {total:,}; measured on "
+          f"{env['cores']} cores, torch threads {threads}): "
           f"(a) median {s['a_ours_l1']['median_s']:.3f} s {'MET' if met_a else 'NOT MET'}; "
           f"(b) median {s['b_ours_l2']['median_s']:.3f} s {'MET' if met_b else 'NOT MET'}; "
           f"ours/torch (a) {ratio:.2f}x")

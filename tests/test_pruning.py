@@ -154,3 +154,23 @@ def test_prune_ticket_on_model(config):
     assert t1.metadata.pruning_method == "magnitude" and t0.metadata.level == 0
     with pytest.raises(ValueError, match="unknown pruning method"):
         prune_ticket(t0, model, 0.3, method="snip")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_stable_sort_reference_with_many_ties(seed):
+    """Against a direct reference: a stable sort of (|w|, position) over the survivors."""
+    g = torch.Generator().manual_seed(seed)
+    w = {"a": torch.randint(-3, 4, (7, 5), generator=g).float(), "b": torch.randint(-3, 4, (3, 11), generator=g).float()}
+    flat = torch.cat([t.flatten() for t in w.values()])
+    total = flat.numel()
+    masks = None
+    for s in (0.2, 0.45, 0.7):
+        new = global_magnitude_pruning(w, s, masks)
+        alive = torch.ones(total, dtype=torch.bool) if masks is None else torch.cat([m.flatten() for m in masks.values()])
+        k_more = target_count(s, total) - int((~alive).sum())
+        order = [i for i in torch.argsort(flat.abs(), stable=True).tolist() if alive[i]]
+        expected = alive.clone()
+        expected[order[:k_more]] = False
+        got = torch.cat([m.flatten() for m in new.values()])
+        assert torch.equal(got, expected), s
+        masks = new
