@@ -37,7 +37,7 @@ from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling
 
 from .metrics import masked_lm_metrics
 from .task_kinds import PreparedData, TaskKind, register_kind
-from .tasks import TaskSpec
+from .tasks import TaskSpec, load_hub_splits
 
 logger = logging.getLogger(__name__)
 
@@ -118,16 +118,8 @@ def load_mlm_text(spec: TaskSpec, data_dir: str | Path | None = None, cache_dir:
     """
     notes: dict[str, Any] = {}
     if data_dir is None:
-        import datasets
-
-        raw = datasets.load_dataset(spec.hub_dataset, spec.hub_config, cache_dir=None if cache_dir is None else str(cache_dir))
-        out = {}
-        for name in spec.split_names:
-            hub_split = spec.split(name).hub_split
-            if hub_split not in raw or "text" not in raw[hub_split].column_names:
-                raise ValueError(f"{spec.hub_dataset}/{spec.hub_config}: split {hub_split!r} with a 'text' column not found")
-            out[name] = list(raw[hub_split]["text"])
-        return out, notes
+        splits = load_hub_splits(spec, spec.split_names, ["text"], cache_dir)
+        return {name: list(ds["text"]) for name, ds in splits.items()}, notes
     files = resolve_mlm_files(spec, data_dir)
     out = {name: files[name].read_text(encoding="utf-8").splitlines() for name in spec.split_names}
     if files["fallback"]:

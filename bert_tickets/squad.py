@@ -48,7 +48,7 @@ from transformers import AutoModelForQuestionAnswering
 
 from .metrics import squad_metrics
 from .task_kinds import PreparedData, TaskKind, register_kind
-from .tasks import TaskSpec
+from .tasks import TaskSpec, load_hub_splits
 
 logger = logging.getLogger(__name__)
 
@@ -229,17 +229,8 @@ def load_squad_dataset(spec: TaskSpec, data_dir: str | Path | None = None, cache
     eval_split = spec.eval_splits[0]
     notes: dict[str, Any] = {}
     if data_dir is None:
-        raw = datasets.load_dataset(spec.hub_dataset, spec.hub_config, cache_dir=None if cache_dir is None else str(cache_dir))
-        out = {}
-        for name in spec.split_names:
-            hub_split = spec.split(name).hub_split
-            if hub_split not in raw:
-                raise ValueError(f"{spec.hub_dataset}: split {hub_split!r} not found (has: {', '.join(raw)})")
-            missing = [c for c in _COLUMNS if c not in raw[hub_split].column_names]
-            if missing:
-                raise ValueError(f"{spec.hub_dataset}[{hub_split}]: column {missing[0]!r} not found")
-            out[name] = raw[hub_split].select_columns(list(_COLUMNS)).cast(_features())
-        return datasets.DatasetDict(out), notes
+        splits = load_hub_splits(spec, spec.split_names, _COLUMNS, cache_dir)
+        return datasets.DatasetDict({name: ds.cast(_features()) for name, ds in splits.items()}), notes
     layout = resolve_squad_files(spec, data_dir)
     eval_articles = read_squad_json(layout["eval"])
     if layout["split_fraction"] is None:

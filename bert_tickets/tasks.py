@@ -684,32 +684,45 @@ def _load_local(spec: TaskSpec, data_dir: Path, splits: Sequence[str]):
     )
 
 
+def load_hub_splits(spec: TaskSpec, splits: Sequence[str], columns: Sequence[str], cache_dir: str | Path | None = None) -> dict:
+    """``datasets.load_dataset(spec.hub_dataset, spec.hub_config)`` restricted to ``splits``
+    (normalised names, mapped to the Hub's split names) and ``columns``.
+
+    Returns:
+        Normalised split name -> ``datasets.Dataset`` with exactly ``columns``.
+
+    Raises:
+        ValueError: the task has no Hub dataset, or a split or column is missing (one line).
+    """
+    import datasets
+
+    if not spec.hub_dataset:
+        raise ValueError(f"task {spec.name!r} has no Hub dataset; pass data_dir")
+    raw = datasets.load_dataset(spec.hub_dataset, spec.hub_config, cache_dir=None if cache_dir is None else str(cache_dir))
+    out = {}
+    for name in splits:
+        hub_split = spec.split(name).hub_split
+        if hub_split not in raw:
+            raise ValueError(f"{spec.hub_dataset}/{spec.hub_config}: split {hub_split!r} not found (has: {', '.join(raw)})")
+        ds = raw[hub_split]
+        missing = [c for c in columns if c not in ds.column_names]
+        if missing:
+            raise ValueError(
+                f"{spec.hub_dataset}/{spec.hub_config}[{hub_split}]: column {missing[0]!r} not found "
+                f"(columns: {', '.join(ds.column_names)})"
+            )
+        out[name] = ds.select_columns(list(columns))
+    return out
+
+
 def _load_hub(spec: TaskSpec, splits: Sequence[str], cache_dir: str | Path | None):
     import datasets
     import numpy as np
 
-    if not spec.hub_dataset:
-        raise ValueError(f"task {spec.name!r} has no Hub dataset; pass data_dir")
-    raw = datasets.load_dataset(
-        spec.hub_dataset, spec.hub_config, cache_dir=None if cache_dir is None else str(cache_dir)
-    )
     features = _features(spec)
+    wanted = [*spec.hub_text_columns, spec.hub_label_column]
     out = {}
-    for name in splits:
-        split = spec.split(name)
-        if split.hub_split not in raw:
-            raise ValueError(
-                f"{spec.hub_dataset}/{spec.hub_config}: split {split.hub_split!r} not found (has: {', '.join(raw)})"
-            )
-        ds = raw[split.hub_split]
-        wanted = [*spec.hub_text_columns, spec.hub_label_column]
-        missing = [c for c in wanted if c not in ds.column_names]
-        if missing:
-            raise ValueError(
-                f"{spec.hub_dataset}/{spec.hub_config}[{split.hub_split}]: column {missing[0]!r} not found "
-                f"(columns: {', '.join(ds.column_names)})"
-            )
-        ds = ds.select_columns(wanted)
+    for name, ds in load_hub_splits(spec, splits, wanted, cache_dir).items():
         rename = dict(zip(spec.hub_text_columns, spec.text_columns, strict=True))
         rename[spec.hub_label_column] = "label"
         rename = {k: v for k, v in rename.items() if k != v}
@@ -720,7 +733,7 @@ def _load_hub(spec: TaskSpec, splits: Sequence[str], cache_dir: str | Path | Non
             labels = np.asarray(ds["label"])
             if labels.min() < 0 or labels.max() >= spec.num_labels:
                 raise ValueError(
-                    f"{spec.hub_dataset}/{spec.hub_config}[{split.hub_split}]: labels outside 0..{spec.num_labels - 1} "
+                    f"{spec.hub_dataset}/{spec.hub_config}[{spec.split(name).hub_split}]: labels outside 0..{spec.num_labels - 1} "
                     "(an unlabelled test split?)"
                 )
         out[name] = ds.cast(features)
