@@ -4,13 +4,22 @@ al. 2020, Section 3).
 
 Mechanism (no re-parametrisation, no weight copies):
 
-* a tensor hook on every masked parameter multiplies its gradient by the mask during backward,
-  *before* the gradient is accumulated into ``.grad`` — so pruned gradients are zero for
-  gradient clipping, for DDP's all-reduce and for the optimizer, and Adam's moments stay zero
-  at pruned positions;
-* after every optimizer step the pruned weights are re-zeroed (``on_optimizer_step``), which
-  also undoes anything an optimizer does without a gradient (e.g. decoupled weight decay of a
-  non-zero value).
+* a post-accumulate-grad hook (:meth:`torch.Tensor.register_post_accumulate_grad_hook`) on every
+  masked parameter multiplies ``.grad`` by the mask in place, right after autograd has written it
+  (while it is still in cache) and *before* DDP's reducer sees it (the reducer's hooks are node
+  post-hooks, which run after post-accumulate-grad hooks). So pruned gradients are exactly zero
+  for gradient clipping, for the all-reduce and for the optimizer, and no gradient-sized temporary
+  is allocated;
+* pruned weights are re-zeroed, and the optimizer state of the same shape as a weight (Adam's
+  moments, SGD's momentum buffer) is zeroed at pruned positions, at the first optimizer step —
+  which undoes state loaded from a checkpoint made with another mask. From then on, for the
+  optimizers in :data:`ZERO_PRESERVING_OPTIMIZERS` a pruned weight provably stays exactly 0 (its
+  gradient, its state and itself are 0, so every update term — weight decay included — is 0),
+  and re-zeroing after every step would be a full pass over the prunable weights for nothing:
+  ``rezero="auto"`` (default) skips it for those optimizers. Any other optimizer (or
+  ``rezero="every_step"``) gets the weights re-zeroed after every optimizer step, which also undoes
+  whatever such an optimizer does without a gradient. Weights are re-zeroed once more at the end
+  of training in both modes.
 
 Memory: the ``torch.bool`` mask on the parameters' device — 1 byte per prunable weight.
 
@@ -25,6 +34,7 @@ it sees the problem.
 from __future__ import annotations
 
 import logging
+import numbers
 
 import torch
 from torch import nn
@@ -34,6 +44,50 @@ from .mask import TicketMask
 from .prunable import unwrap_model
 
 logger = logging.getLogger(__name__)
+
+REZERO_MODES = ("auto", "every_step")
+
+
+def _zero_preserving_optimizers() -> tuple[type, ...]:
+    from transformers.optimization import Adafactor
+
+    return (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adagrad, torch.optim.RMSprop, Adafactor)
+
+
+#: Optimizer classes (exact classes, not subclasses — a subclass may change ``step``) whose update
+#: of a weight is exactly 0 whenever the weight, its gradient and its per-element state are all
+#: exactly 0 and every ``eps`` is > 0 (so no 0/0): SGD (momentum, Nesterov, weight decay), Adam,
+#: AdamW (decoupled weight decay multiplies 0), Adagrad, RMSprop (centered or not) and
+#: transformers' Adafactor, in their for-loop, foreach and fused implementations. Checked step by
+#: step in ``tests/test_callback.py``.
+ZERO_PRESERVING_OPTIMIZERS: tuple[type, ...] = _zero_preserving_optimizers()
+
+
+def unwrap_optimizer(optimizer):
+    """The ``torch.optim.Optimizer`` inside wrappers such as accelerate's ``AcceleratedOptimizer``."""
+    seen = 0
+    while hasattr(optimizer, "optimizer") and not isinstance(optimizer, torch.optim.Optimizer) and seen < 8:
+        optimizer, seen = optimizer.optimizer, seen + 1
+    return optimizer
+
+
+def preserves_zeros(optimizer) -> bool:
+    """Whether ``optimizer`` keeps a weight exactly 0 when its gradient and state are exactly 0.
+
+    True for an exact instance of a class in :data:`ZERO_PRESERVING_OPTIMIZERS` (after
+    :func:`unwrap_optimizer`) whose param groups all have a positive ``eps`` (Adafactor: positive
+    ``eps[0]``); False otherwise, including ``None``.
+    """
+    optimizer = unwrap_optimizer(optimizer)
+    if optimizer is None or type(optimizer) not in ZERO_PRESERVING_OPTIMIZERS:
+        return False
+    for group in optimizer.param_groups:
+        eps = group.get("eps", 1.0)
+        if isinstance(eps, (tuple, list)):
+            eps = eps[0]
+        if eps is None or not isinstance(eps, numbers.Real) or not eps > 0:
+            return False
+    return True
 
 
 def fix_loss_scaling(model: nn.Module) -> nn.Module:
@@ -52,41 +106,70 @@ def fix_loss_scaling(model: nn.Module) -> nn.Module:
     return model
 
 
+class _GradMask:
+    """Post-accumulate-grad hook: ``param.grad *= mask`` in place (returns ``None``, as required)."""
+
+    __slots__ = ("mask",)
+
+    def __init__(self, mask: torch.Tensor):
+        self.mask = mask
+
+    def __call__(self, param: torch.Tensor) -> None:
+        param.grad.mul_(self.mask)
+
+
 class TicketCallback(TrainerCallback):
     """Keeps the weights pruned by ``mask`` exactly zero during ``Trainer.train()``.
 
     Usage: ``Trainer(model=fix_loss_scaling(model), ..., callbacks=[TicketCallback(mask)])``.
-    Works with gradient accumulation, fp16/bf16 mixed precision (masks act on the fp32
-    parameters and their gradients), DDP (gradients are masked before the all-reduce) and
-    PEFT-wrapped models (the mask acts on each wrapped layer's ``base_layer`` weight; frozen
-    base weights get no hook and stay zero; the adapters themselves are not masked — see
-    :func:`bert_tickets.peft.merge_with_ticket`).
+    Works with gradient accumulation (the accumulated ``.grad`` is re-masked after every
+    micro-batch), fp16/bf16 mixed precision (masks act on the fp32 parameters and their
+    gradients), DDP (gradients are masked before the all-reduce) and PEFT-wrapped models (the
+    mask acts on each wrapped layer's ``base_layer`` weight; frozen base weights get no hook and
+    stay zero; the adapters themselves are not masked — see
+    :func:`bert_tickets.peft.merge_with_ticket`). See the module docstring for the mechanism.
 
     Args:
         mask: the :class:`~bert_tickets.mask.TicketMask` to enforce (``True`` = kept).
+        rezero: when to re-zero the pruned weights. ``"auto"`` (default): after the first
+            optimizer step and at the end of training when the optimizer is in
+            :data:`ZERO_PRESERVING_OPTIMIZERS` (:func:`preserves_zeros`), after every optimizer
+            step otherwise (also when no optimizer is passed to the events). ``"every_step"``:
+            after every optimizer step whatever the optimizer.
+
+    Attributes:
+        rezero_every_step: the decision, ``None`` until the first optimizer step.
 
     Raises:
-        ValueError (at ``on_train_begin``): the mask does not fit the model (names/shapes);
-            nothing is modified in that case.
+        ValueError: ``rezero`` is not one of ``"auto"``, ``"every_step"`` (at construction);
+            the mask does not fit the model (names/shapes; at ``on_train_begin``, and nothing is
+            modified in that case).
     """
 
-    def __init__(self, mask: TicketMask):
+    def __init__(self, mask: TicketMask, rezero: str = "auto"):
+        if rezero not in REZERO_MODES:
+            raise ValueError(f"rezero must be one of {REZERO_MODES}, got {rezero!r}")
         self.mask = mask
+        self.rezero = rezero
+        self.rezero_every_step: bool | None = None
         self._targets: dict[str, tuple[nn.Parameter, torch.Tensor]] = {}
         self._handles: list = []
 
     # -- hooks
     def attach(self, model: nn.Module) -> None:
-        """Validate, zero the pruned weights and register the gradient hooks on ``model``."""
+        """Validate, zero the pruned weights and register the gradient hooks on ``model``.
+
+        Raises:
+            ValueError: the mask does not fit ``model`` (nothing is modified then).
+        """
         self.detach()
         targets = self.mask.validate(model)
         self._targets = {n: (p, self.mask.masks[n].to(p.device)) for n, p in targets.items()}
-        with torch.no_grad():
-            for p, m in self._targets.values():
-                p.mul_(m)
+        self.rezero_every_step = None
+        self.zero_pruned()
         for p, m in self._targets.values():
             if p.requires_grad:
-                self._handles.append(p.register_hook(lambda grad, m=m: grad * m))
+                self._handles.append(p.register_post_accumulate_grad_hook(_GradMask(m)))
 
     def detach(self) -> None:
         """Remove the gradient hooks."""
@@ -99,6 +182,26 @@ class TicketCallback(TrainerCallback):
         with torch.no_grad():
             for p, m in self._targets.values():
                 p.mul_(m)
+
+    def zero_pruned_optimizer_state(self, optimizer) -> int:
+        """Zero, at pruned positions, every optimizer-state tensor shaped like its weight.
+
+        Covers Adam's ``exp_avg``/``exp_avg_sq``/``max_exp_avg_sq``, SGD's ``momentum_buffer``,
+        Adagrad's ``sum``, RMSprop's ``square_avg``/``grad_avg``... (factored Adafactor statistics
+        have other shapes and are left alone: its update is proportional to the gradient).
+        Returns the number of state tensors touched.
+        """
+        optimizer = unwrap_optimizer(optimizer)
+        touched = 0
+        if optimizer is None:
+            return touched
+        with torch.no_grad():
+            for p, m in self._targets.values():
+                for value in optimizer.state.get(p, {}).values():
+                    if isinstance(value, torch.Tensor) and value.shape == p.shape:
+                        value.mul_(m.to(value.device))
+                        touched += 1
+        return touched
 
     # -- TrainerCallback events
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -115,8 +218,20 @@ class TicketCallback(TrainerCallback):
                 type(inner).__name__,
             )
 
-    def on_optimizer_step(self, args, state, control, **kwargs):
-        self.zero_pruned()
+    def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        if self.rezero_every_step is None:  # first optimizer step since attach
+            self.zero_pruned()
+            self.zero_pruned_optimizer_state(optimizer)
+            self.rezero_every_step = self.rezero == "every_step" or not preserves_zeros(optimizer)
+            name = type(unwrap_optimizer(optimizer)).__name__ if optimizer is not None else "no optimizer passed"
+            logger.info(
+                "TicketCallback: %s; pruned weights re-zeroed %s",
+                name,
+                "after every optimizer step" if self.rezero_every_step else
+                "at the first step and at the end (this optimizer keeps zero weights with zero gradients and state at zero)",
+            )
+        elif self.rezero_every_step:
+            self.zero_pruned()
 
     def on_train_end(self, args, state, control, **kwargs):
         self.zero_pruned()

@@ -120,3 +120,134 @@ def test_bad_mask_fails_before_training(config, tmp_path):
     with pytest.raises(ValueError, match="shape"):
         trainer.train()
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+# -- re-zeroing policy ("auto": only optimizers that provably keep zero weights skip the per-step pass)
+
+def _adafactor(ps):
+    from transformers.optimization import Adafactor
+
+    return Adafactor(ps, lr=1e-2, relative_step=False, scale_parameter=False, warmup_init=False, beta1=0.9,
+                     weight_decay=0.1)
+
+
+ZERO_PRESERVING_CASES = {
+    "sgd_nesterov_wd": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1),
+    "adam_amsgrad_l2": lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=0.1, amsgrad=True),
+    "adamw_forloop": lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1, foreach=False),
+    "adamw_foreach": lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1, foreach=True),
+    "adamw_fused": lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1, fused=True),
+    "adagrad": lambda ps: torch.optim.Adagrad(ps, lr=0.1, weight_decay=0.1, initial_accumulator_value=0.1),
+    "rmsprop_centered": lambda ps: torch.optim.RMSprop(ps, lr=1e-2, momentum=0.9, centered=True, weight_decay=0.1),
+    "adafactor": _adafactor,
+}
+
+
+def _loop(model, cb, opt, tmp_path, steps, check_each_step=True, before_callback=None):
+    """Trainer's event order by hand: forward, backward, clip, step, on_optimizer_step, zero_grad."""
+    from transformers import TrainerControl, TrainerState
+
+    args, state, control = _args(tmp_path), TrainerState(), TrainerControl()
+    cb.on_train_begin(args, state, control, model=model)
+    data = _data(8 * steps, seed=1)
+    for i in range(steps):
+        b = data[8 * i: 8 * (i + 1)]
+        model(input_ids=torch.tensor(b["input_ids"]), labels=torch.tensor(b["labels"])).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if before_callback is not None:
+            before_callback(i)
+        cb.on_optimizer_step(args, state, control, optimizer=opt)
+        if check_each_step:  # before on_train_end's final re-zero
+            assert cb.mask.count_nonzero_pruned(model) == 0, f"step {i}"
+        model.zero_grad()
+    return args, state, control
+
+
+@pytest.mark.parametrize("case", sorted(ZERO_PRESERVING_CASES))
+def test_zero_preserving_optimizers_keep_exact_zeros_without_per_step_rezero(config, tmp_path, case):
+    from bert_tickets.callback import preserves_zeros
+
+    model, ticket = _model_and_ticket(config)
+    opt = ZERO_PRESERVING_CASES[case](model.parameters())
+    assert preserves_zeros(opt)
+    cb = TicketCallback(ticket)
+    calls = []
+    original = cb.zero_pruned
+    cb.zero_pruned = lambda: (calls.append(1), original())[1]
+    _loop(model, cb, opt, tmp_path, steps=4)
+    assert cb.rezero_every_step is False
+    assert len(calls) == 2  # attach + the first optimizer step only: zeros held by the optimizer itself
+
+
+class _NoisySGD(torch.optim.SGD):
+    """A subclass (so not trusted) whose step also moves every weight, gradient or not."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.add_(1e-3)
+        return loss
+
+
+def test_other_optimizers_get_weights_rezeroed_every_step(config, tmp_path):
+    from bert_tickets.callback import preserves_zeros
+
+    model, ticket = _model_and_ticket(config)
+    opt = _NoisySGD(model.parameters(), lr=0.1)
+    assert not preserves_zeros(opt)
+    cb = TicketCallback(ticket)
+    moved = []
+    _loop(model, cb, opt, tmp_path, steps=3, before_callback=lambda i: moved.append(ticket.count_nonzero_pruned(model)))
+    assert cb.rezero_every_step is True
+    assert min(moved) == ticket.num_pruned  # the optimizer did move every pruned weight; the callback undid it
+
+
+def test_every_step_mode_forced(config, tmp_path):
+    model, ticket = _model_and_ticket(config)
+    cb = TicketCallback(ticket, rezero="every_step")
+    calls = []
+    original = cb.zero_pruned
+    cb.zero_pruned = lambda: (calls.append(1), original())[1]
+    _loop(model, cb, torch.optim.AdamW(model.parameters(), lr=1e-2), tmp_path, steps=3)
+    assert cb.rezero_every_step is True and len(calls) == 4  # attach + 3 steps
+
+
+def test_stale_optimizer_state_is_zeroed_at_first_step(config, tmp_path):
+    """Adam state from dense steps (e.g. resumed from another mask's checkpoint) would move pruned
+    weights through its momentum; the first step zeroes it at pruned positions."""
+    model, ticket = _model_and_ticket(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    batch = _data(8, seed=2)[:8]
+    for _ in range(2):  # dense steps: state non-zero everywhere
+        model(input_ids=torch.tensor(batch["input_ids"]), labels=torch.tensor(batch["labels"])).loss.backward()
+        opt.step()
+        model.zero_grad()
+    params = dict(model.bert.named_parameters())
+    q = "encoder.layer.0.attention.self.query.weight"
+    assert torch.count_nonzero(opt.state[params[q]]["exp_avg"][~ticket.masks[q]]) > 0
+    cb = TicketCallback(ticket)
+    _loop(model, cb, opt, tmp_path, steps=4)
+    assert cb.rezero_every_step is False
+    for n, m in ticket.masks.items():
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert torch.count_nonzero(opt.state[params[n]][key][~m]) == 0, (n, key)
+
+
+def test_preserves_zeros_rules():
+    from bert_tickets.callback import preserves_zeros
+
+    p = [torch.nn.Parameter(torch.zeros(2))]
+
+    class Wrapper:  # like accelerate's AcceleratedOptimizer
+        def __init__(self, optimizer):
+            self.optimizer = optimizer
+
+    assert preserves_zeros(Wrapper(torch.optim.AdamW(p)))
+    assert not preserves_zeros(torch.optim.Adam(p, eps=0.0))  # 0/0 at a pruned position
+    assert not preserves_zeros(torch.optim.Adamax(p))  # not on the list
+    assert not preserves_zeros(None)
+    with pytest.raises(ValueError, match="rezero"):
+        TicketCallback(TicketMask({"w": torch.ones(2, dtype=torch.bool)}), rezero="never")
