@@ -343,12 +343,11 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
         raise ValueError(f"{run_dir}: unreadable run files: {err}") from None
     if 0 not in levels:
         raise FileNotFoundError(f"{run_dir}: the dense level (level_00/metrics.json) is not complete yet")
+    from .imp import matching_margin
+
     dense = levels[0]
-    if dense.get("std") is not None:
-        margin, rule = dense["std"], f"within one standard deviation ({dense['std']:.4f}) of dense across {len(dense.get('per_seed', {}))} seeds"
-    else:
-        tol = config.get("hyperparameters", {}).get("imp", {}).get("tolerance", 0.01)
-        margin, rule = tol, f"within --tolerance {tol} of dense (single seed)"
+    tol = config.get("hyperparameters", {}).get("imp", {}).get("tolerance", 0.01)
+    margin, rule = matching_margin(dense.get("std"), len(dense.get("per_seed", {})), tol)
     from_summary = {int(r["level"]): r for r in (summary or {}).get("levels", [])}
     for lv, row in levels.items():
         done = from_summary.get(lv, {})

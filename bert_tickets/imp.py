@@ -399,6 +399,18 @@ class IMPRunner:
 
 
 # ------------------------------------------------------------------------------ summary
+def matching_margin(dense_std: float | None, n_seeds: int, tolerance: float) -> tuple[float, str]:
+    """The margin below the dense metric that still counts as matching, and the rule in words.
+
+    Chen et al. 2020, Section 3: matching = within one standard deviation of the full model, read
+    one-sidedly (a subnetwork at or above dense is matching). ``dense_std`` is the sample std
+    across seeds (``None`` for a single seed, then ``tolerance`` is the margin).
+    """
+    if dense_std is not None:
+        return dense_std, f"metric >= dense - one standard deviation of dense ({dense_std:.4f}, {n_seeds} seeds)"
+    return tolerance, f"metric >= dense - {tolerance} (--tolerance; single seed)"
+
+
 def summarize(results: list[LevelResult], tolerance: float, task: str, wall_s: float) -> dict:
     """Add Δ vs dense and the matching decision to ``results``.
 
@@ -407,10 +419,7 @@ def summarize(results: list[LevelResult], tolerance: float, task: str, wall_s: f
     (sample std, ``ddof=1``) when more than one seed was run, else minus ``tolerance``.
     """
     dense = results[0]
-    if dense.std is not None:
-        margin, rule = dense.std, f"within one standard deviation ({dense.std:.4f}) of dense across {len(dense.per_seed)} seeds"
-    else:
-        margin, rule = tolerance, f"within --tolerance {tolerance} of dense (single seed)"
+    margin, rule = matching_margin(dense.std, len(dense.per_seed), tolerance)
     for r in results:
         r.delta = r.mean - dense.mean
         r.matching = bool(r.mean >= dense.mean - margin - 1e-12)

@@ -198,7 +198,7 @@ def main(argv=None) -> None:
             for p, m in pairs:
                 g = torch.randn_like(p)  # freshly written, as autograd leaves .grad just before the hook
                 t0 = time.perf_counter()
-                g.mul_(m)  # what each post-accumulate-grad hook does
+                g.mul_(m.view(torch.uint8))  # what each post-accumulate-grad hook does
                 total_hook += time.perf_counter() - t0
                 del g
             hook_t.append(total_hook)
