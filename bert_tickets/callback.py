@@ -65,9 +65,11 @@ ZERO_PRESERVING_OPTIMIZERS: tuple[type, ...] = _zero_preserving_optimizers()
 
 def unwrap_optimizer(optimizer):
     """The ``torch.optim.Optimizer`` inside wrappers such as accelerate's ``AcceleratedOptimizer``."""
-    seen = 0
-    while hasattr(optimizer, "optimizer") and not isinstance(optimizer, torch.optim.Optimizer) and seen < 8:
-        optimizer, seen = optimizer.optimizer, seen + 1
+    for _ in range(8):  # AcceleratedOptimizer subclasses torch.optim.Optimizer and holds the real one in .optimizer
+        inner = getattr(optimizer, "optimizer", None)
+        if inner is None:
+            break
+        optimizer = inner
     return optimizer
 
 
