@@ -255,3 +255,49 @@ def test_preserves_zeros_rules():
     assert not preserves_zeros(None)
     with pytest.raises(ValueError, match="rezero"):
         TicketCallback(TicketMask({"w": torch.ones(2, dtype=torch.bool)}), rezero="never")
+
+
+# -- DDP: two CPU processes (gloo) running a stock Trainer
+
+def _ddp_worker(rank: int, world: int, port: int, out_dir: str, fix: bool) -> None:
+    import os
+    from pathlib import Path
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    from conftest import tiny_config
+
+    model, ticket = _model_and_ticket(tiny_config())
+    args = _args(Path(out_dir) / "ddp", optim="sgd", max_grad_norm=0.0, num_train_epochs=1, learning_rate=0.5,
+                 per_device_train_batch_size=4, ddp_backend="gloo")
+    assert args.world_size == world
+    Trainer(model=fix_loss_scaling(model) if fix else model, args=args, train_dataset=_data(),
+            callbacks=[TicketCallback(ticket)]).train()
+    torch.save({"weights": {n: p.detach().clone() for n, p in model.named_parameters()},
+                "nonzero_pruned": ticket.count_nonzero_pruned(model)}, Path(out_dir) / f"rank{rank}.pt")
+
+
+def _run_ddp(tmp_path, fix: bool):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path), fix), nprocs=2, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+
+
+def test_ddp_two_processes_match_single_process_and_keep_zeros(config, tmp_path):
+    """2 ranks x batch 4 == 1 process x batch 8 (plain SGD, no clipping): gradients are masked before
+    the all-reduce, the loss is not multiplied by the world size, and pruned weights stay 0 on
+    every rank."""
+    ranks = _run_ddp(tmp_path, fix=True)
+    single = _train_weights(config, tmp_path / "single", per_device_train_batch_size=8)
+    for r in ranks:
+        assert r["nonzero_pruned"] == 0
+    for n, w in single.items():
+        torch.testing.assert_close(ranks[0]["weights"][n], ranks[1]["weights"][n], rtol=0, atol=0, msg=n)
+        torch.testing.assert_close(ranks[0]["weights"][n], w, rtol=1e-4, atol=1e-5, msg=n)
