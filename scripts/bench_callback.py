@@ -191,14 +191,14 @@ def main(argv=None) -> None:
     cb_variant = next((v for v in ("callback", "callback_every_step") if v in setups), None)
     if cb_variant:
         cb = setups[cb_variant]["cb"]
-        pairs = list(cb._targets.values())  # (parameter, bool mask on its device)
+        pairs = list(cb._targets.values())  # (parameter, its mask as uint8 on its device)
         hook_t, zero_t = [], []
         for _ in range(5):
             total_hook = 0.0
             for p, m in pairs:
                 g = torch.randn_like(p)  # freshly written, as autograd leaves .grad just before the hook
                 t0 = time.perf_counter()
-                g.mul_(m.view(torch.uint8))  # what each post-accumulate-grad hook does
+                g.mul_(m)  # what each post-accumulate-grad hook does
                 total_hook += time.perf_counter() - t0
                 del g
             hook_t.append(total_hook)
@@ -230,11 +230,11 @@ def main(argv=None) -> None:
         checks[f"{v}_rezero_every_step"] = cb.rezero_every_step
         checks[f"{v}_nonzero_pruned_weights"] = cb.mask.count_nonzero_pruned(model)
         nz = 0
-        for p, m in cb._targets.values():
+        for n, (p, _) in cb._targets.items():
             st = opt.state.get(p, {})
             for key in ("exp_avg", "exp_avg_sq"):
                 if key in st:
-                    nz += int(torch.count_nonzero(st[key][~m]))
+                    nz += int(torch.count_nonzero(st[key][~cb.mask.masks[n].to(p.device)]))
         checks[f"{v}_nonzero_adam_moments_at_pruned"] = nz
     if "torch_prune" in setups:
         params = setups["torch_prune"]["params"]

@@ -147,7 +147,14 @@ ZERO_PRESERVING_CASES = {
 }
 
 
-def _loop(model, cb, opt, tmp_path, steps, check_each_step=True, before_callback=None):
+def _count_zero_pruned_calls(cb) -> list:
+    """Record every ``cb.zero_pruned()`` call (one list entry per call)."""
+    calls, original = [], cb.zero_pruned
+    cb.zero_pruned = lambda: (calls.append(1), original())[1]
+    return calls
+
+
+def _loop(model, cb, opt, tmp_path, steps, before_callback=None):
     """Trainer's event order by hand: forward, backward, clip, step, on_optimizer_step, zero_grad."""
     from transformers import TrainerControl, TrainerState
 
@@ -162,10 +169,8 @@ def _loop(model, cb, opt, tmp_path, steps, check_each_step=True, before_callback
         if before_callback is not None:
             before_callback(i)
         cb.on_optimizer_step(args, state, control, optimizer=opt)
-        if check_each_step:  # before on_train_end's final re-zero
-            assert cb.mask.count_nonzero_pruned(model) == 0, f"step {i}"
+        assert cb.mask.count_nonzero_pruned(model) == 0, f"step {i}"  # before on_train_end's final re-zero
         model.zero_grad()
-    return args, state, control
 
 
 @pytest.mark.parametrize("case", sorted(ZERO_PRESERVING_CASES))
@@ -176,9 +181,7 @@ def test_zero_preserving_optimizers_keep_exact_zeros_without_per_step_rezero(con
     opt = ZERO_PRESERVING_CASES[case](model.parameters())
     assert preserves_zeros(opt)
     cb = TicketCallback(ticket)
-    calls = []
-    original = cb.zero_pruned
-    cb.zero_pruned = lambda: (calls.append(1), original())[1]
+    calls = _count_zero_pruned_calls(cb)
     _loop(model, cb, opt, tmp_path, steps=4)
     assert cb.rezero_every_step is False
     assert len(calls) == 2  # attach + the first optimizer step only: zeros held by the optimizer itself
@@ -212,9 +215,7 @@ def test_other_optimizers_get_weights_rezeroed_every_step(config, tmp_path):
 def test_every_step_mode_forced(config, tmp_path):
     model, ticket = _model_and_ticket(config)
     cb = TicketCallback(ticket, rezero="every_step")
-    calls = []
-    original = cb.zero_pruned
-    cb.zero_pruned = lambda: (calls.append(1), original())[1]
+    calls = _count_zero_pruned_calls(cb)
     _loop(model, cb, torch.optim.AdamW(model.parameters(), lr=1e-2), tmp_path, steps=3)
     assert cb.rezero_every_step is True and len(calls) == 4  # attach + 3 steps
 
@@ -301,3 +302,23 @@ def test_ddp_two_processes_match_single_process_and_keep_zeros(config, tmp_path)
     for n, w in single.items():
         torch.testing.assert_close(ranks[0]["weights"][n], ranks[1]["weights"][n], rtol=0, atol=0, msg=n)
         torch.testing.assert_close(ranks[0]["weights"][n], w, rtol=1e-4, atol=1e-5, msg=n)
+
+
+def test_fully_kept_tensors_get_no_hook(config):
+    """The dense level-0 ticket costs no per-step work; a ticket leaving one tensor whole hooks only the rest."""
+    model, ticket = _model_and_ticket(config)
+    dense = TicketCallback(TicketMask.dense(model))
+    dense.attach(model)
+    assert dense._handles == [] and dense._targets == {}
+    q = "encoder.layer.0.attention.self.query.weight"
+    masks = dict(ticket.masks)
+    masks[q] = torch.ones_like(masks[q])
+    cb = TicketCallback(TicketMask(masks))
+    cb.attach(model)
+    assert q not in cb._targets and len(cb._handles) == len(masks) - 1
+    batch = _data(4)[:4]
+    model(input_ids=torch.tensor(batch["input_ids"]), labels=torch.tensor(batch["labels"])).loss.backward()
+    params = dict(model.bert.named_parameters())
+    for n, m in masks.items():
+        assert torch.count_nonzero(params[n].grad[~m]) == 0, n
+    cb.detach()
