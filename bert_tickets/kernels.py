@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 
 import torch
 
 logger = logging.getLogger(__name__)
 
-#: Name of the compiled extension; bump the suffix whenever ``_CPP_SOURCE`` changes.
-EXTENSION_NAME = "bert_tickets_mask_mul_v1"
+#: Name of the compiled extension: bump ``v1`` whenever ``_CPP_SOURCE`` changes. The torch version
+#: is part of the name because torch's extension cache is keyed by Python version and device only,
+#: and a build against another torch's headers may not load.
+EXTENSION_NAME = "bert_tickets_mask_mul_v1_torch_" + re.sub(r"\W", "_", torch.__version__)
 
 ENV_SWITCH = "BERT_TICKETS_CPU_KERNEL"
 
