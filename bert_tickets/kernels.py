@@ -102,7 +102,7 @@ def load_cpu_kernel():
         try:
             from torch.utils.cpp_extension import load_inline
 
-            logger.info("loading the fused CPU mask kernel (built once per machine with torch.utils.cpp_extension, ~20 s)")
+            logger.info("loading the fused CPU mask kernel (compiled by torch.utils.cpp_extension the first time on a machine, ~20 s)")
             _extension = load_inline(
                 name=EXTENSION_NAME, cpp_sources=[_CPP_SOURCE], extra_cflags=["-O3", "-fopenmp"],
                 extra_ldflags=["-fopenmp"], verbose=False,
