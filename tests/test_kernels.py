@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from transformers import BertForSequenceClassification, Trainer
+from transformers import Trainer
 
 from bert_tickets import TicketCallback, fix_loss_scaling
 from bert_tickets import kernels
