@@ -1,4 +1,4 @@
-"""Benchmark of the training-step overhead of ``bert_tickets.callback.TicketCallback``.
+"""Benchmark of the training-step overhead of ``bert_tickets.training.callback.TicketCallback``.
 
 What is measured, on CPU (``torch.set_num_threads(<available cores>)``), for a randomly
 initialised bert-base ``BertForSequenceClassification(BertConfig())`` (no download), batch 8,
@@ -10,7 +10,7 @@ sequence length 128 (random token ids, fixed batch), ``model.train()`` (dropout 
   zero weights at zero, so the weights are re-zeroed only at the first step);
 * ``callback_eager``: the same with ``cpu_kernel=False`` (gradients multiplied by eager
   ``grad.mul_(uint8 mask)``, which on CPU first copies the mask to a float32 temporary, instead of
-  the fused kernel of ``bert_tickets.kernels``);
+  the fused kernel of ``bert_tickets.training.kernels``);
 * ``callback_every_step``: the same with ``rezero="every_step"`` (weights re-zeroed after every
   optimizer step, as for an optimizer that does not keep zeros);
 * ``torch_prune``: the same step with ``torch.nn.utils.prune.global_unstructured(...,
@@ -60,9 +60,8 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
-from torch.nn.utils import prune  # noqa: E402
-
 from _bench_util import MachineLoad, environment, print_json, print_table, seed_everything, setup_threads, summary  # noqa: E402
+from torch.nn.utils import prune  # noqa: E402
 
 RATIO_TARGET = 1.01
 VARIANTS = ("dense", "callback", "callback_eager", "callback_every_step", "torch_prune")
@@ -70,19 +69,26 @@ MEMORY_TARGET_BPW = 1.0
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="See the module docstring for what is measured.")
-    p.add_argument("--warmup", type=int, default=1,
-                   help="untimed warm-up rounds (one step of each variant; default 1: a bert-base step takes ~7-15 s on 2 cores)")
-    p.add_argument("--steps", type=int, default=6,
-                   help="timed rounds (one step of each variant; default 6, to stay near 5 minutes on 2 cores)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="See the module docstring for what is measured.",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="untimed warm-up rounds (one step of each variant; default 1: a bert-base step takes ~7-15 s on 2 cores)",
+    )
+    p.add_argument(
+        "--steps", type=int, default=6, help="timed rounds (one step of each variant; default 6, to stay near 5 minutes on 2 cores)"
+    )
     p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     p.add_argument("--seq-len", type=int, default=128, help="sequence length (default 128)")
     p.add_argument("--sparsity", type=float, default=0.5, help="global sparsity of the ticket (default 0.5)")
     p.add_argument("--seed", type=int, default=0, help="seed (model init, mask, batch; default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: available cores)")
-    p.add_argument("--variants", default=",".join(VARIANTS),
-                   help=f"comma-separated subset of {','.join(VARIANTS)} (default: all)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)} (default: all)")
     return p.parse_args(argv)
 
 
@@ -112,22 +118,25 @@ def main(argv=None) -> None:
     from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainerControl, TrainerState, TrainingArguments
     from transformers.utils import logging as hf_logging
 
-    from bert_tickets import kernels
-    from bert_tickets.callback import TicketCallback, _GradMask, fix_loss_scaling
-    from bert_tickets.mask import TicketMask
-    from bert_tickets.prunable import get_backbone, prunable_parameters
     from bert_tickets.pruning import global_magnitude_pruning
+    from bert_tickets.ticket import TicketMask, get_backbone, prunable_parameters
+    from bert_tickets.training import kernels
+    from bert_tickets.training.callback import TicketCallback, _GradMask, fix_loss_scaling
 
     hf_logging.set_verbosity_error()
     seed_everything(args.seed)
     base = BertForSequenceClassification(BertConfig(num_labels=2))
     prunable = prunable_parameters(base)
     total = sum(p.numel() for p in prunable.values())
-    print(f"bench_callback: bert-base BertForSequenceClassification(BertConfig()) random init, seed {args.seed}; "
-          f"batch {args.batch} x seq {args.seq_len}; {len(prunable)} prunable tensors, N = {total:,}; "
-          f"sparsity {args.sparsity}; torch threads {threads}")
-    print("step: hand-written loop calling the callback's events as transformers.Trainer does "
-          "(on_train_begin once; forward, backward, clip_grad_norm_(1.0), optimizer.step(), on_optimizer_step, zero_grad)")
+    print(
+        f"bench_callback: bert-base BertForSequenceClassification(BertConfig()) random init, seed {args.seed}; "
+        f"batch {args.batch} x seq {args.seq_len}; {len(prunable)} prunable tensors, N = {total:,}; "
+        f"sparsity {args.sparsity}; torch threads {threads}"
+    )
+    print(
+        "step: hand-written loop calling the callback's events as transformers.Trainer does "
+        "(on_train_begin once; forward, backward, clip_grad_norm_(1.0), optimizer.step(), on_optimizer_step, zero_grad)"
+    )
 
     tmp = tempfile.mkdtemp(prefix="bench_callback_")
     targs = TrainingArguments(output_dir=tmp, use_cpu=True, report_to="none", max_grad_norm=1.0)
@@ -150,8 +159,9 @@ def main(argv=None) -> None:
         extra = {}
         if v.startswith("callback"):
             masks = global_magnitude_pruning({n: p.detach() for n, p in prunable_parameters(model).items()}, args.sparsity)
-            cb = TicketCallback(TicketMask(masks), rezero="every_step" if v == "callback_every_step" else "auto",
-                                cpu_kernel=v != "callback_eager")
+            cb = TicketCallback(
+                TicketMask(masks), rezero="every_step" if v == "callback_every_step" else "auto", cpu_kernel=v != "callback_eager"
+            )
             cb.on_train_begin(targs, state, control, model=model)
             extra["cb"] = cb
         elif v == "torch_prune":
@@ -189,8 +199,12 @@ def main(argv=None) -> None:
                 wall[v].append(t1 - t0)
                 cpu[v].append(c1 - c0)
         state.global_step += 1
-        print(f"  round {r + 1}/{args.warmup + args.steps}{' (warm-up)' if r < args.warmup else ''} done, "
-              f"{time.perf_counter() - t_loop:.0f} s", file=sys.stderr, flush=True)
+        print(
+            f"  round {r + 1}/{args.warmup + args.steps}{' (warm-up)' if r < args.warmup else ''} done, "
+            f"{time.perf_counter() - t_loop:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     # Paired ratios: each variant's step over the dense step of the same round (robust to slow drift in load).
     paired = {v: statistics.median(a / b for a, b in zip(wall[v], wall["dense"])) for v in variants}
 
@@ -233,11 +247,14 @@ def main(argv=None) -> None:
         if v in setups:
             cb = setups[v]["cb"]
             mem[v] = unique_bytes(m for _, m in cb._targets.values())
-            mem[f"{v}_cpu_ticket_copy"] = 0 if all(m.device.type == "cpu" for _, m in cb._targets.values()) else unique_bytes(cb.mask.masks.values())
+            mem[f"{v}_cpu_ticket_copy"] = (
+                0 if all(m.device.type == "cpu" for _, m in cb._targets.values()) else unique_bytes(cb.mask.masks.values())
+            )
     if "torch_prune" in setups:
         params = setups["torch_prune"]["params"]
         mem["torch_prune"] = unique_bytes(getattr(mod, name + "_mask") for mod, name in params) + unique_bytes(
-            getattr(mod, name) for mod, name in params)
+            getattr(mod, name) for mod, name in params
+        )
 
     # Checks.
     checks = {}
@@ -269,13 +286,35 @@ def main(argv=None) -> None:
     print(f"Step time, {args.steps} timed steps per variant after {args.warmup} warm-up rounds, interleaved round-robin:")
     rows = []
     for v in variants:
-        rows.append((v, f"{s_wall[v]['median_s']:.3f}", f"{s_wall[v]['min_s']:.3f}", f"{s_wall[v]['max_s']:.3f}",
-                     f"{ratios[v]:.3f}", f"{s_wall[v]['min_s'] / dense_min:.3f}", f"{paired[v]:.3f}",
-                     f"{s_cpu[v]['median_s']:.3f}",
-                     f"{s_cpu[v]['median_s'] / dense_cpu:.3f}", f"{mem[v] / total:.2f}"))
-    print_table(rows, ("variant", "median s", "min s", "max s", "ratio (median)", "ratio (min)", "ratio (paired)",
-                       "cpu s (median)",
-                       "cpu ratio", "extra B/weight held"))
+        rows.append(
+            (
+                v,
+                f"{s_wall[v]['median_s']:.3f}",
+                f"{s_wall[v]['min_s']:.3f}",
+                f"{s_wall[v]['max_s']:.3f}",
+                f"{ratios[v]:.3f}",
+                f"{s_wall[v]['min_s'] / dense_min:.3f}",
+                f"{paired[v]:.3f}",
+                f"{s_cpu[v]['median_s']:.3f}",
+                f"{s_cpu[v]['median_s'] / dense_cpu:.3f}",
+                f"{mem[v] / total:.2f}",
+            )
+        )
+    print_table(
+        rows,
+        (
+            "variant",
+            "median s",
+            "min s",
+            "max s",
+            "ratio (median)",
+            "ratio (min)",
+            "ratio (paired)",
+            "cpu s (median)",
+            "cpu ratio",
+            "extra B/weight held",
+        ),
+    )
     if direct:
         parts = []
         for v in cb_variants:
@@ -284,11 +323,13 @@ def main(argv=None) -> None:
             parts.append(f"{v} {h * 1e3:.1f} ms (-> {direct[f'est_ratio_{v}_vs_dense_median']:.3f})")
         every = direct.get("hooks_callback_every_step_s", direct[f"hooks_{cb_variants[0]}_s"]) + direct["zero_pruned_s"]
         direct["est_ratio_every_step_with_zero_pruned_vs_dense_median"] = (dense_med + every) / dense_med
-        print(f"callback work measured directly: gradient hooks (in-place grad *= mask) timed inside real steps, median of "
-              f"{args.steps} steps each, and the estimated ratio vs the dense median step: {'; '.join(parts)}. "
-              f"rezero='every_step' adds zero_pruned {direct['zero_pruned_s'] * 1e3:.1f} ms per step "
-              f"-> {direct['est_ratio_every_step_with_zero_pruned_vs_dense_median']:.3f}")
-        print(f"fused CPU kernel (bert_tickets.kernels): {kernels._state}")
+        print(
+            f"callback work measured directly: gradient hooks (in-place grad *= mask) timed inside real steps, median of "
+            f"{args.steps} steps each, and the estimated ratio vs the dense median step: {'; '.join(parts)}. "
+            f"rezero='every_step' adds zero_pruned {direct['zero_pruned_s'] * 1e3:.1f} ms per step "
+            f"-> {direct['est_ratio_every_step_with_zero_pruned_vs_dense_median']:.3f}"
+        )
+        print(f"fused CPU kernel (bert_tickets.training.kernels): {kernels._state}")
     if "torch_prune" in setups:
         print(f"torch.prune.global_unstructured setup (untimed in the steps): {setups['torch_prune']['prune_setup_s']:.2f} s")
     print(f"checks: {checks}")
@@ -298,31 +339,48 @@ def main(argv=None) -> None:
     print()
     print(f"environment: {env}; total runtime {time.perf_counter() - t_start:.0f} s")
     if env.get("others_pct", 0) + env.get("steal_pct", 0) > 10:
-        print(f"NOTE: other processes ({env['others_pct']}%) and hypervisor steal ({env['steal_pct']}%) took CPU during "
-              "this run: step times and ratios are noisy; compare the paired ratio and the direct callback timing. With "
-              "torch threads = cores and a core taken by another process, every OpenMP region stalls, which inflates the "
-              "callback's extra per-tensor ops most; compare --threads 1")
+        print(
+            f"NOTE: other processes ({env['others_pct']}%) and hypervisor steal ({env['steal_pct']}%) took CPU during "
+            "this run: step times and ratios are noisy; compare the paired ratio and the direct callback timing. With "
+            "torch threads = cores and a core taken by another process, every OpenMP region stalls, which inflates the "
+            "callback's extra per-tensor ops most; compare --threads 1"
+        )
     if cb_ratio is not None:
-        print(f"TARGET callback step / dense step <= {RATIO_TARGET} (torch threads {threads}): median ratio {cb_ratio:.3f} "
-              f"(paired {paired['callback']:.3f}) "
-              f"{'MET' if cb_ratio <= RATIO_TARGET else 'NOT MET'}"
-              + (f"; hooks timed inside steps -> {direct['est_ratio_callback_vs_dense_median']:.3f} "
-                 f"{'MET' if direct['est_ratio_callback_vs_dense_median'] <= RATIO_TARGET else 'NOT MET'}"
-                 if "est_ratio_callback_vs_dense_median" in direct else "")
-              + f"; memory <= {MEMORY_TARGET_BPW:.0f} B/weight: "
-              f"{mem['callback'] / total:.2f} {'MET' if mem['callback'] / total <= MEMORY_TARGET_BPW else 'NOT MET'}")
-    print_json({
-        "bench": "callback", "N": total, "batch": args.batch, "seq_len": args.seq_len, "sparsity": args.sparsity,
-        "warmup": args.warmup, "steps": args.steps, "loop": "hand-written, Trainer event order",
-        "optimizer": f"{opt_cls.__name__} {opt_kwargs}",
-        "wall": {v: {k: round(x, 4) if isinstance(x, float) else x for k, x in d.items()} for v, d in s_wall.items()},
-        "cpu": {v: {k: round(x, 4) if isinstance(x, float) else x for k, x in d.items()} for v, d in s_cpu.items()},
-        "ratio_vs_dense_median": {v: round(r, 4) for v, r in ratios.items()},
-        "ratio_vs_dense_paired": {v: round(r, 4) for v, r in paired.items()},
-        "callback_direct_s": {k: round(x, 5) for k, x in direct.items()},
-        "extra_bytes_per_weight": {v: round(b / total, 3) for v, b in mem.items()},
-        "checks": checks, "targets": {"ratio": RATIO_TARGET, "bytes_per_weight": MEMORY_TARGET_BPW}, "env": env,
-    })
+        print(
+            f"TARGET callback step / dense step <= {RATIO_TARGET} (torch threads {threads}): median ratio {cb_ratio:.3f} "
+            f"(paired {paired['callback']:.3f}) "
+            f"{'MET' if cb_ratio <= RATIO_TARGET else 'NOT MET'}"
+            + (
+                f"; hooks timed inside steps -> {direct['est_ratio_callback_vs_dense_median']:.3f} "
+                f"{'MET' if direct['est_ratio_callback_vs_dense_median'] <= RATIO_TARGET else 'NOT MET'}"
+                if "est_ratio_callback_vs_dense_median" in direct
+                else ""
+            )
+            + f"; memory <= {MEMORY_TARGET_BPW:.0f} B/weight: "
+            f"{mem['callback'] / total:.2f} {'MET' if mem['callback'] / total <= MEMORY_TARGET_BPW else 'NOT MET'}"
+        )
+    print_json(
+        {
+            "bench": "callback",
+            "N": total,
+            "batch": args.batch,
+            "seq_len": args.seq_len,
+            "sparsity": args.sparsity,
+            "warmup": args.warmup,
+            "steps": args.steps,
+            "loop": "hand-written, Trainer event order",
+            "optimizer": f"{opt_cls.__name__} {opt_kwargs}",
+            "wall": {v: {k: round(x, 4) if isinstance(x, float) else x for k, x in d.items()} for v, d in s_wall.items()},
+            "cpu": {v: {k: round(x, 4) if isinstance(x, float) else x for k, x in d.items()} for v, d in s_cpu.items()},
+            "ratio_vs_dense_median": {v: round(r, 4) for v, r in ratios.items()},
+            "ratio_vs_dense_paired": {v: round(r, 4) for v, r in paired.items()},
+            "callback_direct_s": {k: round(x, 5) for k, x in direct.items()},
+            "extra_bytes_per_weight": {v: round(b / total, 3) for v, b in mem.items()},
+            "checks": checks,
+            "targets": {"ratio": RATIO_TARGET, "bytes_per_weight": MEMORY_TARGET_BPW},
+            "env": env,
+        }
+    )
 
 
 if __name__ == "__main__":

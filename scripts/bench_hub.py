@@ -30,12 +30,12 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
+from _bench_util import MachineLoad, environment, print_json, print_table, seed_everything, setup_threads, summary, timed  # noqa: E402
 from transformers import BertConfig, BertModel  # noqa: E402
 
-from _bench_util import MachineLoad, environment, print_json, print_table, seed_everything, setup_threads, summary, timed  # noqa: E402
 from bert_tickets import TicketMask, TicketMetadata, prune_ticket  # noqa: E402
-from bert_tickets.hub import render_model_card  # noqa: E402
-from bert_tickets.mask import CONFIG_FILE, MASK_FILE, README_FILE  # noqa: E402
+from bert_tickets.publish import render_model_card  # noqa: E402
+from bert_tickets.ticket import CONFIG_FILE, MASK_FILE, README_FILE  # noqa: E402
 
 MB = 1e6
 REPO = "bench/bert-base-uncased-ticket"
@@ -90,7 +90,7 @@ def main() -> None:
             wall, _, by_id = timed(lambda: TicketMask.from_pretrained(REPO, cache_dir=cache))
             times["from_pretrained(repo id, cache)"].append(wall)
             assert all(torch.equal(by_id.masks[k], ticket.masks[k]) for k in ticket.masks)
-            wall, _, _ = timed(lambda: loaded.apply(model))
+            wall, _, _ = timed(lambda: loaded.apply(model))  # noqa: B023 (called at once)
             times["apply(bert-base)"].append(wall)
         assert ticket.count_nonzero_pruned(model) == 0
 
@@ -105,20 +105,31 @@ def main() -> None:
         ("file", "bytes", "MB"),
     )
     bits = sizes[MASK_FILE] * 8 / n
-    print(f"mask file: {bits:.4f} bits per prunable weight (target <= 1.01: {sizes[MASK_FILE] / MB:.3f} MB <= 10.8 MB), "
-          f"{fp32_mask_pt / sizes[MASK_FILE]:.1f}x smaller than fp32 mask.pt")
+    print(
+        f"mask file: {bits:.4f} bits per prunable weight (target <= 1.01: {sizes[MASK_FILE] / MB:.3f} MB <= 10.8 MB), "
+        f"{fp32_mask_pt / sizes[MASK_FILE]:.1f}x smaller than fp32 mask.pt"
+    )
     print_table(
         [(k, f"{v['median_s']:.4f}", f"{v['min_s']:.4f}") for k, v in stats.items()]
         + [("from_pretrained(dir) + apply", f"{total_dir:.4f}", ""), ("from_pretrained(repo id) + apply", f"{total_id:.4f}", "")],
         ("step", "median s", "min s"),
     )
     print(f"target from_pretrained + apply <= 0.3 s: {'met' if max(total_dir, total_id) <= 0.3 else 'NOT met'}")
-    print_json({
-        "benchmark": "hub", "num_prunable": n, "sparsity": ticket.sparsity, "sizes_bytes": sizes,
-        "bits_per_weight": bits, "fp32_mask_pt_bytes": fp32_mask_pt,
-        "times": stats, "load_apply_dir_s": total_dir, "load_apply_repo_id_s": total_id,
-        "environment": environment(), "machine_load": load.report(),
-    })
+    print_json(
+        {
+            "benchmark": "hub",
+            "num_prunable": n,
+            "sparsity": ticket.sparsity,
+            "sizes_bytes": sizes,
+            "bits_per_weight": bits,
+            "fp32_mask_pt_bytes": fp32_mask_pt,
+            "times": stats,
+            "load_apply_dir_s": total_dir,
+            "load_apply_repo_id_s": total_id,
+            "environment": environment(),
+            "machine_load": load.report(),
+        }
+    )
 
 
 if __name__ == "__main__":

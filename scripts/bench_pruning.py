@@ -45,9 +45,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.nn.utils import prune  # noqa: E402
-
 from _bench_util import (  # noqa: E402
     MachineLoad,
     PeakRSS,
@@ -59,6 +56,8 @@ from _bench_util import (  # noqa: E402
     summary,
     timed,
 )
+from torch import nn  # noqa: E402
+from torch.nn.utils import prune  # noqa: E402
 
 TARGET_S = 0.5
 MEMORY_TARGET_BPW = 4.0 + 1.0  # one fp32 copy of the weights + the bool masks
@@ -67,7 +66,7 @@ MEMORY_TARGET_BPW = 4.0 + 1.0  # one fp32 copy of the weights + the bool masks
 def build_weights(seed: int) -> dict[str, torch.Tensor]:
     from transformers import BertConfig, BertModel
 
-    from bert_tickets.prunable import prunable_parameters
+    from bert_tickets.ticket import prunable_parameters
 
     seed_everything(seed)
     model = BertModel(BertConfig())
@@ -128,13 +127,32 @@ def memory_child(which: str, s1: float, s2: float, seed: int, threads: int | Non
     with PeakRSS() as mem:
         result = fn()
     del result
-    print(json.dumps({"which": which, "peak_extra_bytes": mem.peak_extra, "retained_bytes": mem.rss_after_extra,
-                      "method": mem.method, "total": total}))
+    print(
+        json.dumps(
+            {
+                "which": which,
+                "peak_extra_bytes": mem.peak_extra,
+                "retained_bytes": mem.rss_after_extra,
+                "method": mem.method,
+                "total": total,
+            }
+        )
+    )
 
 
 def measure_memory(which: str, args) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", which, "--s1", str(args.s1),
-           "--s2", str(args.s2), "--seed", str(args.seed)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--memory-child",
+        which,
+        "--s1",
+        str(args.s1),
+        "--s2",
+        str(args.s2),
+        "--seed",
+        str(args.seed),
+    ]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -143,8 +161,11 @@ def measure_memory(which: str, args) -> dict:
 
 # ----------------------------------------------------------------------------- main
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="See the module docstring for what is measured.")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="See the module docstring for what is measured.",
+    )
     p.add_argument("--repeats", type=int, default=5, help="timed repeats of each variant (interleaved; default 5)")
     p.add_argument("--s1", type=float, default=0.1, help="level-1 sparsity (default 0.1)")
     p.add_argument("--s2", type=float, default=0.2, help="level-2 sparsity (default 0.2)")
@@ -169,10 +190,14 @@ def main(argv=None) -> None:
     weights = build_weights(args.seed)
     total = sum(w.numel() for w in weights.values())
     k1, k2 = target_count(args.s1, total), target_count(args.s2, total)
-    print(f"bench_pruning: bert-base BertModel(BertConfig()) random init, seed {args.seed}; "
-          f"{len(weights)} prunable tensors, N = {total:,} weights; torch threads {threads}")
-    print(f"(a) ours s={args.s1} from dense   (b) ours s={args.s2} on masked weights + level-(a) masks   "
-          f"(c) torch.nn.utils.prune.global_unstructured L1Unstructured amount={k1:,}")
+    print(
+        f"bench_pruning: bert-base BertModel(BertConfig()) random init, seed {args.seed}; "
+        f"{len(weights)} prunable tensors, N = {total:,} weights; torch threads {threads}"
+    )
+    print(
+        f"(a) ours s={args.s1} from dense   (b) ours s={args.s2} on masked weights + level-(a) masks   "
+        f"(c) torch.nn.utils.prune.global_unstructured L1Unstructured amount={k1:,}"
+    )
 
     # Untimed warm-up of every path (and the level-1 masks used by (b)).
     m1 = global_magnitude_pruning(weights, args.s1)
@@ -211,8 +236,12 @@ def main(argv=None) -> None:
     # Correctness.
     ours1, ours2, torch1 = results["a_ours_l1"], results["b_ours_l2"], results["c_torch_l1"]
     checks = {
-        "l1_pruned": n_pruned(ours1), "l1_expected": k1, "l1_diff_vs_torch": n_differ(ours1, torch1),
-        "l2_pruned": n_pruned(ours2), "l2_expected": k2, "l2_diff_vs_torch_oneshot": n_differ(ours2, torch2),
+        "l1_pruned": n_pruned(ours1),
+        "l1_expected": k1,
+        "l1_diff_vs_torch": n_differ(ours1, torch1),
+        "l2_pruned": n_pruned(ours2),
+        "l2_expected": k2,
+        "l2_diff_vs_torch_oneshot": n_differ(ours2, torch2),
         "l2_revived": sum(int((ours2[n] & ~m1[n]).sum()) for n in m1),
         "torch_l1_pruned": n_pruned(torch1),
     }
@@ -231,40 +260,70 @@ def main(argv=None) -> None:
     print()
     print(f"Wall time, {args.repeats} interleaved repeats each (order rotated per repeat):")
     print_table(
-        [(n, f"{v['median_s']:.3f}", f"{v['min_s']:.3f}", f"{v['max_s']:.3f}",
-          f"{v['median_s'] / s['c_torch_l1']['median_s']:.2f}", f"{v['min_s'] / s['c_torch_l1']['min_s']:.2f}",
-          f"{s_cpu[n]['median_s']:.3f}") for n, v in s.items()],
+        [
+            (
+                n,
+                f"{v['median_s']:.3f}",
+                f"{v['min_s']:.3f}",
+                f"{v['max_s']:.3f}",
+                f"{v['median_s'] / s['c_torch_l1']['median_s']:.2f}",
+                f"{v['min_s'] / s['c_torch_l1']['min_s']:.2f}",
+                f"{s_cpu[n]['median_s']:.3f}",
+            )
+            for n, v in s.items()
+        ],
         ("variant", "median s", "min s", "max s", "ratio vs torch (median)", "ratio vs torch (min)", "process cpu s (median)"),
     )
     print()
     print("Correctness:")
     print_table(
         [
-            ("(a) level 1 vs torch", f"{checks['l1_pruned']:,}", f"{k1:,}", "yes" if checks["l1_pruned"] == k1 else "NO",
-             f"{checks['l1_diff_vs_torch']:,}", ties[k1]),
-            ("(b) level 2 vs torch one-shot", f"{checks['l2_pruned']:,}", f"{k2:,}", "yes" if checks["l2_pruned"] == k2 else "NO",
-             f"{checks['l2_diff_vs_torch_oneshot']:,}", ties[k2]),
+            (
+                "(a) level 1 vs torch",
+                f"{checks['l1_pruned']:,}",
+                f"{k1:,}",
+                "yes" if checks["l1_pruned"] == k1 else "NO",
+                f"{checks['l1_diff_vs_torch']:,}",
+                ties[k1],
+            ),
+            (
+                "(b) level 2 vs torch one-shot",
+                f"{checks['l2_pruned']:,}",
+                f"{k2:,}",
+                "yes" if checks["l2_pruned"] == k2 else "NO",
+                f"{checks['l2_diff_vs_torch_oneshot']:,}",
+                ties[k2],
+            ),
         ],
         ("check", "pruned", "round(s*N)", "exact", "positions differing from torch", "weights tied at |w| threshold"),
     )
-    print(f"(b) revives no level-(a) pruned weight: {'yes' if checks['l2_revived'] == 0 else 'NO'} "
-          f"({checks['l2_revived']} revived); torch (c) pruned {checks['torch_l1_pruned']:,}")
+    print(
+        f"(b) revives no level-(a) pruned weight: {'yes' if checks['l2_revived'] == 0 else 'NO'} "
+        f"({checks['l2_revived']} revived); torch (c) pruned {checks['torch_l1_pruned']:,}"
+    )
 
     mem = {}
     if not args.no_memory:
         for which in ("ours_l1", "ours_l2", "torch_l1"):
             mem[which] = measure_memory(which, args)
         print()
-        print(f"Peak extra memory of one call (fresh subprocess, {mem['ours_l1']['method']}); "
-              "includes the returned masks (ours: 1 B/weight bool; torch: float32 mask + weight products):")
+        print(
+            f"Peak extra memory of one call (fresh subprocess, {mem['ours_l1']['method']}); "
+            "includes the returned masks (ours: 1 B/weight bool; torch: float32 mask + weight products):"
+        )
         print_table(
-            [(w, f"{m['peak_extra_bytes'] / 2**20:.1f}", f"{m['peak_extra_bytes'] / total:.2f}",
-              f"{m['retained_bytes'] / total:.2f}") for w, m in mem.items()],
+            [
+                (w, f"{m['peak_extra_bytes'] / 2**20:.1f}", f"{m['peak_extra_bytes'] / total:.2f}", f"{m['retained_bytes'] / total:.2f}")
+                for w, m in mem.items()
+            ],
             ("call", "peak extra MiB", "peak extra B/weight", "retained after call B/weight"),
         )
-        print(f"memory target: <= {MEMORY_TARGET_BPW:.0f} B/weight (one fp32 copy + bool masks): "
-              + ", ".join(f"{w} {'MET' if mem[w]['peak_extra_bytes'] / total <= MEMORY_TARGET_BPW else 'NOT MET'}"
-                          for w in ("ours_l1", "ours_l2")))
+        print(
+            f"memory target: <= {MEMORY_TARGET_BPW:.0f} B/weight (one fp32 copy + bool masks): "
+            + ", ".join(
+                f"{w} {'MET' if mem[w]['peak_extra_bytes'] / total <= MEMORY_TARGET_BPW else 'NOT MET'}" for w in ("ours_l1", "ours_l2")
+            )
+        )
 
     if args.profile:
         for label, fn in (("(a)", run_a), ("(b)", run_b)):
@@ -283,25 +342,42 @@ def main(argv=None) -> None:
     print()
     print(f"environment: {env}; total runtime {time.perf_counter() - t_start:.0f} s")
     if env.get("others_pct", 0) + env.get("steal_pct", 0) > 10:
-        print(f"NOTE: other processes ({env['others_pct']}%) and hypervisor steal ({env['steal_pct']}%) took CPU during "
-              "this run: medians are inflated; the min column is the better estimate of uncontended time. With "
-              "torch threads = cores and a core taken by another process, torch's OpenMP regions stall; compare --threads 1")
-    print(f"TARGET <= {TARGET_S} s per pruning call on 2 CPU cores (bert-base, N = {total:,}; measured on "
-          f"{env['cores']} cores, torch threads {threads}): "
-          f"(a) median {s['a_ours_l1']['median_s']:.3f} s {'MET' if met_a else 'NOT MET'}; "
-          f"(b) median {s['b_ours_l2']['median_s']:.3f} s {'MET' if met_b else 'NOT MET'}; "
-          f"ours/torch (a) {ratio:.2f}x")
-    print_json({
-        "bench": "pruning", "N": total, "tensors": len(weights), "repeats": args.repeats, "s1": args.s1, "s2": args.s2,
-        "times": {n: {k: round(v, 4) if isinstance(v, float) else v for k, v in x.items()} for n, x in s.items()},
-        "cpu": {n: {k: round(v, 4) if isinstance(v, float) else v for k, v in x.items()} for n, x in s_cpu.items()},
-        "ratio_ours_l1_vs_torch": round(ratio, 3), "ratio_ours_l2_vs_torch": round(ratio2, 3),
-        "checks": checks, "ties_at_threshold": {"l1": ties[k1], "l2": ties[k2]},
-        "memory_bytes_per_weight": {w: {"peak_extra": round(m["peak_extra_bytes"] / total, 3),
-                                        "retained": round(m["retained_bytes"] / total, 3)} for w, m in mem.items()},
-        "memory_method": mem.get("ours_l1", {}).get("method"),
-        "target_s": TARGET_S, "target_met": {"a": met_a, "b": met_b}, "env": env,
-    })
+        print(
+            f"NOTE: other processes ({env['others_pct']}%) and hypervisor steal ({env['steal_pct']}%) took CPU during "
+            "this run: medians are inflated; the min column is the better estimate of uncontended time. With "
+            "torch threads = cores and a core taken by another process, torch's OpenMP regions stall; compare --threads 1"
+        )
+    print(
+        f"TARGET <= {TARGET_S} s per pruning call on 2 CPU cores (bert-base, N = {total:,}; measured on "
+        f"{env['cores']} cores, torch threads {threads}): "
+        f"(a) median {s['a_ours_l1']['median_s']:.3f} s {'MET' if met_a else 'NOT MET'}; "
+        f"(b) median {s['b_ours_l2']['median_s']:.3f} s {'MET' if met_b else 'NOT MET'}; "
+        f"ours/torch (a) {ratio:.2f}x"
+    )
+    print_json(
+        {
+            "bench": "pruning",
+            "N": total,
+            "tensors": len(weights),
+            "repeats": args.repeats,
+            "s1": args.s1,
+            "s2": args.s2,
+            "times": {n: {k: round(v, 4) if isinstance(v, float) else v for k, v in x.items()} for n, x in s.items()},
+            "cpu": {n: {k: round(v, 4) if isinstance(v, float) else v for k, v in x.items()} for n, x in s_cpu.items()},
+            "ratio_ours_l1_vs_torch": round(ratio, 3),
+            "ratio_ours_l2_vs_torch": round(ratio2, 3),
+            "checks": checks,
+            "ties_at_threshold": {"l1": ties[k1], "l2": ties[k2]},
+            "memory_bytes_per_weight": {
+                w: {"peak_extra": round(m["peak_extra_bytes"] / total, 3), "retained": round(m["retained_bytes"] / total, 3)}
+                for w, m in mem.items()
+            },
+            "memory_method": mem.get("ours_l1", {}).get("method"),
+            "target_s": TARGET_S,
+            "target_met": {"a": met_a, "b": met_b},
+            "env": env,
+        }
+    )
 
 
 if __name__ == "__main__":

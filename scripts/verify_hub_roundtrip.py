@@ -43,11 +43,11 @@ def main() -> int:
     find_args = argv[cut + 1 :]  # the run's own `find` arguments (without --output_dir)
 
     import huggingface_hub.constants
+    from test_hub import FakeHfApi, cache_from_uploads  # the test boundary
 
     from bert_tickets.cli import main as cli_main
-    from bert_tickets.hub import push_run
-    from bert_tickets.mask import TicketMask
-    from test_hub import FakeHfApi, cache_from_uploads  # the test boundary
+    from bert_tickets.publish import push_run
+    from bert_tickets.ticket import TicketMask
 
     run = Path(a.run_dir)
     level_dir = run / f"level_{a.level:02d}"

@@ -54,11 +54,19 @@ def squad_articles(n_articles: int = 5, seed: int = 0) -> list[dict]:
             where = names[(a + p + 3) % len(names)]
             context = f"{filler} . the {who} ran to the {where} . {filler} ."
             qas = [
-                {"id": f"a{a}p{p}q0", "question": "who ran ?",
-                 "answers": [{"text": who, "answer_start": context.index(f"the {who}") + 4},
-                             {"text": f"the {who}", "answer_start": context.index(f"the {who}")}]},
-                {"id": f"a{a}p{p}q1", "question": " where did it run ?",
-                 "answers": [{"text": where, "answer_start": context.index(f"the {where}") + 4}]},
+                {
+                    "id": f"a{a}p{p}q0",
+                    "question": "who ran ?",
+                    "answers": [
+                        {"text": who, "answer_start": context.index(f"the {who}") + 4},
+                        {"text": f"the {who}", "answer_start": context.index(f"the {who}")},
+                    ],
+                },
+                {
+                    "id": f"a{a}p{p}q1",
+                    "question": " where did it run ?",
+                    "answers": [{"text": where, "answer_start": context.index(f"the {where}") + 4}],
+                },
             ]
             paragraphs.append({"context": context, "qas": qas})
         data.append({"title": f"Article_{a}", "paragraphs": paragraphs})
@@ -81,3 +89,42 @@ def wikitext_lines(n_lines: int, seed: int = 0) -> str:
             out.append(" ")
         out.append(" " + " ".join(WORDS[j] for j in torch.randint(0, 40, (12,), generator=g).tolist()) + " . ")
     return "\n".join(out) + "\n"
+
+
+#: The quick training options of the tiny IMP runs (``tests/experiments``, ``tests/training``, the
+#: v0_1 fixture): one epoch of 4 steps, batch 8, lr 1e-3, CPU, sequences of 16 tokens.
+IMP_TRAIN_ARGS = (
+    "--num_train_epochs 1 --per_device_train_batch_size 8 --learning_rate 1e-3 --use_cpu true --disable_tqdm true --max_seq_length 16"
+).split()
+
+IMP_WORDS = "the cat dog sat on a mat big small red blue ran fast slow home is not was".split()
+
+
+def write_imp_inputs(root: Path) -> tuple[Path, Path]:
+    """``root/ckpt`` (a bare tiny ``BertModel``, seed 0, vocabulary ``SPECIALS + IMP_WORDS``) and
+    ``root/glue/RTE/{train,dev}.tsv`` (32 / 16 rows, seed 0): the inputs of ``tests/test_imp.py``
+    and of the committed fixture ``tests/fixtures/v0_1_run`` (made from ``ckpt`` and ``glue``
+    given as relative paths, so its run hash is reproducible from any directory)."""
+    ckpt = root / "ckpt"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    vocab = [*SPECIALS, *IMP_WORDS]
+    (ckpt / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab=str(ckpt / "vocab.txt")).save_pretrained(ckpt)
+    torch.manual_seed(0)
+    BertModel(tiny_config(vocab_size=len(vocab))).save_pretrained(ckpt)
+    glue = root / "glue"
+    (glue / "RTE").mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+
+    def rows(n):
+        out = ["index\tsentence1\tsentence2\tlabel"]
+        for i in range(n):
+            a = " ".join(IMP_WORDS[j] for j in torch.randint(0, len(IMP_WORDS), (6,), generator=g).tolist())
+            b = " ".join(IMP_WORDS[j] for j in torch.randint(0, len(IMP_WORDS), (4,), generator=g).tolist())
+            label = "entailment" if "cat" in a else "not_entailment"
+            out.append(f'{i}\t{a}\t"{b}\t{label}')  # unbalanced quote, as in the real files
+        return "\n".join(out) + "\n"
+
+    (glue / "RTE" / "train.tsv").write_text(rows(32))
+    (glue / "RTE" / "dev.tsv").write_text(rows(16))
+    return ckpt, glue

@@ -1,0 +1,72 @@
+"""File helpers shared by every layer: atomic writes (temporary file + rename, so an interrupted
+write never leaves a half-written file) and the versions of the libraries that wrote a file.
+
+The bottom layer of the package: it imports nothing from ``bert_tickets``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)``, then rename ``tmp_path`` onto ``path`` (same directory, created
+    if needed). On any error the temporary file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    atomic_write(path, write)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and an atomic rename."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON (non-JSON values through ``str``), atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Write ``tensors`` (name -> contiguous CPU tensor) as a safetensors file, atomically."""
+    from safetensors.torch import save_file
+
+    atomic_write(path, lambda tmp: save_file(dict(tensors), tmp))
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of the libraries that write a ticket (recorded in ``ticket_config.json``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for dist in ("bert-tickets", "torch", "transformers", "huggingface_hub", "safetensors", "numpy", "peft"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out

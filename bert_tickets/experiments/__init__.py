@@ -1,0 +1,13 @@
+"""Experiments: each module holds its arguments dataclass(es) and a ``run(...)`` entry; the
+registry below maps a command name to its module (one line per experiment).
+
+Layer: imports :mod:`bert_tickets.results`, :mod:`bert_tickets.training` and below.
+"""
+
+from . import imp
+from .common import DataArguments, ModelArguments
+
+#: command -> experiment module (with ``ARGUMENTS`` and ``run``).
+EXPERIMENTS = {"find": imp}
+
+__all__ = ["EXPERIMENTS", "DataArguments", "ModelArguments"]

@@ -1,0 +1,430 @@
+"""Iterative magnitude pruning (IMP) with rewinding — the ``find`` experiment: its arguments
+(:class:`IMPArguments`) and the level loop (:class:`IMPRunner`).
+
+Chen et al. 2020, *The Lottery Ticket Hypothesis for Pre-trained BERT Networks*, Algorithm 1
+(and the VITA-Group/BERT-Tickets code): level 0 fine-tunes the dense model from θ0; every next
+level prunes the trained weights globally by magnitude to the schedule's sparsity, rewinds the
+surviving weights to θ0 (or to step ``k`` of level-0 fine-tuning, Frankle et al. 2020), resets
+the task head to its level-0 initial values, and fine-tunes again with a fresh optimizer and LR
+schedule. The loop is ``while (s := schedule.next(history)) is not None``; each level's
+fine-tunes go through :func:`bert_tickets.training.finetune.finetune` and every file goes
+through :class:`bert_tickets.results.RunRecord` (layout in :mod:`bert_tickets.results.paths`).
+
+A level whose ``metrics.json`` exists is skipped when the command is re-run (resume); the next
+level's mask is saved before ``metrics.json``, so resuming never needs the trained weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer
+
+from ..pruning import (
+    collapse_options_hint,
+    collapsed_tensors,
+    get_criterion,
+    low_scale_tensors,
+    make_schedule,
+    prune_ticket,
+)
+from ..pruning.select import SCOPES
+from ..results import LevelResult, RunRecord, format_summary, hyperparameter_hash, summarize
+from ..tasks import PreparedData, TaskSpec, get_kind, get_task
+from ..ticket import DEFAULT_PRUNABLE_PATTERNS, TicketMask, TicketMetadata, get_backbone, prunable_parameters
+from ..training.finetune import finetune, optimizer_steps, training_hyperparameters
+from ..training.weights import RewindPointCapture, head_state, load_into, load_theta0
+from .common import DataArguments, ModelArguments
+
+logger = logging.getLogger("bert_tickets")
+
+
+@dataclass
+class IMPArguments:
+    """Iterative magnitude pruning (Chen et al. 2020, Algorithm 1; BERT-Tickets' code)."""
+
+    schedule: str = field(
+        default="linear",
+        metadata={
+            "help": "linear: every level prunes a further --prune_step of the ORIGINAL weights (10%%, 20%%, ...; "
+            "BERT-Tickets' code). geometric: every level prunes --prune_fraction of the REMAINING weights "
+            "(the algorithm box of Chen et al. 2020, open_lth)."
+            " Schedules are a registry: bert_tickets.pruning.schedules.",
+        },
+    )
+    prune_step: float = field(default=0.1, metadata={"help": "linear schedule: sparsity added per level (fraction)."})
+    prune_fraction: float = field(default=0.1, metadata={"help": "geometric schedule: fraction of the remaining weights pruned per level."})
+    target_sparsity: float = field(default=0.9, metadata={"help": "Stop after the level that reaches this sparsity (fraction in [0, 1))."})
+    max_levels: int | None = field(default=None, metadata={"help": "Stop after this many pruned levels (level 0 is dense)."})
+    pruning_method: str = field(
+        default="magnitude",
+        metadata={"help": "magnitude: global magnitude pruning (IMP). random: seeded random pruning (baseline)."},
+    )
+    pruning_scope: str = field(
+        default="global",
+        metadata={
+            "help": "global: one magnitude ranking over all prunable tensors (BERT-Tickets). layerwise: every tensor "
+            "pruned to the same sparsity."
+        },
+    )
+    max_tensor_sparsity: float | None = field(
+        default=None,
+        metadata={
+            "help": "Cap on any one tensor's sparsity within global pruning (fraction); the excess goes to the other "
+            "tensors so the global count stays exact. Guards against layer collapse."
+        },
+    )
+    collapse_threshold: float = field(
+        default=0.99, metadata={"help": "Warn about any tensor pruned beyond this fraction (layer collapse)."}
+    )
+    rewind_step: int = field(
+        default=0,
+        metadata={"help": "Rewind surviving weights to θ0 (0) or to the weights after this many steps of level-0 (dense) fine-tuning."},
+    )
+    keep_trained_head: bool = field(
+        default=False,
+        metadata={
+            "help": "Start each level from the previous level's trained task head (as BERT-Tickets' code does) "
+            "instead of the level-0 initial head."
+        },
+    )
+    prunable_patterns: list[str] | None = field(
+        default=None,
+        metadata={"help": "Regexes (fullmatch, backbone-relative names) of the prunable weights; default: the BERT-Tickets set."},
+    )
+    exclude: list[str] | None = field(
+        default=None, metadata={"help": "Regexes of weights to leave out of the prunable set, e.g. 'pooler\\..*'."}
+    )
+    seeds: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Fine-tuning seeds per level (default: --seed). With several, matching = within one std of dense; "
+            "the first seed's trained weights are pruned."
+        },
+    )
+    tolerance: float = field(
+        default=0.01,
+        metadata={
+            "help": "With one seed, a level is matching when its metric >= dense metric - tolerance (metric units, e.g. 0.01 = 1 point)."
+        },
+    )
+
+    @property
+    def patterns(self) -> list[str]:
+        return list(self.prunable_patterns) if self.prunable_patterns else list(DEFAULT_PRUNABLE_PATTERNS)
+
+
+def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, imp_args: IMPArguments, training_args) -> dict:
+    """The hyperparameters that define a run (everything that changes a level's result); their
+    :func:`~bert_tickets.results.hyperparameter_hash` names the run."""
+    imp = asdict(imp_args)
+    imp["prunable_patterns"] = imp_args.patterns
+    # Where the run stops does not change any level's result: a finished run can be extended
+    # (the levels already computed are checked against the new schedule instead).
+    for key in ("max_levels", "target_sparsity", "collapse_threshold"):
+        imp.pop(key)
+    return {
+        "model": asdict(model_args) | {"cache_dir": None},
+        "data": asdict(data_args),
+        "imp": imp,
+        "training": training_hyperparameters(training_args),
+    }
+
+
+class IMPRunner:
+    """Finds a lottery ticket by IMP on one task.
+
+    Args:
+        model_args, data_args, imp_args: the ``find`` dataclasses.
+        training_args: ``transformers.TrainingArguments``; its ``output_dir`` is the run
+            directory, its ``seed`` the default seed; every option passes through to each
+            fine-tune.
+
+    Construction validates everything cheap (task, schedule, criterion, scope, data files and
+    columns, prunable weights of the model, consistency with an existing run directory) and
+    raises ``ValueError`` / ``FileNotFoundError`` / ``OSError`` with a one-line message before
+    any training.
+    """
+
+    def __init__(self, model_args: ModelArguments, data_args: DataArguments, imp_args: IMPArguments, training_args):
+        self.model_args, self.data_args, self.imp_args, self.training_args = model_args, data_args, imp_args, training_args
+        self.task: TaskSpec = get_task(data_args.task)
+        self.seeds = list(imp_args.seeds) if imp_args.seeds else [training_args.seed]
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"--seeds must be distinct, got {self.seeds}")
+        self.schedule = make_schedule(
+            imp_args.schedule,
+            imp_args.target_sparsity,
+            imp_args.max_levels,
+            prune_step=imp_args.prune_step,
+            prune_fraction=imp_args.prune_fraction,
+        )
+        self.planned = None if self.schedule.adaptive else self.schedule.preview()
+        get_criterion(imp_args.pruning_method)
+        if imp_args.pruning_scope not in SCOPES:
+            raise ValueError(f"unknown pruning scope {imp_args.pruning_scope!r}; choose one of {', '.join(SCOPES)}")
+        if imp_args.pruning_scope == "layerwise" and imp_args.max_tensor_sparsity is not None:
+            raise ValueError("--max_tensor_sparsity applies to --pruning_scope global only (layer-wise pruning cannot collapse a layer)")
+        if imp_args.rewind_step < 0:
+            raise ValueError(f"--rewind_step must be >= 0, got {imp_args.rewind_step}")
+        if imp_args.tolerance < 0:
+            raise ValueError(f"--tolerance must be >= 0, got {imp_args.tolerance}")
+        self.kind = get_kind(self.task.kind)
+        if data_args.data_dir is not None:
+            self.kind.validate_inputs(self.task, data_args.data_dir)
+        self.record = RunRecord(training_args.output_dir, is_main=training_args.process_index == 0)
+        self.hparams = run_hyperparameters(model_args, data_args, imp_args, training_args)
+        self.hash = hyperparameter_hash(self.hparams)
+        self.record.check_config(self.hparams, self.hash, self.planned)
+        name = model_args.model_name_or_path
+        if (os.path.isabs(name) or name.startswith((".", "~"))) and not os.path.isdir(os.path.expanduser(name)):
+            raise FileNotFoundError(f"model directory not found: {name}")
+        # Loading the model once up front checks the checkpoint and the prunable set.
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            model_args.model_name_or_path, revision=model_args.revision, cache_dir=model_args.cache_dir
+        )
+        probe = self._load_model(self.seeds[0])
+        # What the kind knows about the loaded model (e.g. an MLM head that was not pre-trained).
+        self.model_notes = self.kind.describe_model(probe)
+        self.dense_ticket = TicketMask.dense(
+            probe,
+            imp_args.prunable_patterns,
+            imp_args.exclude,
+            TicketMetadata(
+                base_model=model_args.model_name_or_path,
+                base_model_revision=getattr(probe.config, "_commit_hash", None) or model_args.revision,
+                task=self.task.name,
+                schedule=imp_args.schedule,
+                rewind_step=imp_args.rewind_step,
+                extra=dict(self.model_notes),
+            ),
+        )
+        self.low_scale = low_scale_tensors(prunable_parameters(probe, imp_args.prunable_patterns, imp_args.exclude))
+        if (
+            self.low_scale
+            and imp_args.pruning_method == "magnitude"
+            and imp_args.pruning_scope == "global"
+            and imp_args.max_tensor_sparsity is None
+        ):
+            logger.warning(
+                "weight scale far below the other prunable tensors (RMS / median RMS): %s; global magnitude pruning will "
+                "prune them first and may remove them entirely (layer collapse); %s",
+                ", ".join(f"{n} {r:.2f}" for n, r in self.low_scale.items()),
+                collapse_options_hint(self.low_scale),
+            )
+        del probe
+        self.data: PreparedData | None = None
+
+    @property
+    def run_dir(self):
+        return self.record.root
+
+    # -- setup
+    def _load_model(self, seed: int) -> torch.nn.Module:
+        return load_theta0(
+            self.task, self.model_args.model_name_or_path, seed, revision=self.model_args.revision, cache_dir=self.model_args.cache_dir
+        )
+
+    def prepare(self) -> None:
+        """Load and tokenize the data, and check what depends on it (before any training).
+
+        Raises:
+            ValueError: ``--rewind_step`` beyond the number of level-0 optimizer steps, or data
+                problems found while reading.
+        """
+        if self.data is not None:
+            return
+        d = self.data_args
+        self.data = self.kind.prepare(
+            self.task, self.tokenizer, d.data_dir, self.model_args.cache_dir, d.max_seq_length, d.max_train_samples, d.max_eval_samples
+        )
+        steps = optimizer_steps(self.training_args, len(self.data.train))
+        if self.imp_args.rewind_step > steps:
+            raise ValueError(f"--rewind_step {self.imp_args.rewind_step} exceeds the {steps} optimizer steps of level-0 training")
+
+    # -- one level
+    def _start_weights(self, level: int, seed: int) -> torch.nn.Module:
+        """θ0 with this seed's head: level 0 records the initial head; later levels rewind the
+        backbone (step k > 0) and restore the initial (or the previous trained) head."""
+        model = self._load_model(seed)
+        if level == 0:
+            self.record.save_initial_head(seed, head_state(model))
+            return model
+        if self.imp_args.rewind_step > 0:
+            load_into(get_backbone(model), self.record.load_rewind_point(self.imp_args.rewind_step), "rewind weights")
+        if self.imp_args.keep_trained_head:
+            load_into(model, self.record.load_trained_head(level - 1), "trained head")
+        else:
+            load_into(model, self.record.load_initial_head(seed), "initial head")
+        return model
+
+    def _train_level(self, level: int, ticket: TicketMask, data: PreparedData) -> tuple[dict[str, dict[str, float]], torch.nn.Module]:
+        per_seed: dict[str, dict[str, Any]] = {}
+        first_model = None
+        k = self.imp_args.rewind_step
+        for seed in self.seeds:
+            model = self._start_weights(level, seed)
+            extra = []
+            capture = None
+            if level == 0 and seed == self.seeds[0] and k > 0:
+                capture = RewindPointCapture(k, lambda state: self.record.save_rewind_point(k, state))
+                extra.append(capture)
+            try:
+                result = finetune(
+                    model,
+                    ticket,
+                    self.task,
+                    data,
+                    self.training_args,
+                    seed=seed,
+                    output_dir=str(self.record.paths.seed(level, seed)),
+                    tokenizer=self.tokenizer,
+                    callbacks=extra,
+                )
+            except RuntimeError as err:
+                raise RuntimeError(f"level {level}, seed {seed}: {err}") from None
+            if capture is not None and not capture.done:
+                raise ValueError(f"--rewind_step {k} exceeds the {result.global_step} steps of level-0 training")
+            per_seed[str(seed)] = result.metrics
+            self.record.write_log_history(level, seed, result.log_history)
+            if first_model is None:
+                first_model = result.model
+        return per_seed, first_model
+
+    # -- the whole run
+    def run(self) -> list[LevelResult]:
+        """Run (or resume) every level; returns the summary rows and writes summary.json/csv."""
+        started = time.perf_counter()
+        self.record.write_config(self.hash, self.hparams, self.planned)
+        primary = self.task.primary_metric
+        logger.info(
+            "IMP on %s from %s: run %s, levels at sparsity %s, %s pruning, rewind to %s, seeds %s, output %s",
+            self.task.name,
+            self.model_args.model_name_or_path,
+            self.hash,
+            ", ".join(f"{s:.4g}" for s in self.planned) if self.planned is not None else f"chosen by the {self.schedule.name} schedule",
+            self.imp_args.pruning_method,
+            "θ0" if self.imp_args.rewind_step == 0 else f"step {self.imp_args.rewind_step}",
+            self.seeds,
+            self.run_dir,
+        )
+        history: list[LevelResult] = []
+        next_ticket: TicketMask | None = self.dense_ticket
+        while (target := self.schedule.next(history)) is not None:
+            level = len(history)
+            done = self.record.completed_level(level)
+            if done is not None:
+                if abs(done.target_sparsity - target) > 1e-9:
+                    raise ValueError(
+                        f"{self.record.paths.level(level)} was run at sparsity {done.target_sparsity} but this schedule puts "
+                        f"level {level} at {target}; use another --output_dir"
+                    )
+                history.append(done)
+                logger.info("level %d (sparsity %.4f) already complete: skipped", level, done.sparsity)
+                next_ticket = None
+                continue
+            ticket = next_ticket if next_ticket is not None else self.record.load_ticket(level)
+            if abs(ticket.metadata.target_sparsity - target) > 1e-9:
+                raise ValueError(
+                    f"{self.record.paths.ticket(level)} was pruned to {ticket.metadata.target_sparsity}, the schedule says {target}"
+                )
+            self.record.save_ticket(level, ticket)
+            self.prepare()
+            result, per_seed, trained = self._run_level(level, target, ticket)
+            history.append(result)
+            # Next level's mask first: once metrics.json exists, resuming needs no trained weights.
+            # Past the schedule's end it is saved too (at the sparsity the schedule would give
+            # the next level), so the run can later be extended to more levels.
+            next_sparsity = self.schedule.next(history)
+            if next_sparsity is None:
+                next_sparsity = self.schedule.beyond(level + 1)
+            next_ticket = None
+            if next_sparsity is not None and next_sparsity < 1.0:
+                next_ticket = prune_ticket(
+                    ticket,
+                    trained,
+                    next_sparsity,
+                    self.imp_args.pruning_method,
+                    self.seeds[0],
+                    self.imp_args.pruning_scope,
+                    self.imp_args.max_tensor_sparsity,
+                )
+                self.record.save_ticket(level + 1, next_ticket)
+            if self.imp_args.keep_trained_head:
+                self.record.save_trained_head(level, head_state(trained))
+            ticket.metadata.extra.update({**self.model_notes, **self.data.notes})
+            ticket.metadata.extra["metrics"] = per_seed[str(self.seeds[0])]
+            ticket.metadata.extra[primary] = result.mean
+            self.record.save_ticket(level, ticket)
+            self.record.write_level(result, per_seed)
+            del trained
+            logger.info(
+                "level %d | sparsity %.4f (%d/%d pruned) | %s %.4f%s | %.1fs",
+                level,
+                result.sparsity,
+                result.num_pruned,
+                result.num_prunable,
+                primary,
+                result.mean,
+                f" ± {result.std:.4f}" if result.std is not None else "",
+                result.elapsed_s,
+            )
+        summary = summarize(history, self.imp_args.tolerance, self.task.name, time.perf_counter() - started)
+        notes = {**self.model_notes, **(self.data.notes if self.data is not None else {})}
+        if notes:
+            summary["notes"] = notes
+        self.record.write_summary(summary)
+        print(format_summary(summary))
+        return history
+
+    def _run_level(self, level: int, target: float, ticket: TicketMask) -> tuple[LevelResult, dict, torch.nn.Module]:
+        """Fine-tune every seed under ``ticket``; the level's row, per-seed metrics and the first
+        seed's trained model (whose weights the next level prunes)."""
+        per_tensor = ticket.per_tensor_sparsity()
+        collapsed = collapsed_tensors(per_tensor, self.imp_args.collapse_threshold)
+        if level > 0:
+            lo, hi = min(per_tensor, key=per_tensor.get), max(per_tensor, key=per_tensor.get)
+            logger.info("level %d per-tensor sparsity: min %.4f (%s), max %.4f (%s)", level, per_tensor[lo], lo, per_tensor[hi], hi)
+        if collapsed:
+            logger.warning(
+                "layer collapse at level %d: %s pruned beyond %.2f; %s",
+                level,
+                ", ".join(f"{n} {s:.4f}" for n, s in collapsed.items()),
+                self.imp_args.collapse_threshold,
+                collapse_options_hint(collapsed),
+            )
+        t0 = time.perf_counter()
+        per_seed, trained = self._train_level(level, ticket, self.data)
+        values = [m[self.task.primary_metric] for m in per_seed.values()]
+        result = LevelResult(
+            level=level,
+            target_sparsity=target,
+            sparsity=ticket.sparsity,
+            num_pruned=ticket.num_pruned,
+            num_prunable=ticket.num_prunable,
+            metric=self.task.primary_metric,
+            mean=statistics.fmean(values),
+            std=statistics.stdev(values) if len(values) > 1 else None,
+            per_seed={s: m[self.task.primary_metric] for s, m in per_seed.items()},
+            elapsed_s=time.perf_counter() - t0,
+            nonzero_pruned_weights=sum(m["nonzero_pruned_weights"] for m in per_seed.values()),
+            collapsed_tensors=collapsed,
+        )
+        return result, per_seed, trained
+
+
+#: The argument dataclasses of ``find`` (before ``TrainingArguments``), in command-line order.
+ARGUMENTS = (ModelArguments, DataArguments, IMPArguments)
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, imp_args: IMPArguments, training_args) -> list[LevelResult]:
+    """The ``find`` experiment: validate, prepare the data, run every level."""
+    runner = IMPRunner(model_args, data_args, imp_args, training_args)
+    runner.prepare()
+    return runner.run()

@@ -1,0 +1,150 @@
+"""The schedule interface and its registry: *how many* weights each IMP level prunes.
+
+A schedule is an object whose :meth:`SparsitySchedule.next` sees the history of finished levels
+and returns the next level's target sparsity, or ``None`` to stop (the interface of
+torch.ao.pruning's schedulers, which see the sparsifier's history). The IMP loop is
+``while (s := schedule.next(history)) is not None``, so an adaptive schedule — one whose next
+sparsity depends on the last level's result — fits without changing the loop.
+
+Adding a schedule is one file in this folder defining a subclass decorated with
+:func:`register_schedule`, plus one import line in ``schedules/__init__.py``; the contract
+tests then check it (starts at 0.0, monotone, never past the target, stops).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar, Protocol
+
+from ..._registry import Registry
+
+
+class LevelOutcome(Protocol):
+    """What a schedule may read about a finished level (e.g. :class:`bert_tickets.results.LevelResult`)."""
+
+    level: int
+    target_sparsity: float
+    sparsity: float
+    mean: float
+    matching: bool | None
+
+
+class SparsitySchedule:
+    """Target sparsity of every IMP level, chosen level by level.
+
+    Args:
+        target_sparsity: stop after the level that reaches this fraction, in [0, 1).
+        max_levels: stop after this many pruned levels (level 0 is dense), or ``None``.
+
+    Raises:
+        ValueError: target outside [0, 1), negative ``max_levels``.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    #: ``True`` when :meth:`next` reads the results in ``history`` (not only its length): such a
+    #: schedule cannot be listed before the run (:meth:`preview` raises).
+    adaptive: ClassVar[bool] = False
+
+    def __init__(self, target_sparsity: float = 0.9, max_levels: int | None = None):
+        if not (0.0 <= target_sparsity < 1.0) or math.isnan(target_sparsity):
+            raise ValueError(f"sparsity must be a fraction in [0, 1), got {target_sparsity}")
+        if max_levels is not None and max_levels < 0:
+            raise ValueError(f"max_levels must be >= 0, got {max_levels}")
+        self.target_sparsity = target_sparsity
+        self.max_levels = max_levels
+
+    def next(self, history: Sequence[LevelOutcome]) -> float | None:
+        """Target sparsity (a fraction) of level ``len(history)``, or ``None`` when the run is
+        over. Level 0 is always dense: ``next([]) == 0.0``."""
+        raise NotImplementedError
+
+    def beyond(self, level: int) -> float | None:
+        """Sparsity that level ``level`` *would* have if the run went on past its stop (used to
+        prune the next level's mask at the end of a run, so the run can later be extended);
+        ``None`` when the schedule cannot say (adaptive)."""
+        return None
+
+    def preview(self) -> list[float]:
+        """Every level's target sparsity, level 0 first (non-adaptive schedules only).
+
+        Raises:
+            ValueError: an adaptive schedule (its levels depend on results).
+        """
+        if self.adaptive:
+            raise ValueError(f"the {self.name} schedule is adaptive: its levels are known only as the run goes")
+        levels: list[float] = []
+        while (s := self.next(_Placeholder.history(levels))) is not None:
+            levels.append(s)
+        return levels
+
+
+class _Placeholder:
+    """History entries standing in for finished levels when previewing a static schedule."""
+
+    def __init__(self, level: int, target: float):
+        self.level, self.target_sparsity, self.sparsity, self.mean, self.matching = level, target, target, math.nan, None
+
+    @classmethod
+    def history(cls, levels: Sequence[float]) -> list[_Placeholder]:
+        return [cls(i, s) for i, s in enumerate(levels)]
+
+
+class StaticSchedule(SparsitySchedule):
+    """A schedule whose level ``L`` sparsity depends on ``L`` only (:meth:`unclipped`), clipped
+    to the target; it stops after the level that reaches the target or after ``max_levels``."""
+
+    def unclipped(self, level: int) -> float:
+        """Sparsity of ``level`` before clipping, a fraction rounded to 10 decimals (may be >= 1
+        past the end of a linear schedule)."""
+        raise NotImplementedError
+
+    def at(self, level: int) -> float:
+        """Sparsity of ``level`` clipped to the target."""
+        return 0.0 if level == 0 else min(self.unclipped(level), round(self.target_sparsity, 10))
+
+    def next(self, history):
+        level = len(history)
+        if level == 0:
+            return 0.0
+        if self.at(level - 1) >= self.target_sparsity - 1e-12:
+            return None
+        if self.max_levels is not None and level > self.max_levels:
+            return None
+        return self.at(level)
+
+    def beyond(self, level):
+        return self.unclipped(level)
+
+
+#: name -> schedule class.
+SCHEDULES: Registry[type[SparsitySchedule]] = Registry("schedule")
+
+
+def register_schedule(cls: type[SparsitySchedule]) -> type[SparsitySchedule]:
+    """Class decorator: register ``cls`` under ``cls.name`` (see :class:`~bert_tickets._registry.Registry`).
+
+    Raises:
+        ValueError: empty name or a name already registered by another class.
+    """
+    return SCHEDULES.register(cls)
+
+
+def schedule_names() -> list[str]:
+    """Names of the registered schedules, in registration order."""
+    return SCHEDULES.names()
+
+
+def make_schedule(name: str, target_sparsity: float = 0.9, max_levels: int | None = None, **options: Any) -> SparsitySchedule:
+    """Build the schedule registered as ``name``; ``options`` not taken by its constructor (e.g.
+    ``prune_fraction`` for ``linear``) are ignored, so one set of command-line options serves
+    every schedule.
+
+    Raises:
+        ValueError: unknown schedule, or the schedule's own validation.
+    """
+    cls = SCHEDULES.get(name)
+    accepted = inspect.signature(cls.__init__).parameters
+    return cls(target_sparsity=target_sparsity, max_levels=max_levels, **{k: v for k, v in options.items() if k in accepted})

@@ -1,0 +1,25 @@
+"""Results: the run directory's one owner (:class:`RunRecord`, :class:`RunPaths`), typed level
+records, the matching rule, and the summary tables.
+
+Layer: imports :mod:`bert_tickets.ticket` and :mod:`bert_tickets._io` (no training code, so
+``info`` and ``push`` read runs without importing the Trainer).
+"""
+
+from .matching import LevelResult, is_matching, matching_margin, summarize
+from .paths import RunPaths
+from .record import RunInfo, RunRecord, hyperparameter_hash, read_run, summary_csv
+from .tables import format_summary
+
+__all__ = [
+    "LevelResult",
+    "RunInfo",
+    "RunPaths",
+    "RunRecord",
+    "format_summary",
+    "hyperparameter_hash",
+    "is_matching",
+    "matching_margin",
+    "read_run",
+    "summarize",
+    "summary_csv",
+]

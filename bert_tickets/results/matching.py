@@ -1,0 +1,88 @@
+"""The matching rule and the level record (Chen et al. 2020, Section 3): the one place a level
+is judged *matching*."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+#: Slack for float comparisons of metrics (a level equal to dense − margin is matching).
+EPS = 1e-12
+
+
+@dataclass
+class LevelResult:
+    """One row of the IMP summary: a level's sparsity and its primary metric across seeds.
+
+    Attributes:
+        level: IMP level (0 = dense).
+        target_sparsity, sparsity: the schedule's target and the ticket's achieved sparsity
+            (fractions).
+        num_pruned, num_prunable: weight counts.
+        metric: name of the task's primary metric.
+        mean, std: mean and sample std (``None`` for one seed) of the metric over seeds.
+        per_seed: seed (as a string) -> metric.
+        delta, matching: Δ vs the dense level and the matching decision (set by :func:`summarize`).
+        elapsed_s: wall time of the level's fine-tunes in seconds.
+        nonzero_pruned_weights: pruned weights found non-zero after training (always 0).
+        collapsed_tensors: tensor -> sparsity of tensors pruned beyond the collapse threshold.
+    """
+
+    level: int
+    target_sparsity: float
+    sparsity: float
+    num_pruned: int
+    num_prunable: int
+    metric: str
+    mean: float
+    std: float | None
+    per_seed: dict[str, float]
+    delta: float | None = None
+    matching: bool | None = None
+    elapsed_s: float = 0.0
+    nonzero_pruned_weights: int = 0
+    collapsed_tensors: dict[str, float] = field(default_factory=dict)
+
+
+def matching_margin(dense_std: float | None, n_seeds: int, tolerance: float) -> tuple[float, str]:
+    """The margin below the dense metric that still counts as matching, and the rule in words.
+
+    Chen et al. 2020, Section 3: matching = within one standard deviation of the full model, read
+    one-sidedly (a subnetwork at or above dense is matching). ``dense_std`` is the sample std
+    across seeds (``None`` for a single seed, then ``tolerance`` is the margin).
+    """
+    if dense_std is not None:
+        return dense_std, f"metric >= dense - one standard deviation of dense ({dense_std:.4f}, {n_seeds} seeds)"
+    return tolerance, f"metric >= dense - {tolerance} (--tolerance; single seed)"
+
+
+def is_matching(value: float, dense_mean: float, margin: float) -> bool:
+    """``value >= dense_mean - margin`` (with :data:`EPS` slack)."""
+    return bool(value >= dense_mean - margin - EPS)
+
+
+def summarize(results: Sequence[LevelResult], tolerance: float, task: str, wall_s: float) -> dict:
+    """Set Δ vs dense and the matching decision on every row of ``results`` (level 0 first) and
+    return the summary dict (``task``, ``metric``, ``collapsed_levels``, ``matching_rule``,
+    ``highest_matching_sparsity``, ``wall_time_s``, ``levels``).
+
+    Matching (Chen et al. 2020, Section 3): a level is matching when its mean metric is at
+    least the dense (level-0) mean minus one standard deviation of the dense runs across seeds
+    (sample std, ``ddof=1``) when more than one seed was run, else minus ``tolerance``.
+    """
+    dense = results[0]
+    margin, rule = matching_margin(dense.std, len(dense.per_seed), tolerance)
+    for r in results:
+        r.delta = r.mean - dense.mean
+        r.matching = is_matching(r.mean, dense.mean, margin)
+    matching = [r for r in results if r.matching and r.level > 0]
+    best = max(matching, key=lambda r: r.sparsity) if matching else None
+    return {
+        "task": task,
+        "metric": dense.metric,
+        "collapsed_levels": {r.level: r.collapsed_tensors for r in results if r.collapsed_tensors},
+        "matching_rule": rule,
+        "highest_matching_sparsity": best.sparsity if best else None,
+        "wall_time_s": wall_s,
+        "levels": [r.__dict__ for r in results],
+    }

@@ -1,0 +1,82 @@
+"""The one owner of a run directory's file names (open_lth's ``paths.py``). Nothing else in the
+package spells a file name of a run directory.
+
+Layout (``--output_dir``)::
+
+    run_config.json                     hyperparameters + their hash (a re-run must match it)
+    initial_head_seed{S}.safetensors    task head at level 0 (per seed), restored every level
+    rewind_step{K}.safetensors          backbone after K steps of level-0 training (K > 0 only)
+    level_{LL}/ticket/                  the level's TicketMask (mask + ticket_config.json)
+    level_{LL}/seed_{S}/                Trainer output_dir of that seed (log_history.json)
+    level_{LL}/trained_head.safetensors (with --keep_trained_head)
+    level_{LL}/metrics.json             metrics per seed, mean/std; written last = level complete
+    summary.json, summary.csv           the table: level, sparsity, metric, Δ vs dense, matching
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+RUN_CONFIG_FILE = "run_config.json"
+METRICS_FILE = "metrics.json"
+SUMMARY_JSON = "summary.json"
+SUMMARY_CSV = "summary.csv"
+LOG_HISTORY_FILE = "log_history.json"
+TRAINED_HEAD_FILE = "trained_head.safetensors"
+TICKET_DIR = "ticket"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Paths inside one run directory ``root``."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike):
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def run_config(self) -> Path:
+        return self.root / RUN_CONFIG_FILE
+
+    @property
+    def summary_json(self) -> Path:
+        return self.root / SUMMARY_JSON
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.root / SUMMARY_CSV
+
+    def initial_head(self, seed: int) -> Path:
+        return self.root / f"initial_head_seed{seed}.safetensors"
+
+    def rewind_point(self, step: int) -> Path:
+        return self.root / f"rewind_step{step}.safetensors"
+
+    def level(self, level: int) -> Path:
+        return self.root / f"level_{level:02d}"
+
+    def ticket(self, level: int) -> Path:
+        return self.level(level) / TICKET_DIR
+
+    def seed(self, level: int, seed: int) -> Path:
+        return self.level(level) / f"seed_{seed}"
+
+    def log_history(self, level: int, seed: int) -> Path:
+        return self.seed(level, seed) / LOG_HISTORY_FILE
+
+    def trained_head(self, level: int) -> Path:
+        return self.level(level) / TRAINED_HEAD_FILE
+
+    def metrics(self, level: int) -> Path:
+        return self.level(level) / METRICS_FILE
+
+    def level_dirs(self) -> list[Path]:
+        """Existing ``level_*`` directories, in order."""
+        return sorted(self.root.glob("level_*"))
+
+    def metrics_files(self) -> list[Path]:
+        """Existing ``level_*/metrics.json`` files (complete levels), in order."""
+        return sorted(self.root.glob(f"level_*/{METRICS_FILE}"))

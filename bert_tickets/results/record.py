@@ -1,0 +1,255 @@
+"""``RunRecord``: the one owner of a run directory — what is written where (through
+:class:`~.paths.RunPaths`), which levels are complete, whether the directory holds this run
+(hyperparameter hash), and writes that are no-ops off the main process (so a multi-process run
+writes each file once). ``read_run`` reads a finished or partial run back (for ``info`` and
+``push``).
+
+Every write is atomic (temporary file + rename); a level is complete once its
+``metrics.json`` exists, and the next level's mask is written before it, so resuming never needs
+trained weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._io import atomic_write_text, save_tensors, write_json
+from ..ticket import TicketMask
+from .matching import LevelResult, is_matching, matching_margin
+from .paths import RunPaths
+
+SUMMARY_COLUMNS = (
+    "level",
+    "target_sparsity",
+    "sparsity",
+    "num_pruned",
+    "num_prunable",
+    "metric",
+    "mean",
+    "std",
+    "delta",
+    "matching",
+    "elapsed_s",
+    "collapsed_tensors",
+)
+
+
+def hyperparameter_hash(hparams: dict) -> str:
+    """Short stable hash of a run's hyperparameters (open_lth-style run naming): the first 12
+    hex digits of the sha256 of their key-sorted JSON."""
+    blob = json.dumps(hparams, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class RunRecord:
+    """Reads and writes one run directory.
+
+    Args:
+        run_dir: the directory (created on the first write).
+        is_main: whether this process writes (``TrainingArguments.process_index == 0``); on
+            other processes every write method does nothing and reads work as usual.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, *, is_main: bool = True):
+        self.paths = RunPaths(run_dir)
+        self.is_main = is_main
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    # ----------------------------------------------------------------- configuration
+    def check_config(self, hparams: dict, run_hash: str, schedule: list[float] | None = None) -> None:
+        """Refuse a directory that holds another run, before any work.
+
+        Raises:
+            ValueError: ``run_config.json`` has another hash (the message lists the changed
+                hyperparameters), or a complete level was run at another sparsity than
+                ``schedule`` (level -> target) gives it.
+        """
+        cfg = self.paths.run_config
+        if cfg.exists():
+            old = json.loads(cfg.read_text())
+            if old.get("hash") != run_hash:
+                before = old.get("hyperparameters", {})
+                changed = sorted(
+                    f"{g}.{k}"
+                    for g in hparams
+                    for k in set(hparams[g]) | set(before.get(g, {}))
+                    if json.dumps(hparams[g].get(k), default=str) != json.dumps(before.get(g, {}).get(k), default=str)
+                )
+                raise ValueError(
+                    f"{self.root} holds a run with other hyperparameters (hash {old.get('hash')} vs {run_hash}; "
+                    f"changed: {', '.join(changed) or '?'}); use another --output_dir"
+                )
+        if schedule is None:
+            return
+        for path in self.paths.metrics_files():
+            done = json.loads(path.read_text())["result"]
+            level = done["level"]
+            if level < len(schedule) and abs(done["target_sparsity"] - schedule[level]) > 1e-9:
+                raise ValueError(
+                    f"{path.parent} was run at sparsity {done['target_sparsity']} but this schedule puts level {level} "
+                    f"at {schedule[level]}; use another --output_dir"
+                )
+
+    def write_config(self, run_hash: str, hparams: dict, schedule: list[float] | None) -> None:
+        """Create the directory and write ``run_config.json`` (main process only)."""
+        if self.is_main:
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_json(self.paths.run_config, {"hash": run_hash, "hyperparameters": hparams, "schedule": schedule})
+
+    # ----------------------------------------------------------------- levels
+    def completed_level(self, level: int) -> LevelResult | None:
+        """The level's result when it is complete (``metrics.json`` exists), else ``None``."""
+        path = self.paths.metrics(level)
+        if not path.exists():
+            return None
+        return LevelResult(**json.loads(path.read_text())["result"])
+
+    def has_ticket(self, level: int) -> bool:
+        return (self.paths.ticket(level)).is_dir()
+
+    def load_ticket(self, level: int) -> TicketMask:
+        """The level's saved ticket (see :meth:`TicketMask.from_pretrained` for errors)."""
+        return TicketMask.from_pretrained(self.paths.ticket(level))
+
+    def save_ticket(self, level: int, ticket: TicketMask) -> None:
+        if self.is_main:
+            ticket.save_pretrained(self.paths.ticket(level))
+
+    def write_level(self, result: LevelResult, per_seed: dict[str, dict[str, Any]]) -> None:
+        """Write ``metrics.json``: from now on the level is complete."""
+        if self.is_main:
+            write_json(self.paths.metrics(result.level), {"result": result.__dict__, "per_seed": per_seed})
+
+    def write_log_history(self, level: int, seed: int, history: list[dict[str, Any]]) -> None:
+        if self.is_main:
+            write_json(self.paths.log_history(level, seed), history)
+
+    # ----------------------------------------------------------------- weights
+    def _save(self, path: Path, state: dict[str, torch.Tensor]) -> None:
+        if self.is_main:
+            save_tensors(path, state)
+
+    @staticmethod
+    def _load(path: Path) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        return load_file(path)
+
+    def save_initial_head(self, seed: int, state: dict[str, torch.Tensor]) -> None:
+        self._save(self.paths.initial_head(seed), state)
+
+    def load_initial_head(self, seed: int) -> dict[str, torch.Tensor]:
+        return self._load(self.paths.initial_head(seed))
+
+    def save_rewind_point(self, step: int, state: dict[str, torch.Tensor]) -> None:
+        self._save(self.paths.rewind_point(step), state)
+
+    def load_rewind_point(self, step: int) -> dict[str, torch.Tensor]:
+        return self._load(self.paths.rewind_point(step))
+
+    def save_trained_head(self, level: int, state: dict[str, torch.Tensor]) -> None:
+        self._save(self.paths.trained_head(level), state)
+
+    def load_trained_head(self, level: int) -> dict[str, torch.Tensor]:
+        return self._load(self.paths.trained_head(level))
+
+    # ----------------------------------------------------------------- summary
+    def write_summary(self, summary: dict) -> None:
+        """Write ``summary.json`` and ``summary.csv`` (atomically, main process only)."""
+        if self.is_main:
+            write_json(self.paths.summary_json, summary)
+            atomic_write_text(self.paths.summary_csv, summary_csv(summary))
+
+
+def summary_csv(summary: dict) -> str:
+    """The summary's level rows as CSV text (columns :data:`SUMMARY_COLUMNS`; collapsed tensors
+    joined with ``;``)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS), extrasaction="ignore")
+    writer.writeheader()
+    for r in summary["levels"]:
+        row = {k: ("" if r.get(k) is None else r.get(k)) for k in SUMMARY_COLUMNS}
+        row["collapsed_tensors"] = ";".join(r.get("collapsed_tensors", {}))
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+@dataclass
+class RunInfo:
+    """What a run directory says about its levels (read by :func:`read_run`).
+
+    Attributes:
+        run_dir: the directory.
+        config: ``run_config.json`` (``hash``, ``hyperparameters``, ``schedule``).
+        levels: level -> result row (``level``, ``target_sparsity``, ``sparsity``, ``metric``,
+            ``mean``, ``std``, ``per_seed``, ``delta``, ``matching``, …) of every *complete*
+            level (``level_NN/metrics.json`` exists), with ``delta`` / ``matching`` taken from
+            ``summary.json`` when present, else computed with the run's matching rule.
+        matching_rule: the rule in words.
+    """
+
+    run_dir: Path
+    config: dict
+    levels: dict[int, dict] = field(default_factory=dict)
+    matching_rule: str = ""
+
+    @property
+    def task(self) -> str | None:
+        """The run's task name (``hyperparameters.data.task``), or ``None``."""
+        return self.config.get("hyperparameters", {}).get("data", {}).get("task")
+
+    @property
+    def dense(self) -> dict:
+        """Result row of the dense level 0."""
+        return self.levels[0]
+
+    def best_matching_level(self) -> int | None:
+        """Highest-sparsity matching pruned level, or ``None``."""
+        matching = [r for lv, r in self.levels.items() if lv > 0 and r.get("matching")]
+        return max(matching, key=lambda r: r["sparsity"])["level"] if matching else None
+
+
+def read_run(run_dir: str | os.PathLike) -> RunInfo:
+    """Read ``run_config.json``, every complete level's ``metrics.json`` and ``summary.json``.
+
+    Raises:
+        FileNotFoundError: not a run directory, or its dense level (``level_00``) is incomplete.
+        ValueError: unreadable JSON.
+    """
+    run_dir = Path(run_dir)
+    paths = RunPaths(run_dir)
+    cfg_path = paths.run_config
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a bert-tickets run directory (no run_config.json)")
+    try:
+        config = json.loads(cfg_path.read_text())
+        levels = {}
+        for path in paths.metrics_files():
+            row = dict(json.loads(path.read_text())["result"])
+            levels[int(row["level"])] = row
+        summary = json.loads(paths.summary_json.read_text()) if paths.summary_json.is_file() else None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{run_dir}: unreadable run files: {err}") from None
+    if 0 not in levels:
+        raise FileNotFoundError(f"{run_dir}: the dense level (level_00/metrics.json) is not complete yet")
+    dense = levels[0]
+    tol = config.get("hyperparameters", {}).get("imp", {}).get("tolerance", 0.01)
+    margin, rule = matching_margin(dense.get("std"), len(dense.get("per_seed", {})), tol)
+    from_summary = {int(r["level"]): r for r in (summary or {}).get("levels", [])}
+    for lv, row in levels.items():
+        done = from_summary.get(lv, {})
+        row["delta"] = done.get("delta", row["mean"] - dense["mean"])
+        row["matching"] = done.get("matching", is_matching(row["mean"], dense["mean"], margin))
+    return RunInfo(run_dir, config, levels, (summary or {}).get("matching_rule", rule))

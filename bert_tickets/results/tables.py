@@ -1,0 +1,24 @@
+"""Tables of a run: the summary table printed at the end of ``find`` and by ``info``."""
+
+from __future__ import annotations
+
+
+def format_summary(summary: dict) -> str:
+    """The summary table as printed at the end of ``find``."""
+    lines = [f"{'level':>5}  {'sparsity':>8}  {summary['metric']:>22}  {'Δ vs dense':>10}  matching  collapsed tensors"]
+    for r in summary["levels"]:
+        value = f"{r['mean']:.4f}" + (f" ± {r['std']:.4f}" if r["std"] is not None else "")
+        collapsed = ", ".join(f"{n} ({s:.2f})" for n, s in r.get("collapsed_tensors", {}).items()) or "-"
+        lines.append(
+            f"{r['level']:>5}  {r['sparsity']:>8.4f}  {value:>22}  {r['delta']:>+10.4f}  {'yes' if r['matching'] else 'no':<8}  {collapsed}"
+        )
+    best = summary["highest_matching_sparsity"]
+    for key, value in summary.get("notes", {}).items():
+        lines.append(f"note: {key}: {value}")
+    lines.append(f"matching = {summary['matching_rule']}")
+    lines.append(
+        f"highest matching sparsity on {summary['task']}: {best:.4f}"
+        if best is not None
+        else f"no pruned level is matching on {summary['task']}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""``finetune``: fine-tune one model under one ticket on one task with one seed — the only place
+a ``transformers.Trainer`` is built (open_lth's ``standard_train``). IMP levels, transfer
+cells, stability copies and pruning-at-init all call it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from ..tasks import PreparedData, TaskSpec, get_kind
+from ..ticket import TicketMask
+from .callback import TicketCallback
+
+#: ``TrainingArguments`` fields that change what a fine-tune computes (part of a run's hash).
+TRAINING_KEYS = (
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "num_train_epochs",
+    "max_steps",
+    "weight_decay",
+    "warmup_steps",
+    "max_grad_norm",
+    "lr_scheduler_type",
+    "optim",
+    "seed",
+    "fp16",
+    "bf16",
+)
+
+
+def training_hyperparameters(training_args: Any) -> dict[str, Any]:
+    """The :data:`TRAINING_KEYS` of ``training_args`` as JSON-ready values (enums by value)."""
+    out = {k: getattr(training_args, k, None) for k in TRAINING_KEYS}
+    return {k: (v.value if hasattr(v, "value") else v) for k, v in out.items()}
+
+
+def optimizer_steps(training_args: Any, num_train_examples: int) -> int:
+    """Optimizer steps one fine-tune takes: ``max_steps`` when set (> 0), else
+    ``ceil(ceil(n / global batch) / accumulation) * ceil(epochs)``."""
+    if training_args.max_steps and training_args.max_steps > 0:
+        return int(training_args.max_steps)
+    batches = math.ceil(num_train_examples / (training_args.per_device_train_batch_size * max(1, training_args.world_size)))
+    return math.ceil(batches / training_args.gradient_accumulation_steps) * math.ceil(training_args.num_train_epochs)
+
+
+@dataclass
+class FinetuneResult:
+    """What one fine-tune produced.
+
+    Attributes:
+        metrics: the task kind's evaluation (primary split unprefixed, others ``{split}_{name}``;
+            fractions except perplexity), plus ``train_loss`` and ``nonzero_pruned_weights``
+            (always 0: a non-zero count raises).
+        model: the trained model (on the Trainer's device).
+        log_history: ``Trainer.state.log_history``.
+        global_step: optimizer steps taken.
+    """
+
+    metrics: dict[str, float]
+    model: torch.nn.Module
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    global_step: int = 0
+
+
+def finetune(
+    model: torch.nn.Module,
+    ticket: TicketMask,
+    task: TaskSpec,
+    data: PreparedData,
+    training_args: Any,
+    *,
+    seed: int,
+    output_dir: str,
+    tokenizer: Any = None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> FinetuneResult:
+    """Fine-tune ``model`` on ``task`` while :class:`~bert_tickets.training.callback.TicketCallback`
+    keeps ``ticket``'s pruned weights at exactly zero, then evaluate with the task kind.
+
+    The caller decides where the weights start (θ0, a rewind point, a re-initialisation) and
+    which head they carry; this function does not load or save weights. Every
+    ``TrainingArguments`` option passes through; ``output_dir`` and ``seed`` replace theirs.
+
+    Args:
+        model: the task model (a ``BertFor…`` of ``task``'s kind), weights already in place.
+        ticket: the mask kept during training (``TicketMask.dense`` for no pruning).
+        task: the task spec.
+        data: the kind's prepared features (``train`` and ``eval`` splits).
+        training_args: ``transformers.TrainingArguments``.
+        seed: training seed (data order, dropout).
+        output_dir: the Trainer's output directory.
+        tokenizer: passed to the Trainer as ``processing_class``.
+        callbacks: extra ``TrainerCallback`` objects (e.g. a rewind-point capture).
+
+    Returns:
+        :class:`FinetuneResult`.
+
+    Raises:
+        RuntimeError: a pruned weight is non-zero after training (the callback failed).
+    """
+    kind = get_kind(task.kind)
+    args = replace(training_args, output_dir=str(output_dir), seed=seed)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=data.train,
+        eval_dataset=next(iter(data.eval.values())),
+        processing_class=tokenizer,
+        callbacks=[TicketCallback(ticket), *callbacks],
+        **kind.trainer_kwargs(task, tokenizer, data),
+    )
+    trainer.train()
+    metrics = kind.evaluate(trainer, task, data)
+    metrics["train_loss"] = next((h["train_loss"] for h in reversed(trainer.state.log_history) if "train_loss" in h), None)
+    nonzero = ticket.count_nonzero_pruned(model)
+    if nonzero:
+        raise RuntimeError(f"{nonzero} pruned weights are non-zero after training ({output_dir})")
+    metrics["nonzero_pruned_weights"] = nonzero
+    return FinetuneResult(metrics, model, list(trainer.state.log_history), int(trainer.state.global_step))

@@ -1,0 +1,229 @@
+"""End-to-end IMP runs through the `bert-tickets find` CLI on a tiny BERT saved to disk and a
+tiny RTE-format GLUE directory (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import BertModel, BertTokenizerFast
+
+from bert_tickets.cli import main
+from bert_tickets.pruning import target_count
+from bert_tickets.ticket import TicketMask
+
+from conftest import TINY_PRUNABLE
+from tiny_assets import IMP_TRAIN_ARGS, IMP_WORDS, write_imp_inputs
+
+
+@pytest.fixture(scope="module")
+def imp_inputs(tmp_path_factory):
+    return write_imp_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(imp_inputs):
+    ckpt = imp_inputs[0]
+    tok = BertTokenizerFast.from_pretrained(ckpt)
+    assert tok.convert_tokens_to_ids("cat") == 5 + IMP_WORDS.index("cat") and tok.unk_token_id not in tok("the cat sat")["input_ids"]
+    return ckpt
+
+
+@pytest.fixture(scope="module")
+def glue_dir(imp_inputs):
+    return imp_inputs[1]
+
+
+def find(tiny_checkpoint, glue_dir, out, *extra):
+    argv = [
+        "find",
+        "--task",
+        "rte",
+        "--model",
+        str(tiny_checkpoint),
+        "--data_dir",
+        str(glue_dir),
+        "--output_dir",
+        str(out),
+        *IMP_TRAIN_ARGS,
+        *extra,
+    ]
+    return main(argv)
+
+
+def test_find_four_levels_exact_sparsity_and_zeros(tiny_checkpoint, glue_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert find(tiny_checkpoint, glue_dir, out, "--max_levels", "3") == 0
+    printed = capsys.readouterr().out
+    assert "highest matching sparsity" in printed or "no pruned level is matching" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    levels = summary["levels"]
+    assert [r["level"] for r in levels] == [0, 1, 2, 3]
+    prev = None
+    for r in levels:
+        k = target_count(r["level"] * 0.1, TINY_PRUNABLE)
+        assert r["num_pruned"] == k and r["num_prunable"] == TINY_PRUNABLE
+        assert r["nonzero_pruned_weights"] == 0
+        assert 0.0 <= r["mean"] <= 1.0 and r["metric"] == "accuracy"
+        ticket = TicketMask.from_pretrained(out / f"level_{r['level']:02d}" / "ticket")
+        assert ticket.num_pruned == k and ticket.metadata.level == r["level"]
+        assert "accuracy" in ticket.metadata.extra
+        if prev is not None:  # IMP never revives a pruned weight
+            assert all(bool((ticket.masks[n] <= prev.masks[n]).all()) for n in ticket.masks)
+        prev = ticket
+    assert levels[0]["delta"] == 0.0 and levels[0]["matching"] is True
+    csv_lines = (out / "summary.csv").read_text().strip().splitlines()
+    assert csv_lines[0].startswith("level,") and len(csv_lines) == 5
+    assert (out / "level_00" / "seed_42" / "log_history.json").is_file()
+
+    # resume: every level is complete, nothing is retrained
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("level_*/metrics.json")}
+    assert find(tiny_checkpoint, glue_dir, out, "--max_levels", "3") == 0
+    assert "already complete: skipped" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in out.glob("level_*/metrics.json")} == stamps
+
+    # an interrupted level is re-run from its saved mask, finished ones are not
+    (out / "level_03" / "metrics.json").unlink()
+    assert find(tiny_checkpoint, glue_dir, out, "--max_levels", "3") == 0
+    again = json.loads((out / "level_03" / "metrics.json").read_text())["result"]
+    assert again["num_pruned"] == target_count(0.3, TINY_PRUNABLE)
+    assert (out / "level_00" / "metrics.json").stat().st_mtime_ns == stamps[out / "level_00" / "metrics.json"]
+
+    # extending a finished run to more levels reuses the finished ones
+    assert find(tiny_checkpoint, glue_dir, out, "--max_levels", "4") == 0
+    assert json.loads((out / "summary.json").read_text())["levels"][-1]["num_pruned"] == target_count(0.4, TINY_PRUNABLE)
+    assert (out / "level_00" / "metrics.json").stat().st_mtime_ns == stamps[out / "level_00" / "metrics.json"]
+    # ... but not with a schedule that contradicts them
+    assert find(tiny_checkpoint, glue_dir, out, "--target_sparsity", "0.25") == 2
+    assert "this schedule puts level 3 at 0.25" in capsys.readouterr().err
+
+    # different hyperparameters in the same directory: refused before any work
+    assert find(tiny_checkpoint, glue_dir, out, "--max_levels", "3", "--learning_rate", "5e-4") == 2
+    assert "other hyperparameters" in capsys.readouterr().err
+
+    # info works on the run and on a ticket
+    assert main(["info", str(out / "level_02")]) == 0
+    text = capsys.readouterr().out
+    assert "encoder.layer.0.attention.self.query.weight" in text and "level: 2" in text
+    assert main(["info", str(out)]) == 0
+
+
+def test_head_is_reset_to_level0_init(tiny_checkpoint, glue_dir, tmp_path):
+    from bert_tickets.cli import parse_find_args
+    from bert_tickets.experiments.imp import IMPRunner
+    from bert_tickets.training.weights import head_state as _head_state
+
+    out = tmp_path / "run"
+    assert find(tiny_checkpoint, glue_dir, out, "--max_levels", "1") == 0
+    saved = load_file(out / "initial_head_seed42.safetensors")
+    assert set(saved) == {"classifier.weight", "classifier.bias"}
+    args = parse_find_args(
+        ["--task", "rte", "--model", str(tiny_checkpoint), "--data_dir", str(glue_dir), "--output_dir", str(tmp_path / "x")]
+    )
+    runner = IMPRunner(*args)
+    fresh = _head_state(runner._load_model(42))
+    assert all(torch.equal(saved[n], fresh[n]) for n in saved)
+
+
+def test_rewind_step_geometric_random_and_seeds(tiny_checkpoint, glue_dir, tmp_path, capsys):
+    out = tmp_path / "rw"
+    assert (
+        find(
+            tiny_checkpoint,
+            glue_dir,
+            out,
+            "--max_levels",
+            "2",
+            "--rewind_step",
+            "2",
+            "--schedule",
+            "geometric",
+            "--prune_fraction",
+            "0.2",
+            "--pruning_method",
+            "random",
+            "--seeds",
+            "1",
+            "2",
+        )
+        == 0
+    )
+    rewind = load_file(out / "rewind_step2.safetensors")
+    theta0 = BertModel.from_pretrained(tiny_checkpoint).state_dict()
+    q = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(rewind[q], theta0[q])  # two steps of fine-tuning moved it
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["num_pruned"] for r in summary["levels"]] == [0, target_count(0.2, TINY_PRUNABLE), target_count(0.36, TINY_PRUNABLE)]
+    assert all(r["std"] is not None and len(r["per_seed"]) == 2 for r in summary["levels"])
+    assert "standard deviation" in summary["matching_rule"]
+    t1 = TicketMask.from_pretrained(out / "level_01" / "ticket")
+    assert t1.metadata.pruning_method == "random" and t1.metadata.rewind_step == 2
+    # a rewind step beyond level-0 training fails clearly
+    assert find(tiny_checkpoint, glue_dir, tmp_path / "rw2", "--max_levels", "1", "--rewind_step", "1000") == 2
+    assert "exceeds the 4 optimizer steps" in capsys.readouterr().err
+    assert not (tmp_path / "rw2" / "level_00").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--task", "qqqq"], "unknown task"),
+        (["--target_sparsity", "1.0"], "[0, 1)"),
+        (["--prunable_patterns", "nothing"], "no prunable weights matched"),
+        (["--schedule", "linear", "--prune_step", "0"], "prune_step"),
+    ],
+)
+def test_bad_input_fails_before_training(tiny_checkpoint, glue_dir, tmp_path, capsys, extra, message):
+    out = tmp_path / "bad"
+    assert find(tiny_checkpoint, glue_dir, out, *extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and err[-1].startswith("bert-tickets find: error:")
+    assert not out.exists()
+
+
+def test_missing_data_and_columns(tiny_checkpoint, glue_dir, tmp_path, capsys):
+    assert find(tiny_checkpoint, tmp_path / "nowhere", tmp_path / "o1") == 2
+    assert "not found" in capsys.readouterr().err
+    bad = tmp_path / "badglue" / "RTE"
+    bad.mkdir(parents=True)
+    (bad / "train.tsv").write_text("index\tsentence1\tsentence2\n0\ta\tb\n")
+    (bad / "dev.tsv").write_text("index\tsentence1\tsentence2\n0\ta\tb\n")
+    assert find(tiny_checkpoint, tmp_path / "badglue", tmp_path / "o2") == 2
+    assert "label" in capsys.readouterr().err
+    assert find(tmp_path / "no-model", glue_dir, tmp_path / "o3") == 2
+    assert "model directory not found" in capsys.readouterr().err
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+@pytest.fixture(scope="module")
+def small_pooler_checkpoint(tmp_path_factory, tiny_checkpoint):
+    path = tmp_path_factory.mktemp("ckpt_small_pooler")
+    model = BertModel.from_pretrained(tiny_checkpoint)
+    with torch.no_grad():
+        model.pooler.dense.weight.mul_(0.05)
+    model.save_pretrained(path)
+    BertTokenizerFast.from_pretrained(tiny_checkpoint).save_pretrained(path)
+    return path
+
+
+def test_layer_collapse_reported_and_avoided(small_pooler_checkpoint, glue_dir, tmp_path, capsys):
+    out = tmp_path / "collapse"
+    assert find(small_pooler_checkpoint, glue_dir, out, "--max_levels", "1", "--prune_step", "0.5") == 0
+    captured = capsys.readouterr()
+    assert "weight scale far below" in captured.err and "pooler.dense.weight" in captured.err
+    assert "layer collapse at level 1: pooler.dense.weight 1.0000" in captured.err
+    assert "pooler.dense.weight (1.00)" in captured.out  # in the printed summary table
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["levels"][1]["collapsed_tensors"] == {"pooler.dense.weight": 1.0}
+    assert main(["info", str(out / "level_01")]) == 0
+    assert "collapsed" in capsys.readouterr().out
+
+    capped = tmp_path / "capped"
+    assert find(small_pooler_checkpoint, glue_dir, capped, "--max_levels", "1", "--prune_step", "0.5", "--max_tensor_sparsity", "0.9") == 0
+    assert "layer collapse at level" not in capsys.readouterr().err
+    level1 = json.loads((capped / "level_01" / "metrics.json").read_text())["result"]
+    assert level1["num_pruned"] == target_count(0.5, TINY_PRUNABLE) and level1["collapsed_tensors"] == {}
+    ticket = TicketMask.from_pretrained(capped / "level_01" / "ticket")
+    assert ticket.metadata.max_tensor_sparsity == 0.9 and max(ticket.per_tensor_sparsity().values()) <= 0.9

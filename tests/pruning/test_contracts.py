@@ -1,0 +1,140 @@
+"""Contract tests run over the registries: every registered pruning criterion and every
+registered sparsity schedule must pass them. A new plug-in is tested by registering it (the
+toy plug-ins below are registered for the duration of a test and must pass the same checks)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertForSequenceClassification
+
+from bert_tickets.pruning import (
+    CRITERIA_REGISTRY,
+    SCHEDULES_REGISTRY,
+    PruningCriterion,
+    StaticSchedule,
+    make_schedule,
+    prune_ticket,
+    register_criterion,
+    register_schedule,
+    target_count,
+)
+from bert_tickets.ticket import TicketMask
+
+from conftest import TINY_PRUNABLE, tiny_config
+
+
+class LastDimCriterion(PruningCriterion):
+    """A toy criterion: score = column index (a plug-in defined outside the package)."""
+
+    name = "toy_column"
+
+    def scorer(self, weights, *, seed=0, **context):
+        return lambda name, out: torch.arange(weights[name].shape[-1], dtype=torch.float32).expand(weights[name].shape).clone()
+
+
+class HalvingSchedule(StaticSchedule):
+    """A toy schedule: sparsity 1 − 2^−L (a plug-in defined outside the package)."""
+
+    name = "toy_halving"
+
+    def unclipped(self, level):
+        return round(1.0 - 0.5**level, 10)
+
+
+@pytest.fixture(params=[*CRITERIA_REGISTRY.names(), LastDimCriterion.name])
+def criterion(request):
+    """Every registered criterion, plus the toy one registered for the test."""
+    if request.param == LastDimCriterion.name:
+        register_criterion(LastDimCriterion)
+        yield request.param
+        CRITERIA_REGISTRY.unregister(request.param)
+    else:
+        yield request.param
+
+
+@pytest.fixture(params=[*SCHEDULES_REGISTRY.names(), HalvingSchedule.name])
+def schedule_name(request):
+    """Every registered schedule, plus the toy one registered for the test."""
+    if request.param == HalvingSchedule.name:
+        register_schedule(HalvingSchedule)
+        yield request.param
+        SCHEDULES_REGISTRY.unregister(request.param)
+    else:
+        yield request.param
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return BertForSequenceClassification(tiny_config())
+
+
+# ------------------------------------------------------------------------------ criteria
+@pytest.mark.parametrize("scope", ["global", "layerwise"])
+def test_every_criterion_exact_monotone_deterministic(criterion, scope, model):
+    name = criterion
+    dense = TicketMask.dense(model)
+    t1 = prune_ticket(dense, model, 0.3, name, seed=1, scope=scope)
+    assert isinstance(t1, TicketMask) and t1.metadata.pruning_method == name and t1.metadata.level == 1
+    assert t1.num_pruned == target_count(0.3, TINY_PRUNABLE) and t1.num_prunable == TINY_PRUNABLE
+    assert all(m.dtype == torch.bool and m.shape == dense.masks[n].shape for n, m in t1.masks.items())
+    if scope == "layerwise":  # every tensor within one weight of the target
+        assert all(abs((~m).sum().item() - 0.3 * m.numel()) <= 1 for m in t1.masks.values())
+    # deterministic: the same weights and seed give the same mask
+    again = prune_ticket(dense, model, 0.3, name, seed=1, scope=scope)
+    assert all(torch.equal(t1.masks[n], again.masks[n]) for n in t1.masks)
+    # never revives a pruned weight, even when the weights change between levels
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    t2 = prune_ticket(t1, model, 0.55, name, seed=1, scope=scope)
+    assert t2.num_pruned == target_count(0.55, TINY_PRUNABLE)
+    assert all(bool((t2.masks[n] <= t1.masks[n]).all()) for n in t1.masks)
+    # the same target again prunes nothing more; a lower one is refused
+    assert all(torch.equal(prune_ticket(t2, model, 0.55, name, seed=1, scope=scope).masks[n], t2.masks[n]) for n in t2.masks)
+    with pytest.raises(ValueError, match="pruning never revives|layer-wise target"):
+        prune_ticket(t2, model, 0.2, name, seed=1, scope=scope)
+
+
+def test_random_criterion_depends_on_its_seed(model):
+    dense = TicketMask.dense(model)
+    a, b = (prune_ticket(dense, model, 0.5, "random", seed=s) for s in (1, 2))
+    assert any(not torch.equal(a.masks[n], b.masks[n]) for n in a.masks)
+
+
+def test_registry_refuses_a_second_class_under_a_taken_name():
+    class Impostor(PruningCriterion):
+        name = "magnitude"
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_criterion(Impostor)
+    with pytest.raises(ValueError, match="unknown pruning method 'nope'; choose one of magnitude, random"):
+        prune_ticket(None, None, 0.1, "nope")
+
+
+# ------------------------------------------------------------------------------ schedules
+@pytest.mark.parametrize("target", [0.0, 0.25, 0.9])
+@pytest.mark.parametrize("max_levels", [None, 2])
+def test_every_schedule_starts_dense_is_monotone_and_stops_at_the_target(schedule_name, target, max_levels):
+    schedule = make_schedule(schedule_name, target, max_levels)
+    levels = schedule.preview()
+    assert levels[0] == 0.0
+    assert all(b > a for a, b in zip(levels, levels[1:]))  # strictly increasing
+    assert all(0.0 <= s <= target + 1e-12 for s in levels)  # never past the target
+    if max_levels is not None:
+        assert len(levels) <= max_levels + 1
+    if max_levels is None or len(levels) < max_levels + 1:
+        assert levels[-1] == pytest.approx(target, abs=1e-10)  # stops at the target
+    # next() sees the history: one more call after the last level stops
+    assert schedule.next([object()] * len(levels)) is None
+
+
+def test_linear_and_geometric_values():
+    assert make_schedule("linear", 0.9).preview() == pytest.approx([i / 10 for i in range(10)])
+    assert make_schedule("geometric", 0.5, prune_fraction=0.2).preview() == pytest.approx([0.0, 0.2, 0.36, 0.488, 0.5])
+    assert make_schedule("linear", 0.9, 3).beyond(4) == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="prune_step"):
+        make_schedule("linear", 0.5, prune_step=0.0)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        make_schedule("cosine")
