@@ -20,7 +20,7 @@ import logging
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -316,7 +316,7 @@ class IMPRunner:
         )
         history: list[LevelResult] = []
         next_ticket: TicketMask | None = self.dense_ticket
-        while (target := self.schedule.next(history)) is not None:
+        while (target := self.schedule.next(self._judged(history))) is not None:
             level = len(history)
             done = self.record.completed_level(level)
             if done is not None:
@@ -341,7 +341,7 @@ class IMPRunner:
             # Next level's mask first: once metrics.json exists, resuming needs no trained weights.
             # Past the schedule's end it is saved too (at the sparsity the schedule would give
             # the next level), so the run can later be extended to more levels.
-            next_sparsity = self.schedule.next(history)
+            next_sparsity = self.schedule.next(self._judged(history))
             if next_sparsity is None:
                 next_sparsity = self.schedule.beyond(level + 1)
             next_ticket = None
@@ -382,6 +382,14 @@ class IMPRunner:
         self.record.write_summary(summary)
         print(format_summary(summary))
         return history
+
+    def _judged(self, history: list[LevelResult]) -> list[LevelResult]:
+        """Copies of the finished levels with Δ vs dense and the matching decision filled in (what
+        a schedule may read); the records themselves are left as written."""
+        rows = [replace(r, collapsed_tensors=dict(r.collapsed_tensors), per_seed=dict(r.per_seed)) for r in history]
+        if rows:
+            summarize(rows, self.imp_args.tolerance, self.task.name, 0.0)
+        return rows
 
     def _run_level(self, level: int, target: float, ticket: TicketMask) -> tuple[LevelResult, dict, torch.nn.Module]:
         """Fine-tune every seed under ``ticket``; the level's row, per-seed metrics and the first

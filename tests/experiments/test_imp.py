@@ -173,6 +173,10 @@ def test_rewind_step_geometric_random_and_seeds(tiny_checkpoint, glue_dir, tmp_p
         (["--target_sparsity", "1.0"], "[0, 1)"),
         (["--prunable_patterns", "nothing"], "no prunable weights matched"),
         (["--schedule", "linear", "--prune_step", "0"], "prune_step"),
+        (["--schedule", "cosine"], "unknown schedule 'cosine'; choose one of"),
+        (["--pruning_method", "nope"], "unknown pruning method 'nope'; choose one of magnitude, random"),
+        (["--pruning_scope", "rows"], "unknown pruning scope 'rows'"),
+        (["--pruning_scope", "layerwise", "--max_tensor_sparsity", "0.5"], "applies to --pruning_scope global only"),
     ],
 )
 def test_bad_input_fails_before_training(tiny_checkpoint, glue_dir, tmp_path, capsys, extra, message):
@@ -227,3 +231,37 @@ def test_layer_collapse_reported_and_avoided(small_pooler_checkpoint, glue_dir, 
     assert level1["num_pruned"] == target_count(0.5, TINY_PRUNABLE) and level1["collapsed_tensors"] == {}
     ticket = TicketMask.from_pretrained(capped / "level_01" / "ticket")
     assert ticket.metadata.max_tensor_sparsity == 0.9 and max(ticket.per_tensor_sparsity().values()) <= 0.9
+
+
+def test_an_adaptive_schedule_sees_judged_history_and_drives_the_loop(tiny_checkpoint, glue_dir, tmp_path):
+    from bert_tickets.pruning import SCHEDULES_REGISTRY, SparsitySchedule, register_schedule
+
+    seen = []
+
+    class StepBackSchedule(SparsitySchedule):
+        """Toy adaptive schedule: 0.5 after dense; then 0.25 if 0.5 missed, else 0.75; stop after 3 levels."""
+
+        name = "toy_adaptive"
+        adaptive = True
+
+        def next(self, history):
+            seen.append([(r.level, r.matching) for r in history])
+            if not history:
+                return 0.0
+            if len(history) == 3:
+                return None
+            return 0.5 if len(history) == 1 else (0.75 if history[-1].matching else 0.25)
+
+    register_schedule(StepBackSchedule)
+    try:
+        out = tmp_path / "adaptive"
+        assert find(tiny_checkpoint, glue_dir, out, "--schedule", "toy_adaptive", "--tolerance", "1.0") == 0
+    finally:
+        SCHEDULES_REGISTRY.unregister("toy_adaptive")
+    summary = json.loads((out / "summary.json").read_text())
+    # tolerance 1.0: every level matches, so the schedule steps up from 0.5 to 0.75
+    assert [r["target_sparsity"] for r in summary["levels"]] == [0.0, 0.5, 0.75]
+    assert [r["num_pruned"] for r in summary["levels"]] == [0, target_count(0.5, TINY_PRUNABLE), target_count(0.75, TINY_PRUNABLE)]
+    assert [(0, True), (1, True)] in seen  # the schedule read the matching decisions of finished levels
+    assert json.loads((out / "run_config.json").read_text())["schedule"] is None  # not known before the run
+    assert not (out / "level_03").exists()  # an adaptive schedule does not guess past its stop
