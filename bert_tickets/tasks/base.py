@@ -21,13 +21,13 @@ from .spec import TaskSpec
 
 @dataclass
 class PreparedData:
-    """Features ready for ``Trainer``.
+    """Features ready for ``Trainer``. A kind that needs more (SQuAD's untokenized examples for
+    post-processing) returns a dataclass subclass with typed fields.
 
     Attributes:
         train: tokenized training ``datasets.Dataset``.
         eval: evaluation split name -> tokenized ``Dataset``; the first entry is the primary
             split (its metrics are reported without a prefix).
-        extra: kind-specific data (e.g. the untokenized examples needed by post-processing).
         notes: provenance worth recording with every result (JSON-serialisable), e.g. that a
             SQuAD training part was split off the development set; the IMP runner merges it
             into every ticket's ``metadata.extra`` and prints it with the summary.
@@ -35,7 +35,6 @@ class PreparedData:
 
     train: Any
     eval: dict[str, Any]
-    extra: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
 
 

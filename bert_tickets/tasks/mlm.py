@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +291,13 @@ def compute_mlm_metrics(eval_pred) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class MaskedLMData(PreparedData):
+    """Masked-LM blocks; ``block_size`` = ids per block, ``[CLS]`` and ``[SEP]`` included."""
+
+    block_size: int = 512
+
+
 class MaskedLMKind(TaskKind):
     """Masked-LM with ``AutoModelForMaskedLM``. Spec options (``[mlm]``): ``mlm_probability``
     (0.15), ``mask_replace_prob`` (0.8), ``random_replace_prob`` (0.1), ``eval_mask_seed``."""
@@ -365,12 +373,7 @@ class MaskedLMKind(TaskKind):
             ", ".join(f"{len(d)} for {s}" for s, d in evals.items()),
             seed,
         )
-        return PreparedData(
-            train=Dataset.from_dict({"input_ids": train_blocks}),
-            eval=evals,
-            extra={"block_size": block},
-            notes=notes,
-        )
+        return MaskedLMData(train=Dataset.from_dict({"input_ids": train_blocks}), eval=evals, notes=notes, block_size=block)
 
     def trainer_kwargs(self, spec, tokenizer, data):
         return {

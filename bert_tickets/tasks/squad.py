@@ -41,6 +41,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -445,6 +446,22 @@ def postprocess_qa_predictions(
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class SquadData(PreparedData):
+    """SQuAD features plus what post-processing needs.
+
+    Attributes:
+        examples: evaluation split -> the untokenized questions (``id``, ``context``, ``answers``, …).
+        features: evaluation split -> the windows with ``example_id`` and ``offset_mapping``.
+        max_seq_length, doc_stride: the window length and overlap used (tokens).
+    """
+
+    examples: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)
+    max_seq_length: int = 384
+    doc_stride: int = 128
+
+
 class SquadKind(TaskKind):
     """SQuAD v1.1 with ``AutoModelForQuestionAnswering`` (``BertForQuestionAnswering``: no pooler,
     a ``qa_outputs`` span head). Spec options (``[squad]``): ``doc_stride`` (128),
@@ -497,11 +514,8 @@ class SquadKind(TaskKind):
             len(train),
             ", ".join(f"{s}: {len(examples[s])} questions -> {len(features[s])} features" for s in evals),
         )
-        return PreparedData(
-            train=train,
-            eval=evals,
-            extra={"examples": examples, "features": features, "max_seq_length": max_len, "doc_stride": stride},
-            notes=notes,
+        return SquadData(
+            train=train, eval=evals, notes=notes, examples=examples, features=features, max_seq_length=max_len, doc_stride=stride
         )
 
     def evaluate(self, trainer, spec, data):
@@ -511,14 +525,14 @@ class SquadKind(TaskKind):
             out = trainer.predict(ds, metric_key_prefix="eval")
             start_logits, end_logits = out.predictions[:2]
             preds = postprocess_qa_predictions(
-                data.extra["examples"][split],
-                data.extra["features"][split],
+                data.examples[split],
+                data.features[split],
                 start_logits,
                 end_logits,
                 n_best_size=int(spec.option("n_best_size", 20)),
                 max_answer_length=int(spec.option("max_answer_length", 30)),
             )
-            refs = dict(zip(data.extra["examples"][split]["id"], data.extra["examples"][split]["answers"]))
+            refs = dict(zip(data.examples[split]["id"], data.examples[split]["answers"]))
             values = dict(squad_metrics(preds, refs))
             values.update({k[len("eval_") :]: v for k, v in out.metrics.items() if k.startswith("eval_")})
             for name, value in values.items():
