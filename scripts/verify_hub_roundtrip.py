@@ -2,7 +2,7 @@
 """End-to-end check of a real run's ticket through the Hub path, offline (issue 3).
 
 1. ``push_run`` publishes one level of RUN_DIR through a stand-in for ``huggingface_hub.HfApi``
-   (the test boundary of ``tests/test_hub.py``: the uploaded folders are captured, nothing leaves
+   (the test boundary of ``tests/publish/test_hub.py``: the uploaded folders are captured, nothing leaves
    the machine);
 2. the captured uploads are written into a Hugging Face cache layout and the ticket is loaded
    back with ``TicketMask.from_pretrained(repo_id, revision=...)`` under ``HF_HUB_OFFLINE`` —
@@ -29,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "publish"))
 
 
 def main() -> int:
