@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from .pruning import collapsed_tensors
-from .results import RunPaths, format_summary
+from .results import RunLockedError, RunPaths, format_summary
 from .results.paths import TICKET_DIR
 from .ticket import CONFIG_FILE, TicketMask
 
@@ -67,11 +67,19 @@ def find_main(argv: list[str]) -> int:
         from .experiments.imp import IMPRunner
 
         runner = IMPRunner(model_args, data_args, imp_args, training_args)
-        runner.prepare()
-    except (CLIError, ValueError, FileNotFoundError, OSError) as err:
+        lock = runner.record.lock().acquire()  # refuses while another run holds the directory
+        try:
+            runner.prepare()
+        except BaseException:
+            lock.release()
+            raise
+    except (CLIError, ValueError, FileNotFoundError, OSError, RunLockedError) as err:
         print(f"bert-tickets find: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}", file=sys.stderr)
         return 2
-    runner.run()
+    try:
+        runner.run()
+    finally:
+        lock.release()
     return 0
 
 

@@ -432,7 +432,12 @@ ARGUMENTS = (ModelArguments, DataArguments, IMPArguments)
 
 
 def run(model_args: ModelArguments, data_args: DataArguments, imp_args: IMPArguments, training_args) -> list[LevelResult]:
-    """The ``find`` experiment: validate, prepare the data, run every level."""
+    """The ``find`` experiment: validate, lock the run directory, prepare the data, run every level.
+
+    Raises:
+        RunLockedError: another process holds the run directory.
+    """
     runner = IMPRunner(model_args, data_args, imp_args, training_args)
-    runner.prepare()
-    return runner.run()
+    with runner.record.lock():
+        runner.prepare()
+        return runner.run()

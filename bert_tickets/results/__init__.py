@@ -5,6 +5,7 @@ Layer: imports :mod:`bert_tickets.ticket` and :mod:`bert_tickets._io` (no traini
 ``info`` and ``push`` read runs without importing the Trainer).
 """
 
+from .lock import RunLock, RunLockedError
 from .matching import LevelResult, is_matching, matching_margin, summarize
 from .paths import RunPaths
 from .record import RunInfo, RunRecord, hyperparameter_hash, read_run, summary_csv
@@ -13,6 +14,8 @@ from .tables import format_summary
 __all__ = [
     "LevelResult",
     "RunInfo",
+    "RunLock",
+    "RunLockedError",
     "RunPaths",
     "RunRecord",
     "format_summary",

@@ -11,6 +11,7 @@ Layout (``--output_dir``)::
     level_{LL}/trained_head.safetensors (with --keep_trained_head)
     level_{LL}/metrics.json             metrics per seed, mean/std; written last = level complete
     summary.json, summary.csv           the table: level, sparsity, metric, Δ vs dense, matching
+    .bert-tickets.lock(.holder.json)    while a run holds the directory (see results/lock.py)
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ SUMMARY_CSV = "summary.csv"
 LOG_HISTORY_FILE = "log_history.json"
 TRAINED_HEAD_FILE = "trained_head.safetensors"
 TICKET_DIR = "ticket"
+LOCK_FILE = ".bert-tickets.lock"
+LOCK_HOLDER_FILE = ".bert-tickets.lock.holder.json"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,14 @@ class RunPaths:
     @property
     def summary_csv(self) -> Path:
         return self.root / SUMMARY_CSV
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / LOCK_FILE
+
+    @property
+    def lock_holder(self) -> Path:
+        return self.root / LOCK_HOLDER_FILE
 
     def initial_head(self, seed: int) -> Path:
         return self.root / f"initial_head_seed{seed}.safetensors"

@@ -24,6 +24,7 @@ import torch
 
 from .._io import atomic_write_text, save_tensors, write_json
 from ..ticket import TicketMask
+from .lock import RunLock
 from .matching import LevelResult, is_matching, matching_margin
 from .paths import RunPaths
 
@@ -66,6 +67,10 @@ class RunRecord:
     @property
     def root(self) -> Path:
         return self.paths.root
+
+    def lock(self) -> RunLock:
+        """The directory's :class:`~.lock.RunLock` (taken by the main process only)."""
+        return RunLock(self.root, enabled=self.is_main)
 
     # ----------------------------------------------------------------- configuration
     def check_config(self, hparams: dict, run_hash: str, schedule: list[float] | None = None) -> None:
