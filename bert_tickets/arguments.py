@@ -24,6 +24,7 @@ __all__ = [
     "ModelArguments",
     "experiment_parser",
     "parse_experiment_args",
+    "parse_transfer_args",
     "run_hash",
     "run_hyperparameters",
     "task_defaults",
@@ -75,5 +76,33 @@ def parse_experiment_args(command: str, argv: list[str]):
         known, _ = parser.parse_known_args(argv)
         parser.set_defaults(**task_defaults(known.task))
         return parser.parse_args_into_dataclasses(args=argv)
+    except (ValueError, json.JSONDecodeError) as err:
+        raise ArgumentError(str(err).strip().splitlines()[0]) from None
+
+
+def parse_transfer_args(argv: list[str]):
+    """Parse ``transfer`` arguments: the :class:`~bert_tickets.experiments.transfer.TransferArguments`
+    and, per target task, ``TrainingArguments`` with that task's defaults under the user's
+    options (so each target keeps its own budget); ``--output_dir`` (default ``transfer``) is the
+    matrix directory.
+
+    Raises:
+        ArgumentError: unknown task or invalid values (one line).
+    """
+    parser = experiment_parser("transfer")
+    try:
+        parser.set_defaults(
+            output_dir="transfer", save_strategy="no", report_to="none", logging_strategy="epoch", per_device_eval_batch_size=64
+        )
+        args, _ = parser.parse_args_into_dataclasses(args=argv)
+        if not args.tasks:
+            raise ArgumentError("give at least one target task with --tasks")
+        per_target = {}
+        for task in args.tasks:
+            name = get_task(task).name
+            parser = experiment_parser("transfer")
+            parser.set_defaults(**{**task_defaults(task), "output_dir": "transfer"})
+            per_target[name] = parser.parse_args_into_dataclasses(args=argv)[1]
+        return args, per_target
     except (ValueError, json.JSONDecodeError) as err:
         raise ArgumentError(str(err).strip().splitlines()[0]) from None

@@ -17,18 +17,20 @@ import sys
 from pathlib import Path
 
 from .pruning import collapsed_tensors
-from .results import RunLockedError, RunPaths, format_summary
+from .results import RunLock, RunLockedError, RunPaths, format_summary
 from .results.paths import TICKET_DIR
 from .ticket import CONFIG_FILE, TicketMask
 
 logger = logging.getLogger("bert_tickets")
 
-USAGE = """usage: bert-tickets {find,info,push} ...
+USAGE = """usage: bert-tickets {find,info,push,transfer,plot} ...
 
   bert-tickets find [--task rte] [--model bert-base-uncased] [--output_dir runs/rte] [options]
   bert-tickets find config.json
   bert-tickets info RUN_OR_TICKET_DIR
   bert-tickets push RUN_DIR --repo-id ID [--level N | --all-levels] [--private] [--token TOKEN]
+  bert-tickets transfer --tickets SRC [SRC ...] --tasks T [T ...] [--sparsity S] [--seeds 1 2 3] [--output_dir transfer]
+  bert-tickets plot RUN_DIR [--out PNG] [--transfer MATRIX_DIR ...]
 
 Run 'bert-tickets find --help' for every option (IMP, data, model and all TrainingArguments)."""
 
@@ -80,6 +82,71 @@ def find_main(argv: list[str]) -> int:
         runner.run()
     finally:
         lock.release()
+    return 0
+
+
+def transfer_main(argv: list[str]) -> int:
+    """``bert-tickets transfer``: validate sources, targets and the matrix directory, then run
+    every missing cell (see :mod:`bert_tickets.experiments.transfer`)."""
+    _setup_logging()
+    try:
+        from .arguments import ArgumentError, parse_transfer_args
+        from .experiments.transfer import TransferMatrix
+
+        try:
+            args, training_args = parse_transfer_args(argv)
+        except ArgumentError as err:
+            raise CLIError(str(err)) from None
+        matrix = TransferMatrix(args, training_args)
+        lock = RunLock(matrix.record.root).acquire()
+    except (CLIError, ValueError, FileNotFoundError, OSError, RunLockedError) as err:
+        print(
+            f"bert-tickets transfer: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}", file=sys.stderr
+        )
+        return 2
+    try:
+        result = matrix.run()
+    finally:
+        lock.release()
+    print((matrix.record.root / "matrix.md").read_text() if result["rows"] else "no complete cell")
+    return 0
+
+
+def plot_main(argv: list[str]) -> int:
+    """``bert-tickets plot RUN_DIR [--out PNG] [--transfer MATRIX_DIR ...]``: metric vs sparsity of
+    an IMP run, with the baseline rows of transfer matrices on the run's task as extra points."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="bert-tickets plot", description="Sparsity-metric curve of an IMP run.")
+    parser.add_argument("run_dir", metavar="RUN_DIR")
+    parser.add_argument("--out", default=None, help="PNG to write (default RUN_DIR/sparsity_curve.png)")
+    parser.add_argument("--transfer", nargs="*", default=[], help="transfer matrix directories whose baseline rows to add")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code == 0 else 2
+    from .results import read_run
+    from .results.cells import BASELINES, MatrixRecord, build_matrix
+    from .results.figures import sparsity_curve
+
+    try:
+        task = read_run(args.run_dir).task
+        points: dict[str, dict[float, float]] = {}
+        for directory in args.transfer:
+            results = MatrixRecord(directory).all_results()
+            if not results:
+                raise FileNotFoundError(f"{directory}: no complete transfer cell")
+            matrix = build_matrix(results, 0.01)
+            sparsity = next(r.spec.sparsity for r in results if r.spec.row != "dense")
+            for row in BASELINES:
+                entry = matrix["entries"].get(row, {}).get(task)
+                if entry is not None and row != "dense":
+                    points.setdefault(row, {})[sparsity] = entry["mean"]
+        out = sparsity_curve(args.run_dir, args.out or Path(args.run_dir) / "sparsity_curve.png", points)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"bert-tickets plot: error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(out)
     return 0
 
 
@@ -259,7 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         return info_main(rest)
     if command == "push":
         return push_main(rest)
-    print(f"bert-tickets: error: unknown command {command!r} (choose find, info or push)\n{USAGE}", file=sys.stderr)
+    if command == "transfer":
+        return transfer_main(rest)
+    if command == "plot":
+        return plot_main(rest)
+    print(f"bert-tickets: error: unknown command {command!r} (choose find, info, push, transfer or plot)\n{USAGE}", file=sys.stderr)
     return 2
 
 

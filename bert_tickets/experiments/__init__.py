@@ -4,10 +4,10 @@ registry below maps a command name to its module (one line per experiment).
 Layer: imports :mod:`bert_tickets.results`, :mod:`bert_tickets.training` and below.
 """
 
-from . import imp
+from . import imp, transfer
 from .common import DataArguments, ModelArguments
 
 #: command -> experiment module (with ``ARGUMENTS`` and ``run``).
-EXPERIMENTS = {"find": imp}
+EXPERIMENTS = {"find": imp, "transfer": transfer}
 
 __all__ = ["EXPERIMENTS", "DataArguments", "ModelArguments"]

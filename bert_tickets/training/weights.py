@@ -78,3 +78,59 @@ class RewindPointCapture(TrainerCallback):
             if self.save is not None:
                 self.save(backbone_state(model))
             self.done = True
+
+
+def reinitialize_backbone(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Replace every backbone weight by a fresh draw of the model's own initializer (θ0′ of Chen et
+    al. 2020, Table 2: "IMP mask, random weights").
+
+    Uses ``model._init_weights`` (transformers' initializer for the architecture: for BERT,
+    ``Linear`` and ``Embedding`` weights ~ N(0, ``config.initializer_range``), biases 0,
+    LayerNorm 1 / 0) on every backbone module, under ``torch.manual_seed(seed)``. Decision: the
+    whole backbone (embeddings and LayerNorm included) is re-initialised, not only the prunable
+    weights — θ0′ asks whether the *pre-trained values* matter, so none are kept; the task head
+    is left as it is (it is newly initialised in every cell anyway).
+
+    Returns:
+        ``model``, modified in place.
+    """
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        with torch.no_grad():
+            get_backbone(model).apply(model._init_weights)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return model
+
+
+def shuffle_weights(model: torch.nn.Module, names: list[str] | tuple[str, ...], seed: int) -> torch.nn.Module:
+    """Permute the values of each named backbone weight tensor within itself (θ0″ of Chen et al.
+    2020, Table 2: "IMP mask, shuffled weights").
+
+    Each tensor ``i`` (in the order given) is flattened and permuted by ``torch.randperm`` from a
+    ``torch.Generator`` seeded with ``seed * 100003 + i``: reproducible per seed, independent per
+    tensor, and every tensor keeps its multiset of values (its layer's weight distribution);
+    only which weight sits where is lost. Decision: the prunable weights are shuffled (the ones a
+    ticket selects); the other backbone parameters stay at θ0.
+
+    Args:
+        names: backbone-relative parameter names (e.g. a ticket's mask keys); a name the model
+            lacks (a pooler on a QA model) is skipped, as by :meth:`TicketMask.apply`.
+        seed: the shuffle's seed.
+
+    Returns:
+        ``model``, modified in place.
+    """
+    from ..ticket.prunable import backbone_parameters
+
+    params = backbone_parameters(model)
+    with torch.no_grad():
+        for i, name in enumerate(names):
+            p = params.get(name)
+            if p is None:
+                continue
+            gen = torch.Generator().manual_seed(int(seed) * 100_003 + i)
+            flat = p.detach().reshape(-1)
+            p.copy_(flat[torch.randperm(flat.numel(), generator=gen).to(flat.device)].reshape(p.shape))
+    return model

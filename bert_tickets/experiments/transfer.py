@@ -1,0 +1,379 @@
+"""The transfer matrix (Chen et al. 2020, Figure 2 and Table 2): every source ticket × target task
+× seed fine-tuned from θ0 under the source mask with a fresh target head, next to the reference
+rows that say whether a mask carries information at all — ``dense`` (no mask), ``own`` (the
+target's own IMP ticket, when a source is on the target task), ``random`` (seeded global random
+pruning), ``reinit`` θ0′ (own mask on re-initialised weights), ``shuffle`` θ0″ (own mask on θ0
+with each prunable tensor's values permuted) and ``oneshot`` (global magnitude pruning of θ0
+itself, no training).
+
+Every cell goes through :func:`bert_tickets.training.finetune.finetune` with the target task's
+budget (its ``tasks/<task>.toml`` defaults under the user's ``TrainingArguments``); cells are
+named by the hash of their spec, skipped when complete, and the matrix files are rebuilt from
+the complete cells after each one (:class:`bert_tickets.results.cells.MatrixRecord`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import AutoTokenizer
+
+from ..pruning import prune_ticket
+from ..results import RunLock, RunPaths
+from ..results.cells import BASELINES, TICKET_ROW, CellResult, CellSpec, MatrixRecord
+from ..results.figures import transfer_heatmap
+from ..tasks import get_kind, get_task
+from ..ticket import CONFIG_FILE, TicketMask, TicketMetadata, is_hub_repo_id, read_ticket_config
+from ..training.finetune import finetune, training_hyperparameters
+from ..training.weights import load_theta0, reinitialize_backbone, shuffle_weights
+
+logger = logging.getLogger("bert_tickets")
+
+EXECUTORS = ("local",)
+
+
+@dataclass
+class TransferArguments:
+    """Arguments of ``bert-tickets transfer`` (with ``TrainingArguments``; ``--output_dir`` is
+    the matrix directory)."""
+
+    tickets: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Sources: IMP run directories (the level at --sparsity / --level), ticket directories, or Hub "
+            "ticket ids (id or id@revision)."
+        },
+    )
+    tasks: list[str] = field(default_factory=list, metadata={"help": "Target tasks (names as for find)."})
+    sparsity: float | None = field(default=None, metadata={"help": "Sparsity of the matrix (fraction); default: the tickets' own."})
+    level: int | None = field(default=None, metadata={"help": "Take this IMP level of every run-directory source instead of --sparsity."})
+    seeds: list[int] = field(default_factory=lambda: [42], metadata={"help": "Fine-tuning seeds of every cell."})
+    baselines: list[str] = field(
+        default_factory=lambda: list(BASELINES),
+        metadata={"help": f"Reference rows (Table 2 of Chen et al. 2020): any of {', '.join(BASELINES)}; 'own' is implicit."},
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"aliases": ["--model"], "help": "θ0 (default: the base model the tickets name; they must agree)."}
+    )
+    data_dir: list[str] | None = field(
+        default=None, metadata={"help": "Local data: one directory for every target, and/or TASK=DIR for one target (as for find)."}
+    )
+    max_seq_length: int | None = field(default=None, metadata={"help": "Tokens per example (default: each target's)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training examples of every target."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation examples of every target."})
+    tolerance: float = field(default=0.01, metadata={"help": "With one seed, matching = metric >= dense - tolerance."})
+    executor: str = field(default="local", metadata={"help": "local: the cells one after another in this process."})
+
+
+@dataclass
+class Source:
+    """A source ticket of the matrix."""
+
+    label: str
+    origin: str
+    ticket: TicketMask
+    mask_hash: str = ""
+
+    @property
+    def task(self) -> str | None:
+        return self.ticket.metadata.task
+
+
+def _mask_hash(ticket: TicketMask) -> str:
+    h = hashlib.sha256()
+    for name in sorted(ticket.masks):
+        h.update(name.encode())
+        h.update(np.packbits(ticket.masks[name].numpy().reshape(-1)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _run_level_ticket(run_dir: Path, sparsity: float | None, level: int | None) -> Path:
+    paths = RunPaths(run_dir)
+    found = {}
+    for level_dir in paths.level_dirs():
+        cfg = level_dir / "ticket" / CONFIG_FILE
+        if cfg.is_file():
+            meta = read_ticket_config(cfg, str(level_dir))
+            found[int(meta["level"])] = float(meta["target_sparsity"])
+    if level is not None:
+        if level not in found:
+            raise ValueError(f"{run_dir} has no level {level} (levels with a ticket: {', '.join(map(str, sorted(found))) or 'none'})")
+        return paths.ticket(level)
+    if sparsity is None:
+        raise ValueError(f"{run_dir} is a run directory: give --sparsity or --level to choose its ticket")
+    for lv, s in sorted(found.items()):
+        if abs(s - sparsity) < 1e-9:
+            return paths.ticket(lv)
+    raise ValueError(f"{run_dir} has no level at sparsity {sparsity} (it has {', '.join(f'{s:g}' for _, s in sorted(found.items()))})")
+
+
+def resolve_sources(args: TransferArguments) -> list[Source]:
+    """Load every source ticket (run directory level, ticket directory or Hub id).
+
+    Raises:
+        ValueError / FileNotFoundError: a missing source, a run without a level at the sparsity
+            (the message lists the ones it has), tickets at different sparsities, or tickets on
+            different base models (or another one than ``--model``).
+    """
+    if not args.tickets:
+        raise ValueError("give at least one source with --tickets")
+    sources: list[Source] = []
+    for origin in args.tickets:
+        path = Path(origin)
+        if (path / "run_config.json").is_file():
+            ticket = TicketMask.from_pretrained(_run_level_ticket(path, args.sparsity, args.level))
+        elif path.is_dir() or not is_hub_repo_id(origin.split("@", 1)[0]):
+            ticket = TicketMask.from_pretrained(path)
+        else:
+            repo, _, rev = origin.partition("@")
+            ticket = TicketMask.from_pretrained(repo, revision=rev or None)
+        label = ticket.metadata.task or path.name
+        if any(s.label == label for s in sources):
+            label = f"{label} ({path.name})"
+        sources.append(Source(label, origin, ticket, _mask_hash(ticket)))
+    sparsities = {round(s.ticket.metadata.target_sparsity, 9) for s in sources}
+    target = args.sparsity if args.sparsity is not None else (sparsities.pop() if len(sparsities) == 1 else None)
+    for s in sources:
+        if target is None or abs(s.ticket.metadata.target_sparsity - target) > 1e-9:
+            have = ", ".join(f"{x.label}: {x.ticket.metadata.target_sparsity:g}" for x in sources)
+            raise ValueError(f"the source tickets must share one sparsity (--sparsity {args.sparsity}; tickets: {have})")
+    bases = {s.ticket.metadata.base_model for s in sources}
+    if len(bases) > 1:
+        raise ValueError(f"the source tickets name different base models: {', '.join(sorted(map(str, bases)))}")
+    base = bases.pop()
+    if args.model_name_or_path is not None and not _same_model(args.model_name_or_path, base):
+        raise ValueError(f"--model {args.model_name_or_path} is not the tickets' base model {base}")
+    args.sparsity = target
+    return sources
+
+
+def _same_model(a: str, b: str | None) -> bool:
+    if b is None or a == b:
+        return True
+    return os.path.isdir(a) and os.path.isdir(b) and os.path.realpath(a) == os.path.realpath(b)
+
+
+def _data_dirs(entries: list[str] | None, targets: list[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {t: None for t in targets}
+    for entry in entries or []:
+        task, sep, path = entry.partition("=")
+        if sep and task in out:
+            out[task] = path
+        elif sep and not os.path.isdir(entry):
+            raise ValueError(f"--data_dir {entry}: {task!r} is not one of the target tasks ({', '.join(targets)})")
+        else:
+            for t in targets:
+                out[t] = out[t] or entry
+    return out
+
+
+class TransferMatrix:
+    """Plans, validates and runs a transfer matrix (see the module docstring).
+
+    Args:
+        args: the :class:`TransferArguments`.
+        training_args: target task -> ``TrainingArguments`` (the target's defaults under the
+            user's options); all share ``output_dir``, the matrix directory.
+
+    Construction resolves and checks everything cheap — sources, targets, base model, data
+    files, that every source mask fits every target model, the matrix directory's spec — and
+    raises ``ValueError`` / ``FileNotFoundError`` with one line before any training.
+    """
+
+    def __init__(self, args: TransferArguments, training_args: dict[str, Any]):
+        self.args = args
+        if not args.tasks:
+            raise ValueError("give at least one target task with --tasks")
+        unknown = [b for b in args.baselines if b not in BASELINES]
+        if unknown:
+            raise ValueError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(BASELINES)} ('own' is implicit)")
+        if args.executor not in EXECUTORS:
+            raise ValueError(f"unknown executor {args.executor!r}; choose one of {', '.join(EXECUTORS)}")
+        self.targets = {get_task(t).name: get_task(t) for t in args.tasks}
+        self.training_args = training_args
+        self.sources = resolve_sources(args)
+        self.base_model = args.model_name_or_path or self.sources[0].ticket.metadata.base_model
+        self.data_dirs = _data_dirs(args.data_dir, list(self.targets))
+        for name, task in self.targets.items():
+            if self.data_dirs[name] is not None:
+                get_kind(task.kind).validate_inputs(task, self.data_dirs[name])
+        first = self.sources[0].ticket.metadata
+        self.prunable = (first.prunable_patterns, first.exclude_patterns)
+        for name, task in self.targets.items():  # every mask must fit every target model
+            probe = load_theta0(task, self.base_model, seed=0)
+            for s in self.sources:
+                try:
+                    s.ticket.validate(probe)
+                except ValueError as err:
+                    raise ValueError(f"source {s.label} does not fit the {name} model: {err}") from None
+            del probe
+        self.record = MatrixRecord(training_args[next(iter(self.targets))].output_dir)
+        self.spec = {
+            "base_model": self.base_model,
+            "sparsity": args.sparsity,
+            "training": {t: training_hyperparameters(a) for t, a in training_args.items()},
+            "data": {
+                "max_seq_length": args.max_seq_length,
+                "max_train_samples": args.max_train_samples,
+                "max_eval_samples": args.max_eval_samples,
+                "data_dirs": self.data_dirs,
+            },
+        }
+        self.spec_hash = self.record.check_config(self.spec)
+        self.cells = self.plan()
+        self._data: dict[str, Any] = {}
+        self._tokenizer = None
+
+    # ----------------------------------------------------------------- planning
+    def _context(self, spec: CellSpec) -> dict[str, Any]:
+        mask = next((s.mask_hash for s in self.sources if s.origin == spec.source), None)
+        return {
+            "base_model": self.base_model,
+            "mask": mask,
+            "prunable": self.prunable if spec.row in ("dense", "random", "oneshot") else None,
+            "training": self.spec["training"][spec.target],
+            "data": {**self.spec["data"], "data_dirs": self.data_dirs[spec.target]},
+        }
+
+    def own_source(self, target: str) -> Source | None:
+        """The source ticket found on ``target`` itself (the ``own`` row), if any."""
+        return next((s for s in self.sources if s.task == target), None)
+
+    def plan(self) -> dict[str, CellSpec]:
+        """Every cell of the matrix, by cell id (no duplicates): every source × target × seed,
+        and per target and seed each requested baseline (``reinit`` / ``shuffle`` only where the
+        target has an ``own`` ticket; otherwise they are left out with a logged note)."""
+        s = self.args.sparsity
+        cells: dict[str, CellSpec] = {}
+        for target in self.targets:
+            own = self.own_source(target)
+            for seed in self.args.seeds:
+                specs = [CellSpec(TICKET_ROW, src.label, src.origin, src.task, target, s, seed) for src in self.sources]
+                for b in self.args.baselines:
+                    if b in ("reinit", "shuffle"):
+                        if own is not None:
+                            specs.append(CellSpec(b, b, own.origin, own.task, target, s, seed))
+                    else:
+                        specs.append(CellSpec(b, b, "", None, target, 0.0 if b == "dense" else s, seed))
+                for spec in specs:
+                    cells[spec.cell_id(self._context(spec))] = spec
+            if own is None and {"reinit", "shuffle"} & set(self.args.baselines):
+                logger.info("no source ticket on %s: its reinit and shuffle rows (which use the own mask) are left out", target)
+        return cells
+
+    # ----------------------------------------------------------------- one cell
+    def _prepared(self, target: str):
+        if target not in self._data:
+            task = self.targets[target]
+            if self._tokenizer is None:
+                self._tokenizer = AutoTokenizer.from_pretrained(self.base_model)
+            a = self.args
+            self._data[target] = get_kind(task.kind).prepare(
+                task, self._tokenizer, self.data_dirs[target], None, a.max_seq_length, a.max_train_samples, a.max_eval_samples
+            )
+        return self._data[target]
+
+    def cell_ticket(self, spec: CellSpec, model) -> TicketMask:
+        """The mask a cell trains under (``model`` holds θ0 of the target task)."""
+        if spec.row in (TICKET_ROW, "reinit", "shuffle"):
+            return next(s.ticket for s in self.sources if s.origin == spec.source)
+        patterns, exclude = self.prunable
+        dense = TicketMask.dense(model, patterns, exclude, TicketMetadata(base_model=self.base_model, task=spec.target))
+        if spec.row == "dense":
+            return dense
+        if spec.row == "random":
+            return prune_ticket(dense, model, spec.sparsity, "random", seed=spec.seed)
+        if spec.row == "oneshot":
+            return prune_ticket(dense, model, spec.sparsity, "magnitude")
+        raise ValueError(f"unknown row {spec.row!r}")
+
+    def run_cell(self, cell_id: str, spec: CellSpec) -> CellResult:
+        """Fine-tune one cell and write its result (atomically, last)."""
+        task = self.targets[spec.target]
+        data = self._prepared(spec.target)
+        started = time.perf_counter()
+        model = load_theta0(task, self.base_model, spec.seed)
+        ticket = self.cell_ticket(spec, model)
+        if spec.row == "reinit":
+            reinitialize_backbone(model, spec.seed)
+        elif spec.row == "shuffle":
+            shuffle_weights(model, list(ticket.masks), spec.seed)
+        self.record.write_cell_spec(cell_id, spec, self._context(spec))
+        out = finetune(
+            model,
+            ticket,
+            task,
+            data,
+            self.training_args[spec.target],
+            seed=spec.seed,
+            output_dir=str(self.record.trainer_dir(cell_id)),
+            tokenizer=self._tokenizer,
+        )
+        result = CellResult(
+            spec, cell_id, task.primary_metric, float(out.metrics[task.primary_metric]), out.metrics, time.perf_counter() - started
+        )
+        self.record.write_result(result)
+        return result
+
+    # ----------------------------------------------------------------- the matrix
+    def run(self) -> dict[str, Any]:
+        """Run every missing cell (``local`` executor: one after another), rebuilding the matrix
+        files after each; returns the matrix (see :func:`~bert_tickets.results.cells.build_matrix`)."""
+        self.record.write_config(self.spec, self.spec_hash)
+        todo = {cid: spec for cid, spec in self.cells.items() if self.record.completed(cid) is None}
+        logger.info(
+            "transfer matrix %s: %d sources x %d targets x %d seeds + baselines = %d cells, %d to run, output %s",
+            self.spec_hash,
+            len(self.sources),
+            len(self.targets),
+            len(self.args.seeds),
+            len(self.cells),
+            len(todo),
+            self.record.root,
+        )
+        for i, (cid, spec) in enumerate(todo.items(), 1):
+            result = self.run_cell(cid, spec)
+            logger.info(
+                "cell %d/%d %s: %s on %s, seed %d: %s %.4f (%.0f s)",
+                i,
+                len(todo),
+                cid,
+                spec.label,
+                spec.target,
+                spec.seed,
+                result.metric,
+                result.value,
+                result.wall_s,
+            )
+            self.write_outputs()
+        return self.write_outputs()
+
+    def write_outputs(self) -> dict[str, Any]:
+        """Rebuild the results and matrix files (and the heatmap once dense cells exist) from the
+        complete cells of this matrix."""
+        done = [r for cid in self.cells if (r := self.record.completed(cid)) is not None]
+        matrix = self.record.write_tables(done, self.args.tolerance)
+        if any(e.get("delta_dense") is not None for row in matrix["entries"].values() for e in row.values()):
+            transfer_heatmap(matrix, self.record.root / "heatmap.png")
+        return matrix
+
+
+#: The argument dataclasses of ``transfer`` (before ``TrainingArguments``).
+ARGUMENTS = (TransferArguments,)
+
+
+def run(args: TransferArguments, training_args: dict[str, Any]) -> dict[str, Any]:
+    """The ``transfer`` experiment: validate, lock the matrix directory, run the missing cells."""
+    matrix = TransferMatrix(args, training_args)
+    with RunLock(matrix.record.root):
+        return matrix.run()
+
+
+__all__ = ["ARGUMENTS", "Source", "TransferArguments", "TransferMatrix", "resolve_sources", "run"]

@@ -1,0 +1,264 @@
+"""Cells of a transfer matrix: one fine-tuning run of a mask on a target task with a seed
+(Chen et al. 2020, Figure 2 and Table 2). Each cell's directory is named by a hash of its full
+spec (open_lth-style), its result is written atomically and last, so a finished cell is skipped
+on re-run and the matrix is rebuilt from whatever cells are complete.
+
+Layout of a matrix directory (``--output_dir``)::
+
+    transfer_config.json        the matrix spec (base model, sparsity, budgets) + its hash
+    cells/<cell_id>/cell.json   the cell's spec and hyperparameters
+    cells/<cell_id>/result.json its metrics (written last = complete)
+    cells/<cell_id>/trainer/    the Trainer's output_dir
+    results.csv, results.json   one row per complete cell (tidy)
+    matrix.json, matrix.md      mean ± std of the primary metric per row × target, Δ, criteria
+    heatmap.png                 Δ vs dense (Figure 2 style)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write_text, write_json
+from .matching import EPS, is_matching, matching_margin
+
+#: Reference rows of the matrix, named as in Chen et al. 2020, Table 2 (``own`` is the target's
+#: own IMP ticket: the source row whose task is the target, not a separate cell).
+BASELINES = ("dense", "random", "reinit", "shuffle", "oneshot")
+#: Row kind of a cell that fine-tunes a source ticket.
+TICKET_ROW = "ticket"
+
+CONFIG_FILE = "transfer_config.json"
+CELLS_DIR = "cells"
+CELL_FILE = "cell.json"
+RESULT_FILE = "result.json"
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """What one cell computes.
+
+    Attributes:
+        row: ``"ticket"`` (a source ticket) or a baseline of :data:`BASELINES`.
+        label: the matrix row: the source's label for ``ticket``, ``reinit`` and ``shuffle`` cells
+            are labelled by the baseline name; ``dense`` / ``random`` / ``oneshot`` likewise.
+        source: where the mask came from (run dir, ticket dir, Hub id) — ``""`` for baselines
+            that use no source mask; ``reinit`` / ``shuffle`` name the own ticket they use.
+        source_task: the source ticket's task (``None`` when there is none).
+        target: target task name.
+        sparsity: the matrix's target sparsity (fraction).
+        seed: fine-tuning seed (also seeds the head, random masks, re-initialisation, shuffles).
+    """
+
+    row: str
+    label: str
+    source: str
+    source_task: str | None
+    target: str
+    sparsity: float
+    seed: int
+
+    def cell_id(self, context: dict[str, Any]) -> str:
+        """12 hex digits of the sha256 of this spec plus ``context`` (base model, mask sha,
+        the target's training hyperparameters, data options): another budget is another cell."""
+        blob = json.dumps({"spec": asdict(self), "context": context}, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+@dataclass
+class CellResult:
+    """A complete cell: its spec, id, metrics and wall time (seconds)."""
+
+    spec: CellSpec
+    cell_id: str
+    metric: str
+    value: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        """The tidy results row (every metric as its own column)."""
+        out = {"cell_id": self.cell_id, **asdict(self.spec), "metric": self.metric, "value": self.value, "wall_s": self.wall_s}
+        out.update({f"metric_{k}": v for k, v in self.metrics.items() if isinstance(v, (int, float)) and v is not None})
+        return out
+
+
+class MatrixRecord:
+    """The matrix directory's one owner (see the module docstring for the layout).
+
+    Args:
+        root: the ``--output_dir``.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def cell_dir(self, cell_id: str) -> Path:
+        return self.root / CELLS_DIR / cell_id
+
+    def trainer_dir(self, cell_id: str) -> Path:
+        return self.cell_dir(cell_id) / "trainer"
+
+    def check_config(self, spec: dict[str, Any]) -> str:
+        """The spec's hash; raises ``ValueError`` when the directory holds another matrix spec."""
+        spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        path = self.root / CONFIG_FILE
+        if path.is_file():
+            old = json.loads(path.read_text())
+            if old.get("hash") != spec_hash:
+                changed = sorted(
+                    k
+                    for k in set(spec) | set(old.get("spec", {}))
+                    if json.dumps(spec.get(k), default=str) != json.dumps(old.get("spec", {}).get(k), default=str)
+                )
+                raise ValueError(
+                    f"{self.root} holds a transfer matrix with another spec (changed: {', '.join(changed) or '?'}); use another --output_dir"
+                )
+        return spec_hash
+
+    def write_config(self, spec: dict[str, Any], spec_hash: str) -> None:
+        write_json(self.root / CONFIG_FILE, {"hash": spec_hash, "spec": spec})
+
+    def completed(self, cell_id: str) -> CellResult | None:
+        path = self.cell_dir(cell_id) / RESULT_FILE
+        if not path.is_file():
+            return None
+        raw = json.loads(path.read_text())
+        return CellResult(CellSpec(**raw["spec"]), raw["cell_id"], raw["metric"], raw["value"], raw["metrics"], raw["wall_s"])
+
+    def write_cell_spec(self, cell_id: str, spec: CellSpec, context: dict[str, Any]) -> None:
+        write_json(self.cell_dir(cell_id) / CELL_FILE, {"cell_id": cell_id, "spec": asdict(spec), "context": context})
+
+    def write_result(self, result: CellResult) -> None:
+        """Atomically write the cell's ``result.json``: from now on the cell is complete."""
+        write_json(self.cell_dir(result.cell_id) / RESULT_FILE, {**asdict(result), "spec": asdict(result.spec)})
+
+    def all_results(self) -> list[CellResult]:
+        """Every complete cell in the directory, ordered by cell id."""
+        out = []
+        for path in sorted((self.root / CELLS_DIR).glob(f"*/{RESULT_FILE}")):
+            done = self.completed(path.parent.name)
+            if done is not None:
+                out.append(done)
+        return out
+
+    def write_tables(self, results: list[CellResult], tolerance: float) -> dict[str, Any]:
+        """Rebuild ``results.csv/json``, ``matrix.json`` and ``matrix.md`` from ``results``."""
+        rows = [r.row() for r in results]
+        write_json(self.root / "results.json", rows)
+        cols: list[str] = []
+        for r in rows:
+            cols += [k for k in r if k not in cols]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=cols)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.root / "results.csv", buf.getvalue())
+        matrix = build_matrix(results, tolerance)
+        write_json(self.root / "matrix.json", matrix)
+        atomic_write_text(self.root / "matrix.md", format_matrix(matrix))
+        return matrix
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def build_matrix(results: list[CellResult], tolerance: float) -> dict[str, Any]:
+    """Mean ± std of the primary metric per (row label, target) over seeds, with Δ vs dense,
+    Δ vs own, and the paper's two criteria per entry.
+
+    *matching* (Chen et al. 2020, Section 3): mean ≥ dense mean − one sample std of the dense
+    cells across seeds (``tolerance`` with one seed). *transfer ≥ own*: mean ≥ the mean of the
+    target's own IMP ticket (the source row whose task is the target), when there is one.
+
+    Returns:
+        ``{"targets": [...], "rows": [...], "metric": {target: name}, "entries": {row: {target:
+        {mean, std, n, seeds, delta_dense, delta_own, matching, transfer_ge_own}}}, "own": {target:
+        row}, "rules": {target: rule}}``.
+    """
+    targets = sorted({r.spec.target for r in results})
+    labels: list[str] = []
+    for r in sorted(
+        results, key=lambda r: (r.spec.row != TICKET_ROW, BASELINES.index(r.spec.row) if r.spec.row in BASELINES else -1, r.spec.label)
+    ):
+        if r.spec.label not in labels:
+            labels.append(r.spec.label)
+    groups: dict[tuple[str, str], list[CellResult]] = {}
+    for r in results:
+        groups.setdefault((r.spec.label, r.spec.target), []).append(r)
+    own = {}
+    for r in results:
+        if r.spec.row == TICKET_ROW and r.spec.source_task == r.spec.target:
+            own[r.spec.target] = r.spec.label
+    entries: dict[str, dict[str, Any]] = {label: {} for label in labels}
+    rules, metric = {}, {}
+    for t in targets:
+        dense = groups.get(("dense", t))
+        margin, rule = (None, "no dense cells: matching undefined")
+        dense_mean = None
+        if dense:
+            dense_mean, dense_std = _mean_std([c.value for c in dense])
+            margin, rule = matching_margin(dense_std, len(dense), tolerance)
+        rules[t] = rule
+        own_mean = _mean_std([c.value for c in groups[(own[t], t)]])[0] if t in own and (own[t], t) in groups else None
+        for label in labels:
+            cells = groups.get((label, t))
+            if not cells:
+                continue
+            metric[t] = cells[0].metric
+            mean, std = _mean_std([c.value for c in cells])
+            entries[label][t] = {
+                "mean": mean,
+                "std": std,
+                "n": len(cells),
+                "seeds": sorted(c.spec.seed for c in cells),
+                "delta_dense": None if dense_mean is None else mean - dense_mean,
+                "delta_own": None if own_mean is None else mean - own_mean,
+                "matching": None if margin is None else is_matching(mean, dense_mean, margin),
+                "transfer_ge_own": None if own_mean is None else bool(mean >= own_mean - EPS),
+            }
+    return {"targets": targets, "rows": labels, "metric": metric, "entries": entries, "own": own, "rules": rules}
+
+
+def format_matrix(matrix: dict[str, Any]) -> str:
+    """The matrix as a markdown table: ``mean ± std (Δ vs dense)`` and flags ``M`` (matching) and
+    ``≥own`` per entry, one column per target."""
+    targets = matrix["targets"]
+    head = "| row | " + " | ".join(f"{t} ({matrix['metric'].get(t, '?')})" for t in targets) + " |"
+    lines = [head, "|" + "---|" * (len(targets) + 1)]
+    for label in matrix["rows"]:
+        cells = []
+        for t in targets:
+            e = matrix["entries"][label].get(t)
+            if e is None:
+                cells.append("–")
+                continue
+            text = f"{e['mean']:.4f}" + (f" ± {e['std']:.4f}" if e["std"] is not None else "")
+            if e["delta_dense"] is not None and label != "dense":
+                text += f" ({e['delta_dense']:+.4f})"
+            flags = [f for f, on in (("M", e["matching"]), ("≥own", e["transfer_ge_own"] and matrix["own"].get(t) != label)) if on]
+            if flags:
+                text += " " + " ".join(flags)
+            cells.append(text)
+        tag = " (own on " + ", ".join(t for t, o in matrix["own"].items() if o == label) + ")" if label in matrix["own"].values() else ""
+        lines.append(f"| {label}{tag} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        "Entries: mean ± sample std over seeds of the target's primary metric (Δ vs dense). M = matching; ≥own = at least the target's own ticket."
+    )
+    for t, rule in matrix["rules"].items():
+        lines.append(f"- {t}: matching = {rule}")
+    return "\n".join(lines) + "\n"
+
+
+def finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -1,0 +1,124 @@
+"""Figures (matplotlib, Agg backend, PNG): the transfer heatmap in the style of Chen et al. 2020,
+Figure 2, and the sparsity–metric curve of an IMP run."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write
+from .paths import RunPaths
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight"))
+    return path
+
+
+def transfer_heatmap(matrix: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Heatmap of Δ vs dense (mean over seeds) per row × target, annotated with the value and
+    ``M`` where matching; a diverging colour map (``RdBu``) centred on 0 (``TwoSlopeNorm``),
+    symmetric in the largest |Δ|; the dense row (Δ = 0 by definition) is left out.
+
+    Args:
+        matrix: :func:`~bert_tickets.results.cells.build_matrix`'s output.
+        path: the PNG to write (atomically).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: no entry has a Δ vs dense (no dense cells yet).
+    """
+    import numpy as np
+    from matplotlib.colors import TwoSlopeNorm
+
+    plt = _pyplot()
+    rows = [r for r in matrix["rows"] if r != "dense"]
+    targets = matrix["targets"]
+    grid = np.full((len(rows), len(targets)), np.nan)
+    for i, r in enumerate(rows):
+        for j, t in enumerate(targets):
+            e = matrix["entries"][r].get(t)
+            if e is not None and e["delta_dense"] is not None:
+                grid[i, j] = e["delta_dense"]
+    if np.isnan(grid).all():
+        raise ValueError("no entry has a Δ vs dense: the heatmap needs dense cells")
+    bound = float(np.nanmax(np.abs(grid))) or 1e-6
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(targets), 1.0 + 0.5 * len(rows)))
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdBu", norm=TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound), aspect="auto")
+    for i, r in enumerate(rows):
+        for j, t in enumerate(targets):
+            e = matrix["entries"][r].get(t)
+            if e is None or e["delta_dense"] is None:
+                ax.text(j, i, "–", ha="center", va="center", fontsize=8)
+                continue
+            own = " (own)" if matrix["own"].get(t) == r else ""
+            ax.text(j, i, f"{e['delta_dense']:+.3f}{' M' if e['matching'] else ''}{own}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(targets)), [f"{t}\n({matrix['metric'].get(t, '')})" for t in targets])
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("target task")
+    ax.set_ylabel("source ticket / baseline")
+    ax.set_title("Δ vs dense of the target's primary metric (M = matching)")
+    fig.colorbar(image, ax=ax, label="Δ vs dense")
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def sparsity_curve(run_dir: str | os.PathLike, path: str | os.PathLike, baselines: dict[str, dict[float, float]] | None = None) -> Path:
+    """Metric vs sparsity of an IMP run (its complete levels), with the dense level as a band of
+    mean ± std (± the matching tolerance with one seed) and, where given, baseline points
+    (``baselines``: name -> {sparsity: metric}, e.g. random pruning) at the same sparsities.
+
+    Raises:
+        FileNotFoundError / ValueError: see :func:`~bert_tickets.results.record.read_run`.
+    """
+    from .record import read_run
+
+    plt = _pyplot()
+    run = read_run(run_dir)
+    levels = [run.levels[lv] for lv in sorted(run.levels)]
+    dense = run.dense
+    config = json.loads(RunPaths(run_dir).run_config.read_text())
+    tol = config.get("hyperparameters", {}).get("imp", {}).get("tolerance", 0.01)
+    half = dense.get("std") if dense.get("std") is not None else tol
+    xs = [100 * r["sparsity"] for r in levels]
+    ys = [r["mean"] for r in levels]
+    errs = [r.get("std") or 0.0 for r in levels]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.axhspan(
+        dense["mean"] - half,
+        dense["mean"] + half,
+        color="0.85",
+        label="dense ± " + ("std" if dense.get("std") is not None else f"tolerance {tol}"),
+    )
+    ax.axhline(dense["mean"], color="0.5", lw=1)
+    ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=f"IMP ({run.task})")
+    for x, y, r in zip(xs, ys, levels):
+        if r.get("matching") and r["level"] > 0:
+            ax.plot([x], [y], marker="o", ms=10, mfc="none", mec="tab:green")
+    for name, points in (baselines or {}).items():
+        pts = sorted(points.items())
+        ax.plot([100 * s for s, _ in pts], [v for _, v in pts], marker="s", ls="--", label=name)
+    ax.set_xlabel("sparsity (% of prunable weights)")
+    ax.set_ylabel(levels[0]["metric"])
+    ax.set_title(f"{run.task}: metric vs sparsity (green ring = matching)")
+    ax.legend(fontsize=8)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,183 @@
+"""The transfer matrix on tiny inputs: cell bookkeeping, resume, each baseline, the criteria on
+known numbers, the output files, and one-line errors before any training."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from bert_tickets.arguments import parse_transfer_args
+from bert_tickets.cli import main
+from bert_tickets.pruning import prune_ticket, target_count
+from bert_tickets.results.cells import BASELINES, CellResult, CellSpec, build_matrix
+from bert_tickets.tasks import get_task
+from bert_tickets.ticket import TicketMask, TicketMetadata
+from bert_tickets.training.weights import load_theta0, reinitialize_backbone, shuffle_weights
+
+from tiny_assets import IMP_TRAIN_ARGS, IMP_WORDS, write_imp_inputs
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Tiny checkpoint, RTE + MRPC data, an RTE IMP run (levels 0-2) and an 'mrpc' ticket dir."""
+    root = tmp_path_factory.mktemp("transfer")
+    ckpt, glue = write_imp_inputs(root)
+    g = torch.Generator().manual_seed(1)
+    (glue / "MRPC").mkdir()
+    for split, n in (("train", 32), ("dev", 16)):
+        lines = ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"]
+        for i in range(n):
+            a = " ".join(IMP_WORDS[j] for j in torch.randint(0, len(IMP_WORDS), (5,), generator=g).tolist())
+            b = " ".join(IMP_WORDS[j] for j in torch.randint(0, len(IMP_WORDS), (5,), generator=g).tolist())
+            lines.append(f"{int('dog' in a)}\t{i}\t{i + 100}\t{a}\t{b}")
+        (glue / "MRPC" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    assert (
+        main(
+            [
+                "find",
+                "--task",
+                "rte",
+                "--model",
+                str(ckpt),
+                "--data_dir",
+                str(glue),
+                "--output_dir",
+                str(root / "rte_run"),
+                *IMP_TRAIN_ARGS,
+                "--max_levels",
+                "2",
+            ]
+        )
+        == 0
+    )
+    model = load_theta0(get_task("mrpc"), str(ckpt), seed=0)
+    dense = TicketMask.dense(model, metadata=TicketMetadata(base_model=str(ckpt), task="mrpc"))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))  # "trained" weights: another mask than one-shot magnitude of θ0
+    prune_ticket(dense, model, 0.2).save_pretrained(root / "mrpc_ticket")
+    return root, ckpt, glue
+
+
+def argv(inputs, out, *extra, sparsity="0.2", model=True):
+    root, ckpt, glue = inputs
+    return [
+        *("--tickets", str(root / "rte_run"), str(root / "mrpc_ticket"), "--tasks", "rte", "mrpc", "--seeds", "1", "2"),
+        *(("--sparsity", sparsity) if sparsity else ()),
+        *(("--model", str(ckpt)) if model else ()),
+        *("--data_dir", str(glue), "--output_dir", str(out), *IMP_TRAIN_ARGS, *extra),
+    ]
+
+
+def test_cells_results_resume_and_files(inputs, tmp_path, capsys):
+    out = tmp_path / "matrix"
+    from bert_tickets.experiments.transfer import TransferMatrix
+
+    matrix = TransferMatrix(*parse_transfer_args(argv(inputs, out)))
+    specs = list(matrix.cells.values())
+    # 2 sources x 2 targets x 2 seeds + per target and seed: dense, random, oneshot, and
+    # reinit/shuffle (both targets have an own ticket): 8 + 2*2*5 = 28 cells, no duplicates
+    assert len(specs) == 28 == len(set(specs))
+    assert sum(s.row == "ticket" for s in specs) == 8 and {s.row for s in specs} == {"ticket", *BASELINES}
+    assert main(["transfer", *argv(inputs, out)]) == 0
+    assert len(list((out / "cells").glob("*/result.json"))) == 28
+    rows = json.loads((out / "results.json").read_text())
+    assert len(rows) == 28 and {"cell_id", "label", "target", "seed", "value", "wall_s", "metric_accuracy"} <= set(rows[0])
+    lines = (out / "results.csv").read_text().strip().splitlines()
+    assert len(lines) == 29 and lines[0].startswith("cell_id,")
+    m = json.loads((out / "matrix.json").read_text())
+    assert m["own"] == {"rte": "rte", "mrpc": "mrpc"} and m["targets"] == ["mrpc", "rte"]
+    assert m["metric"] == {"rte": "accuracy", "mrpc": "f1"}
+    for row in m["entries"].values():  # Δ vs dense and vs own are plain differences of means
+        for t, e in row.items():
+            assert e["n"] == 2 and e["seeds"] == [1, 2]
+            assert math.isclose(e["delta_dense"], e["mean"] - m["entries"]["dense"][t]["mean"], abs_tol=1e-12)
+            assert math.isclose(e["delta_own"], e["mean"] - m["entries"][m["own"][t]][t]["mean"], abs_tol=1e-12)
+    assert (out / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| dense |" in (out / "matrix.md").read_text()
+    # resume: a lost cell is the only one re-trained
+    victim = sorted((out / "cells").glob("*/result.json"))[5]
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*/result.json") if p != victim}
+    victim.unlink()
+    capsys.readouterr()
+    assert main(["transfer", *argv(inputs, out)]) == 0
+    assert "28 cells, 1 to run" in capsys.readouterr().err
+    assert victim.is_file() and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+
+
+def test_baselines(inputs):
+    root, ckpt, _ = inputs
+    task = get_task("rte")
+    theta0 = load_theta0(task, str(ckpt), seed=3)
+    own = TicketMask.from_pretrained(root / "rte_run" / "level_02" / "ticket")
+    names = list(own.masks)
+    # shuffle: every tensor keeps its multiset of values, the positions change, reproducibly
+    shuffled = shuffle_weights(load_theta0(task, str(ckpt), seed=3), names, seed=7)
+    p0, p1 = dict(theta0.bert.named_parameters()), dict(shuffled.bert.named_parameters())
+    for n in names:
+        assert torch.equal(p0[n].flatten().sort().values, p1[n].flatten().sort().values) and not torch.equal(p0[n], p1[n])
+    again = shuffle_weights(load_theta0(task, str(ckpt), seed=3), names, seed=7)
+    assert all(torch.equal(p1[n], dict(again.bert.named_parameters())[n]) for n in names)
+    assert torch.equal(p0["embeddings.word_embeddings.weight"], p1["embeddings.word_embeddings.weight"])  # only prunable ones
+    # reinit: the model's initializer statistics (N(0, initializer_range)), LayerNorm reset
+    fresh = reinitialize_backbone(load_theta0(task, str(ckpt), seed=3), seed=5)
+    r = dict(fresh.bert.named_parameters())
+    std = fresh.config.initializer_range
+    for n in names:
+        assert abs(float(r[n].std()) - std) < 0.1 * std and abs(float(r[n].mean())) < 0.1 * std
+    assert torch.equal(r["embeddings.LayerNorm.weight"], torch.ones_like(r["embeddings.LayerNorm.weight"]))
+    # random: exact count, seeded; oneshot: global magnitude pruning of θ0
+    dense = TicketMask.dense(theta0)
+    rnd = prune_ticket(dense, theta0, 0.2, "random", seed=1)
+    assert rnd.num_pruned == target_count(0.2, dense.num_prunable)
+    from bert_tickets.pruning import global_magnitude_pruning
+    from bert_tickets.ticket import prunable_parameters
+
+    oneshot = prune_ticket(dense, theta0, 0.2, "magnitude")
+    reference = global_magnitude_pruning(prunable_parameters(theta0), 0.2)
+    assert all(torch.equal(oneshot.masks[n], reference[n]) for n in reference)
+
+
+def _cell(label, target, seed, value, row="ticket", source_task=None):
+    return CellResult(CellSpec(row, label, "", source_task, target, 0.5, seed), f"{label}{target}{seed}", "accuracy", value)
+
+
+def test_criteria_on_known_numbers():
+    cells = [
+        _cell("dense", "t", 1, 0.80, "dense"),
+        _cell("dense", "t", 2, 0.84, "dense"),  # mean 0.82, std 0.028284
+        _cell("t", "t", 1, 0.80, source_task="t"),
+        _cell("t", "t", 2, 0.80, source_task="t"),  # own: 0.80, matching
+        _cell("mlm", "t", 1, 0.81, source_task="mlm"),
+        _cell("mlm", "t", 2, 0.79, source_task="mlm"),  # 0.80 = own
+        _cell("random", "t", 1, 0.70, "random"),
+        _cell("random", "t", 2, 0.72, "random"),
+    ]
+    m = build_matrix(cells, tolerance=0.5)
+    e = m["entries"]
+    assert m["own"] == {"t": "t"} and m["rows"][:2] == ["mlm", "t"]
+    assert e["t"]["t"]["matching"] is True and e["mlm"]["t"]["matching"] is True and e["random"]["t"]["matching"] is False
+    assert e["mlm"]["t"]["transfer_ge_own"] is True and e["random"]["t"]["transfer_ge_own"] is False
+    assert math.isclose(e["random"]["t"]["delta_dense"], 0.71 - 0.82) and math.isclose(e["random"]["t"]["delta_own"], 0.71 - 0.80)
+    assert "one standard deviation" in m["rules"]["t"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--sparsity", "0.35"], "has no level at sparsity 0.35 (it has 0, 0.1, 0.2, 0.3)"),
+        (["--baselines", "magic"], "unknown baseline 'magic'"),
+        (["--model", "/nonexistent/model"], "is not the tickets' base model"),
+    ],
+)
+def test_bad_input_fails_before_training(inputs, tmp_path, capsys, extra, message):
+    out = tmp_path / "bad"
+    assert (
+        main(["transfer", *argv(inputs, out, *extra, sparsity=None if "--sparsity" in extra else "0.2", model="--model" not in extra)]) == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("bert-tickets transfer: error:") and message in err
+    assert not out.exists()
