@@ -36,7 +36,11 @@ from ..training.weights import load_theta0, reinitialize_backbone, shuffle_weigh
 
 logger = logging.getLogger("bert_tickets")
 
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray")
+#: Fault injection for tests: when this environment variable names a directory, a Ray worker
+#: exits abruptly (as a preempted node would) on the first attempt of every cell, leaving a
+#: marker file there; the retry then runs normally.
+CRASH_ONCE_ENV = "BERT_TICKETS_TEST_CRASH_CELLS_ONCE"
 
 
 @dataclass
@@ -69,7 +73,18 @@ class TransferArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training examples of every target."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation examples of every target."})
     tolerance: float = field(default=0.01, metadata={"help": "With one seed, matching = metric >= dense - tolerance."})
-    executor: str = field(default="local", metadata={"help": "local: the cells one after another in this process."})
+    executor: str = field(
+        default="local",
+        metadata={
+            "help": "local: the cells one after another in this process. ray: every cell a Ray task (pip install 'bert-tickets[ray]')."
+        },
+    )
+    ray_address: str | None = field(
+        default=None, metadata={"help": "Ray cluster to join ('auto' = the running one); default: start a local Ray."}
+    )
+    gpus_per_cell: float = field(default=0.0, metadata={"help": "GPUs per Ray task (fractions pack several cells on one GPU)."})
+    cpus_per_cell: float = field(default=1.0, metadata={"help": "CPUs per Ray task."})
+    max_retries: int = field(default=2, metadata={"help": "Ray retries of a cell whose worker died (preemption)."})
 
 
 @dataclass
@@ -196,6 +211,11 @@ class TransferMatrix:
             raise ValueError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(BASELINES)} ('own' is implicit)")
         if args.executor not in EXECUTORS:
             raise ValueError(f"unknown executor {args.executor!r}; choose one of {', '.join(EXECUTORS)}")
+        if args.executor == "ray":
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                raise ValueError("--executor ray needs Ray: pip install 'bert-tickets[ray]' (or pip install 'ray>=2.9')") from None
         self.targets = {get_task(t).name: get_task(t) for t in args.tasks}
         self.training_args = training_args
         self.sources = resolve_sources(args)
@@ -230,6 +250,12 @@ class TransferMatrix:
         self.cells = self.plan()
         self._data: dict[str, Any] = {}
         self._tokenizer = None
+
+    def __getstate__(self):
+        # Shipped to Ray workers: without the prepared data and tokenizer (each worker makes its own).
+        state = dict(self.__dict__)
+        state["_data"], state["_tokenizer"] = {}, None
+        return state
 
     # ----------------------------------------------------------------- planning
     def _context(self, spec: CellSpec) -> dict[str, Any]:
@@ -317,52 +343,129 @@ class TransferMatrix:
             tokenizer=self._tokenizer,
         )
         result = CellResult(
-            spec, cell_id, task.primary_metric, float(out.metrics[task.primary_metric]), out.metrics, time.perf_counter() - started
+            spec,
+            cell_id,
+            task.primary_metric,
+            float(out.metrics[task.primary_metric]),
+            out.metrics,
+            time.perf_counter() - started,
+            placement=_placement(self.args.executor),
         )
         self.record.write_result(result)
         return result
 
     # ----------------------------------------------------------------- the matrix
     def run(self) -> dict[str, Any]:
-        """Run every missing cell (``local`` executor: one after another), rebuilding the matrix
-        files after each; returns the matrix (see :func:`~bert_tickets.results.cells.build_matrix`)."""
+        """Run every missing cell and rebuild the matrix files after each; returns the matrix
+        (see :func:`~bert_tickets.results.cells.build_matrix`). ``local``: one after another in
+        this process; ``ray``: :meth:`run_on_ray`."""
         self.record.write_config(self.spec, self.spec_hash)
         todo = {cid: spec for cid, spec in self.cells.items() if self.record.completed(cid) is None}
         logger.info(
-            "transfer matrix %s: %d sources x %d targets x %d seeds + baselines = %d cells, %d to run, output %s",
+            "transfer matrix %s: %d sources x %d targets x %d seeds + baselines = %d cells, %d to run, executor %s, output %s",
             self.spec_hash,
             len(self.sources),
             len(self.targets),
             len(self.args.seeds),
             len(self.cells),
             len(todo),
+            self.args.executor,
             self.record.root,
         )
+        if self.args.executor == "ray":
+            self.run_on_ray(todo)
+            return self.write_outputs()
         for i, (cid, spec) in enumerate(todo.items(), 1):
-            result = self.run_cell(cid, spec)
-            logger.info(
-                "cell %d/%d %s: %s on %s, seed %d: %s %.4f (%.0f s)",
-                i,
-                len(todo),
-                cid,
-                spec.label,
-                spec.target,
-                spec.seed,
-                result.metric,
-                result.value,
-                result.wall_s,
-            )
+            self._log_cell(i, len(todo), self.run_cell(cid, spec))
             self.write_outputs()
         return self.write_outputs()
+
+    def _log_cell(self, i: int, n: int, result: CellResult) -> None:
+        spec = result.spec
+        logger.info(
+            "cell %d/%d %s: %s on %s, seed %d: %s %.4f (%.0f s)",
+            i,
+            n,
+            result.cell_id,
+            spec.label,
+            spec.target,
+            spec.seed,
+            result.metric,
+            result.value,
+            result.wall_s,
+        )
+
+    def run_on_ray(self, todo: dict[str, CellSpec]) -> None:
+        """Every cell a Ray task (``num_cpus=--cpus_per_cell``, ``num_gpus=--gpus_per_cell`` —
+        fractions pack several cells on one GPU, and Ray sets ``CUDA_VISIBLE_DEVICES`` per task —
+        ``max_retries=--max_retries`` for workers that die, e.g. on preempted nodes). Joins
+        ``--ray_address`` or starts a local Ray; the matrix itself is put in the object store
+        once. The driver writes the matrix files as results arrive; each cell's ``result.json``
+        is written by its worker (the directory must be on a filesystem every node sees)."""
+        import ray
+
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=self.args.ray_address, include_dashboard=False, log_to_driver=False)
+        try:
+            remote = ray.remote(num_cpus=self.args.cpus_per_cell, num_gpus=self.args.gpus_per_cell, max_retries=self.args.max_retries)(
+                _ray_cell
+            )
+            shared = ray.put(self)
+            pending = {remote.remote(shared, cid, spec): cid for cid, spec in todo.items()}
+            for i in range(1, len(todo) + 1):
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                del pending[ready[0]]
+                self._log_cell(i, len(todo), ray.get(ready[0]))
+                self.write_outputs()
+        finally:
+            if started_here:
+                ray.shutdown()
 
     def write_outputs(self) -> dict[str, Any]:
         """Rebuild the results and matrix files (and the heatmap once dense cells exist) from the
         complete cells of this matrix."""
         done = [r for cid in self.cells if (r := self.record.completed(cid)) is not None]
         matrix = self.record.write_tables(done, self.args.tolerance)
-        if any(e.get("delta_dense") is not None for row in matrix["entries"].values() for e in row.values()):
+        if any(e.get("delta_dense") is not None for label, row in matrix["entries"].items() if label != "dense" for e in row.values()):
             transfer_heatmap(matrix, self.record.root / "heatmap.png")
         return matrix
+
+
+def _placement(executor: str) -> dict[str, Any]:
+    """Where a cell ran: executor, host, pid, ``CUDA_VISIBLE_DEVICES`` and (on Ray) the GPU ids."""
+    import socket
+
+    out: dict[str, Any] = {
+        "executor": executor,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+    if executor == "ray":
+        import ray
+
+        out["gpu_ids"] = [str(g) for g in ray.get_gpu_ids()]
+    return out
+
+
+_WORKER_DATA: dict[tuple[str, str], Any] = {}
+
+
+def _ray_cell(matrix: TransferMatrix, cell_id: str, spec: CellSpec) -> CellResult:
+    """A Ray task: one cell (prepared data cached per worker process and matrix spec)."""
+    crash_dir = os.environ.get(CRASH_ONCE_ENV)
+    if crash_dir:
+        marker = Path(crash_dir) / f"{cell_id}.crashed"
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(1)  # the worker dies as on a preempted node; Ray retries the task
+    key = (matrix.spec_hash, spec.target)
+    if key in _WORKER_DATA:
+        matrix._data[spec.target], matrix._tokenizer = _WORKER_DATA[key]
+    result = matrix.run_cell(cell_id, spec)
+    _WORKER_DATA[key] = (matrix._data[spec.target], matrix._tokenizer)
+    return result
 
 
 #: The argument dataclasses of ``transfer`` (before ``TrainingArguments``).

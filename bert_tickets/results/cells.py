@@ -75,7 +75,8 @@ class CellSpec:
 
 @dataclass
 class CellResult:
-    """A complete cell: its spec, id, metrics and wall time (seconds)."""
+    """A complete cell: its spec, id, metrics, wall time (seconds) and where it ran (executor,
+    host, pid, ``CUDA_VISIBLE_DEVICES``, Ray GPU ids)."""
 
     spec: CellSpec
     cell_id: str
@@ -83,10 +84,18 @@ class CellResult:
     value: float
     metrics: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
+    placement: dict[str, Any] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
         """The tidy results row (every metric as its own column)."""
-        out = {"cell_id": self.cell_id, **asdict(self.spec), "metric": self.metric, "value": self.value, "wall_s": self.wall_s}
+        out = {
+            "cell_id": self.cell_id,
+            **asdict(self.spec),
+            "metric": self.metric,
+            "value": self.value,
+            "wall_s": self.wall_s,
+            "executor": self.placement.get("executor"),
+        }
         out.update({f"metric_{k}": v for k, v in self.metrics.items() if isinstance(v, (int, float)) and v is not None})
         return out
 
@@ -132,7 +141,9 @@ class MatrixRecord:
         if not path.is_file():
             return None
         raw = json.loads(path.read_text())
-        return CellResult(CellSpec(**raw["spec"]), raw["cell_id"], raw["metric"], raw["value"], raw["metrics"], raw["wall_s"])
+        return CellResult(
+            CellSpec(**raw["spec"]), raw["cell_id"], raw["metric"], raw["value"], raw["metrics"], raw["wall_s"], raw.get("placement", {})
+        )
 
     def write_cell_spec(self, cell_id: str, spec: CellSpec, context: dict[str, Any]) -> None:
         write_json(self.cell_dir(cell_id) / CELL_FILE, {"cell_id": cell_id, "spec": asdict(spec), "context": context})

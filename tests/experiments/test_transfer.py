@@ -181,3 +181,45 @@ def test_bad_input_fails_before_training(inputs, tmp_path, capsys, extra, messag
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("bert-tickets transfer: error:") and message in err
     assert not out.exists()
+
+
+def test_ray_executor_matches_local_on_logical_gpus(inputs, tmp_path, monkeypatch):
+    """Ray on this CPU machine with 2 logical GPUs: every cell a task with one GPU
+    (CUDA_VISIBLE_DEVICES set per task), a worker killed on each cell's first attempt is
+    retried, and the results equal the local executor's."""
+    ray = pytest.importorskip("ray")
+    from bert_tickets.experiments.transfer import CRASH_ONCE_ENV, TransferMatrix
+
+    def matrix_args(out, *extra):
+        root, ckpt, glue = inputs
+        return [
+            *("--tickets", str(root / "rte_run"), "--tasks", "rte", "--sparsity", "0.2", "--seeds", "1", "2"),
+            *("--baselines", "dense", "random", "--model", str(ckpt), "--data_dir", str(glue)),
+            *("--output_dir", str(out), *IMP_TRAIN_ARGS, *extra),
+        ]
+
+    local = TransferMatrix(*parse_transfer_args(matrix_args(tmp_path / "local")))
+    local.run()
+    crashes = tmp_path / "crashes"
+    crashes.mkdir()
+    monkeypatch.setenv(CRASH_ONCE_ENV, str(crashes))
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))  # same threads as the local run
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = TransferMatrix(*parse_transfer_args(matrix_args(tmp_path / "ray", "--executor", "ray", "--gpus_per_cell", "1")))
+        on_ray.run()
+    finally:
+        ray.shutdown()
+    assert len(on_ray.cells) == 6 and sorted(on_ray.cells) == sorted(local.cells)  # same cell ids
+    assert len(list(crashes.glob("*.crashed"))) == 6  # every cell's first worker died; the retries finished
+    by_id = {r.cell_id: r for r in local.record.all_results()}
+    ray_results = on_ray.record.all_results()
+    assert len(ray_results) == 6
+    for r in ray_results:
+        assert r.placement["executor"] == "ray" and r.placement["cuda_visible_devices"] in ("0", "1")
+        assert r.placement["gpu_ids"] == [r.placement["cuda_visible_devices"]]
+        assert r.value == by_id[r.cell_id].value and r.metrics["loss"] == by_id[r.cell_id].metrics["loss"]
+    assert (
+        json.loads((tmp_path / "ray" / "matrix.json").read_text())["entries"]
+        == json.loads((tmp_path / "local" / "matrix.json").read_text())["entries"]
+    )
