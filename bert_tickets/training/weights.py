@@ -94,13 +94,22 @@ def reinitialize_backbone(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     Returns:
         ``model``, modified in place.
     """
+    backbone = get_backbone(model)
+    # transformers 5 marks every module and parameter loaded by from_pretrained with
+    # `_is_hf_initialized`, and its init functions skip marked tensors: lift the marks for the
+    # re-initialisation (else nothing would change), then put them back.
+    marked = [t for t in (*backbone.modules(), *backbone.parameters()) if getattr(t, "_is_hf_initialized", False)]
+    for t in marked:
+        t._is_hf_initialized = False
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
         with torch.no_grad():
-            get_backbone(model).apply(model._init_weights)
+            backbone.apply(model._init_weights)
     finally:
         torch.random.set_rng_state(generator_state)
+        for t in marked:
+            t._is_hf_initialized = True
     return model
 
 

@@ -127,7 +127,11 @@ def test_baselines(inputs):
     r = dict(fresh.bert.named_parameters())
     std = fresh.config.initializer_range
     for n in names:
+        assert not torch.equal(r[n], p0[n])  # a model loaded by from_pretrained really is re-drawn
         assert abs(float(r[n].std()) - std) < 0.1 * std and abs(float(r[n].mean())) < 0.1 * std
+    same = dict(reinitialize_backbone(load_theta0(task, str(ckpt), seed=3), seed=5).bert.named_parameters())
+    other = dict(reinitialize_backbone(load_theta0(task, str(ckpt), seed=3), seed=6).bert.named_parameters())
+    assert all(torch.equal(r[n], same[n]) and not torch.equal(r[n], other[n]) for n in names)
     assert torch.equal(r["embeddings.LayerNorm.weight"], torch.ones_like(r["embeddings.LayerNorm.weight"]))
     # random: exact count, seeded; oneshot: global magnitude pruning of θ0
     dense = TicketMask.dense(theta0)
