@@ -18,11 +18,14 @@ import torch
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)``, then rename ``tmp_path`` onto ``path`` (same directory, created
-    if needed). On any error the temporary file is removed and ``path`` is left as it was."""
+    if needed). On any error the temporary file is removed and ``path`` is left as it was. The
+    file gets mode ``0666 & ~umask``, as ``open`` would give it (not ``mkstemp``'s 0600), so
+    collaborators on a shared filesystem can read a run."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a file written here gets the usual mode
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -30,6 +33,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -98,7 +98,7 @@ def transfer_main(argv: list[str]) -> int:
         except ArgumentError as err:
             raise CLIError(str(err)) from None
         matrix = TransferMatrix(args, training_args)
-        lock = RunLock(matrix.record.root).acquire()
+        lock = RunLock(matrix.record.root, enabled=matrix.record.is_main).acquire()
     except (CLIError, ValueError, FileNotFoundError, OSError, RunLockedError) as err:
         print(
             f"bert-tickets transfer: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}", file=sys.stderr
@@ -108,7 +108,8 @@ def transfer_main(argv: list[str]) -> int:
         result = matrix.run()
     finally:
         lock.release()
-    print((matrix.record.root / "matrix.md").read_text() if result["rows"] else "no complete cell")
+    if matrix.record.is_main:
+        print((matrix.record.root / "matrix.md").read_text() if result["rows"] else "no complete cell")
     return 0
 
 
@@ -138,10 +139,11 @@ def plot_main(argv: list[str]) -> int:
                 raise FileNotFoundError(f"{directory}: no complete transfer cell")
             matrix = build_matrix(results, 0.01)
             sparsity = next(r.spec.sparsity for r in results if r.spec.row != "dense")
-            for row in BASELINES:
-                entry = matrix["entries"].get(row, {}).get(task)
-                if entry is not None and row != "dense":
-                    points.setdefault(row, {})[sparsity] = entry["mean"]
+            rows = [("dense", "dense"), ("own ticket", matrix["own"].get(task))] + [(r, r) for r in BASELINES if r != "dense"]
+            for name, row in rows:
+                entry = matrix["entries"].get(row, {}).get(task) if row else None
+                if entry is not None:  # the matrix's cells, at the matrix's own budget
+                    points.setdefault(f"{name} ({Path(directory).name} cells)", {})[0.0 if row == "dense" else sparsity] = entry["mean"]
         out = sparsity_curve(args.run_dir, args.out or Path(args.run_dir) / "sparsity_curve.png", points)
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"bert-tickets plot: error: {str(err).strip().splitlines()[0]}", file=sys.stderr)

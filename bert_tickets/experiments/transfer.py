@@ -234,7 +234,8 @@ class TransferMatrix:
                 except ValueError as err:
                     raise ValueError(f"source {s.label} does not fit the {name} model: {err}") from None
             del probe
-        self.record = MatrixRecord(training_args[next(iter(self.targets))].output_dir)
+        first_args = training_args[next(iter(self.targets))]
+        self.record = MatrixRecord(first_args.output_dir, is_main=first_args.process_index == 0)
         self.spec = {
             "base_model": self.base_model,
             "sparsity": args.sparsity,
@@ -427,7 +428,9 @@ class TransferMatrix:
         complete cells of this matrix."""
         done = [r for cid in self.cells if (r := self.record.completed(cid)) is not None]
         matrix = self.record.write_tables(done, self.args.tolerance)
-        if any(e.get("delta_dense") is not None for label, row in matrix["entries"].items() if label != "dense" for e in row.values()):
+        if self.record.is_main and any(
+            e.get("delta_dense") is not None for label, row in matrix["entries"].items() if label != "dense" for e in row.values()
+        ):
             transfer_heatmap(matrix, self.record.root / "heatmap.png")
         return matrix
 
@@ -475,7 +478,7 @@ ARGUMENTS = (TransferArguments,)
 def run(args: TransferArguments, training_args: dict[str, Any]) -> dict[str, Any]:
     """The ``transfer`` experiment: validate, lock the matrix directory, run the missing cells."""
     matrix = TransferMatrix(args, training_args)
-    with RunLock(matrix.record.root):
+    with RunLock(matrix.record.root, enabled=matrix.record.is_main):
         return matrix.run()
 
 

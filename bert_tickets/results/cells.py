@@ -105,10 +105,13 @@ class MatrixRecord:
 
     Args:
         root: the ``--output_dir``.
+        is_main: whether this process writes (``TrainingArguments.process_index == 0`` under
+            ``accelerate launch``); elsewhere every write is a no-op.
     """
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, *, is_main: bool = True):
         self.root = Path(root)
+        self.is_main = is_main
 
     def cell_dir(self, cell_id: str) -> Path:
         return self.root / CELLS_DIR / cell_id
@@ -134,7 +137,8 @@ class MatrixRecord:
         return spec_hash
 
     def write_config(self, spec: dict[str, Any], spec_hash: str) -> None:
-        write_json(self.root / CONFIG_FILE, {"hash": spec_hash, "spec": spec})
+        if self.is_main:
+            write_json(self.root / CONFIG_FILE, {"hash": spec_hash, "spec": spec})
 
     def completed(self, cell_id: str) -> CellResult | None:
         path = self.cell_dir(cell_id) / RESULT_FILE
@@ -146,11 +150,13 @@ class MatrixRecord:
         )
 
     def write_cell_spec(self, cell_id: str, spec: CellSpec, context: dict[str, Any]) -> None:
-        write_json(self.cell_dir(cell_id) / CELL_FILE, {"cell_id": cell_id, "spec": asdict(spec), "context": context})
+        if self.is_main:
+            write_json(self.cell_dir(cell_id) / CELL_FILE, {"cell_id": cell_id, "spec": asdict(spec), "context": context})
 
     def write_result(self, result: CellResult) -> None:
         """Atomically write the cell's ``result.json``: from now on the cell is complete."""
-        write_json(self.cell_dir(result.cell_id) / RESULT_FILE, {**asdict(result), "spec": asdict(result.spec)})
+        if self.is_main:
+            write_json(self.cell_dir(result.cell_id) / RESULT_FILE, {**asdict(result), "spec": asdict(result.spec)})
 
     def all_results(self) -> list[CellResult]:
         """Every complete cell in the directory, ordered by cell id."""
@@ -162,7 +168,11 @@ class MatrixRecord:
         return out
 
     def write_tables(self, results: list[CellResult], tolerance: float) -> dict[str, Any]:
-        """Rebuild ``results.csv/json``, ``matrix.json`` and ``matrix.md`` from ``results``."""
+        """Rebuild ``results.csv/json``, ``matrix.json`` and ``matrix.md`` from ``results``
+        (main process only; the matrix is returned everywhere)."""
+        matrix = build_matrix(results, tolerance)
+        if not self.is_main:
+            return matrix
         rows = [r.row() for r in results]
         write_json(self.root / "results.json", rows)
         cols: list[str] = []
@@ -173,7 +183,6 @@ class MatrixRecord:
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(self.root / "results.csv", buf.getvalue())
-        matrix = build_matrix(results, tolerance)
         write_json(self.root / "matrix.json", matrix)
         atomic_write_text(self.root / "matrix.md", format_matrix(matrix))
         return matrix
