@@ -227,3 +227,80 @@ def test_ray_executor_matches_local_on_logical_gpus(inputs, tmp_path, monkeypatc
         json.loads((tmp_path / "ray" / "matrix.json").read_text())["entries"]
         == json.loads((tmp_path / "local" / "matrix.json").read_text())["entries"]
     )
+
+
+def test_more_bad_input_and_the_plot_command(inputs, tmp_path, capsys, monkeypatch):
+    root, ckpt, glue = inputs
+    out = tmp_path / "m"
+    base = [
+        "--tickets",
+        str(root / "rte_run"),
+        "--tasks",
+        "rte",
+        "--sparsity",
+        "0.2",
+        "--baselines",
+        "dense",
+        "--model",
+        str(ckpt),
+        "--data_dir",
+        str(glue),
+        "--output_dir",
+        str(out),
+        *IMP_TRAIN_ARGS,
+    ]
+    assert main(["transfer", *base]) == 0
+    capsys.readouterr()
+    # another spec (budget) in the same directory
+    assert main(["transfer", *base, "--learning_rate", "5e-4"]) == 2
+    assert "holds a transfer matrix with another spec (changed: training)" in capsys.readouterr().err
+    # a source on another base model
+    other = TicketMask.from_pretrained(root / "mrpc_ticket")
+    other.metadata.base_model = "someone/else"
+    other.save_pretrained(tmp_path / "other_ticket")
+    two = ["--tickets", str(root / "mrpc_ticket"), str(tmp_path / "other_ticket"), "--tasks", "rte", "--data_dir", str(glue)]
+    assert main(["transfer", *two, "--output_dir", str(tmp_path / "o2")]) == 2
+    assert "name different base models" in capsys.readouterr().err
+    # a mask that does not fit the target model (another architecture's shapes)
+    bad = TicketMask(
+        {"encoder.layer.0.attention.self.query.weight": torch.ones(3, 3, dtype=torch.bool)},
+        TicketMetadata(base_model=str(ckpt), task="rte", target_sparsity=0.2),
+    )
+    bad.save_pretrained(tmp_path / "bad_ticket")
+    assert (
+        main(
+            [
+                "transfer",
+                "--tickets",
+                str(tmp_path / "bad_ticket"),
+                "--tasks",
+                "rte",
+                "--model",
+                str(ckpt),
+                "--data_dir",
+                str(glue),
+                "--output_dir",
+                str(tmp_path / "o3"),
+            ]
+        )
+        == 2
+    )
+    assert "does not fit the rte model" in capsys.readouterr().err
+    # --executor ray without Ray installed
+    import builtins
+
+    real_import = builtins.__import__
+    monkeypatch.setattr(
+        builtins,
+        "__import__",
+        lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name)) if name == "ray" else real_import(name, *a, **k),
+    )
+    assert main(["transfer", *base[: -len(IMP_TRAIN_ARGS)], "--output_dir", str(tmp_path / "o4"), "--executor", "ray"]) == 2
+    assert "pip install 'bert-tickets[ray]'" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert not any((tmp_path / d).exists() for d in ("o2", "o3", "o4"))
+    # plot: the run's curve with the matrix's rows
+    assert main(["plot", str(root / "rte_run"), "--transfer", str(out), "--out", str(tmp_path / "curve.png")]) == 0
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", str(tmp_path / "nothing")]) == 2
+    assert "not a bert-tickets run directory" in capsys.readouterr().err

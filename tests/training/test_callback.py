@@ -299,6 +299,10 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str, fix: bool) -> No
         {"weights": {n: p.detach().clone() for n, p in model.named_parameters()}, "nonzero_pruned": ticket.count_nonzero_pruned(model)},
         Path(out_dir) / f"rank{rank}.pt",
     )
+    # Join gloo's threads before the interpreter exits: a process left with a live gloo thread can
+    # abort at exit ("terminate called without an active exception"), seen once under heavy load.
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 def _run_ddp(tmp_path, fix: bool):
