@@ -113,10 +113,10 @@ def _run_level_ticket(run_dir: Path, sparsity: float | None, level: int | None) 
     paths = RunPaths(run_dir)
     found = {}
     for level_dir in paths.level_dirs():
-        cfg = level_dir / "ticket" / CONFIG_FILE
+        level_no = int(level_dir.name.rsplit("_", 1)[-1])
+        cfg = paths.ticket(level_no) / CONFIG_FILE
         if cfg.is_file():
-            meta = read_ticket_config(cfg, str(level_dir))
-            found[int(meta["level"])] = float(meta["target_sparsity"])
+            found[level_no] = float(read_ticket_config(cfg, str(level_dir))["target_sparsity"])
     if level is not None:
         if level not in found:
             raise ValueError(f"{run_dir} has no level {level} (levels with a ticket: {', '.join(map(str, sorted(found))) or 'none'})")
@@ -142,7 +142,7 @@ def resolve_sources(args: TransferArguments) -> list[Source]:
     sources: list[Source] = []
     for origin in args.tickets:
         path = Path(origin)
-        if (path / "run_config.json").is_file():
+        if RunPaths(path).run_config.is_file():
             ticket = TicketMask.from_pretrained(_run_level_ticket(path, args.sparsity, args.level))
         elif path.is_dir() or not is_hub_repo_id(origin.split("@", 1)[0]):
             ticket = TicketMask.from_pretrained(path)

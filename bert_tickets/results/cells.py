@@ -20,7 +20,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import os
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -278,7 +277,3 @@ def format_matrix(matrix: dict[str, Any]) -> str:
     for t, rule in matrix["rules"].items():
         lines.append(f"- {t}: matching = {rule}")
     return "\n".join(lines) + "\n"
-
-
-def finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
