@@ -5,6 +5,7 @@ registered experiments, assembled for ``transformers.HfArgumentParser`` together
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -80,6 +81,30 @@ def parse_experiment_args(command: str, argv: list[str]):
         raise ArgumentError(str(err).strip().splitlines()[0]) from None
 
 
+def _task_overrides(entries: list[str] | None, targets: list[str]) -> dict[str, list[str]]:
+    """``--task_args TASK:KEY=VALUE ...`` -> target -> extra argv (``--KEY VALUE``), appended
+    after the user's options so that it wins for that target only.
+
+    Raises:
+        ArgumentError: a malformed entry, a task that is not a target, or a KEY that is not a
+            ``TrainingArguments`` field.
+    """
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    out: dict[str, list[str]] = {t: [] for t in targets}
+    for entry in entries or []:
+        task, colon, assignment = entry.partition(":")
+        key, eq, value = assignment.partition("=")
+        if not (colon and eq and key):
+            raise ArgumentError(f"--task_args {entry}: expected TASK:KEY=VALUE, e.g. mrpc:num_train_epochs=2")
+        name = get_task(task).name
+        if name not in out:
+            raise ArgumentError(f"--task_args {entry}: {task!r} is not one of the target tasks ({', '.join(targets)})")
+        if key not in known or key == "output_dir":
+            raise ArgumentError(f"--task_args {entry}: {key!r} is not a TrainingArguments option of one target")
+        out[name] += [f"--{key}", value]
+    return out
+
+
 def parse_transfer_args(argv: list[str]):
     """Parse ``transfer`` arguments: the :class:`~bert_tickets.experiments.transfer.TransferArguments`
     and, per target task, ``TrainingArguments`` with that task's defaults under the user's
@@ -97,12 +122,13 @@ def parse_transfer_args(argv: list[str]):
         args, _ = parser.parse_args_into_dataclasses(args=argv)
         if not args.tasks:
             raise ArgumentError("give at least one target task with --tasks")
+        overrides = _task_overrides(args.task_args, [get_task(t).name for t in args.tasks])
         per_target = {}
         for task in args.tasks:
             name = get_task(task).name
             parser = experiment_parser("transfer")
             parser.set_defaults(**{**task_defaults(task), "output_dir": "transfer"})
-            per_target[name] = parser.parse_args_into_dataclasses(args=argv)[1]
+            per_target[name] = parser.parse_args_into_dataclasses(args=[*argv, *overrides[name]])[1]
         return args, per_target
     except (ValueError, json.JSONDecodeError) as err:
         raise ArgumentError(str(err).strip().splitlines()[0]) from None

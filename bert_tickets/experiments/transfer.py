@@ -70,8 +70,18 @@ class TransferArguments:
         default=None, metadata={"help": "Local data: one directory for every target, and/or TASK=DIR for one target (as for find)."}
     )
     max_seq_length: int | None = field(default=None, metadata={"help": "Tokens per example (default: each target's)."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training examples of every target."})
+    max_train_samples: list[str] | None = field(
+        default=None,
+        metadata={"help": "Use only the first N training examples: N for every target, and/or TASK=N for one (e.g. sst2=4000)."},
+    )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation examples of every target."})
+    task_args: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "TrainingArguments of one target, over its defaults and the options above: TASK:KEY=VALUE, "
+            "e.g. mrpc:num_train_epochs=2 (targets differ in size, so their budgets may too)."
+        },
+    )
     tolerance: float = field(default=0.01, metadata={"help": "With one seed, matching = metric >= dense - tolerance."})
     executor: str = field(
         default="local",
@@ -82,7 +92,12 @@ class TransferArguments:
     ray_address: str | None = field(
         default=None, metadata={"help": "Ray cluster to join ('auto' = the running one); default: start a local Ray."}
     )
-    gpus_per_cell: float = field(default=0.0, metadata={"help": "GPUs per Ray task (fractions pack several cells on one GPU)."})
+    gpus_per_cell: float = field(
+        default=0.0,
+        metadata={
+            "help": "GPUs per Ray task: fractions pack several cells on one GPU; 2 or more (whole) train the cell data-parallel over them."
+        },
+    )
     cpus_per_cell: float = field(default=1.0, metadata={"help": "CPUs per Ray task."})
     max_retries: int = field(default=2, metadata={"help": "Ray retries of a cell whose worker died (preemption)."})
 
@@ -189,6 +204,32 @@ def _data_dirs(entries: list[str] | None, targets: list[str]) -> dict[str, str |
     return out
 
 
+def _train_samples(entries: list[str] | None, targets: list[str]) -> dict[str, int | None]:
+    """``--max_train_samples`` entries (``N`` for every target, ``TASK=N`` for one; a ``TASK=N``
+    entry wins over a bare ``N``) -> target -> N or ``None`` (all).
+
+    Raises:
+        ValueError: an entry that is not a positive integer, or names a task that is not a target.
+    """
+    every: int | None = None
+    per_task: dict[str, int] = {}
+    for entry in entries or []:
+        task, sep, value = entry.rpartition("=")
+        if sep and task not in targets:
+            raise ValueError(f"--max_train_samples {entry}: {task!r} is not one of the target tasks ({', '.join(targets)})")
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"--max_train_samples {entry}: need a positive number of examples")
+        if sep:
+            per_task[task] = n
+        else:
+            every = n
+    return {t: per_task.get(t, every) for t in targets}
+
+
 class TransferMatrix:
     """Plans, validates and runs a transfer matrix (see the module docstring).
 
@@ -216,11 +257,16 @@ class TransferMatrix:
                 import ray  # noqa: F401
             except ImportError:
                 raise ValueError("--executor ray needs Ray: pip install 'bert-tickets[ray]' (or pip install 'ray>=2.9')") from None
+        if args.gpus_per_cell < 0 or (args.gpus_per_cell > 1 and args.gpus_per_cell != int(args.gpus_per_cell)):
+            raise ValueError(
+                f"--gpus_per_cell {args.gpus_per_cell}: a fraction up to 1, or a whole number of GPUs for a data-parallel cell"
+            )
         self.targets = {get_task(t).name: get_task(t) for t in args.tasks}
         self.training_args = training_args
         self.sources = resolve_sources(args)
         self.base_model = args.model_name_or_path or self.sources[0].ticket.metadata.base_model
         self.data_dirs = _data_dirs(args.data_dir, list(self.targets))
+        self.train_samples = _train_samples(args.max_train_samples, list(self.targets))
         for name, task in self.targets.items():
             if self.data_dirs[name] is not None:
                 get_kind(task.kind).validate_inputs(task, self.data_dirs[name])
@@ -242,7 +288,11 @@ class TransferMatrix:
             "training": {t: training_hyperparameters(a) for t, a in training_args.items()},
             "data": {
                 "max_seq_length": args.max_seq_length,
-                "max_train_samples": args.max_train_samples,
+                # one value when every target has the same (as before per-target budgets existed,
+                # so such a matrix directory keeps its spec hash); else target -> value
+                "max_train_samples": (
+                    next(iter(self.train_samples.values())) if len(set(self.train_samples.values())) == 1 else self.train_samples
+                ),
                 "max_eval_samples": args.max_eval_samples,
                 "data_dirs": self.data_dirs,
             },
@@ -266,7 +316,11 @@ class TransferMatrix:
             "mask": mask,
             "prunable": self.prunable if spec.row in ("dense", "random", "oneshot") else None,
             "training": self.spec["training"][spec.target],
-            "data": {**self.spec["data"], "data_dirs": self.data_dirs[spec.target]},
+            "data": {
+                **self.spec["data"],
+                "max_train_samples": self.train_samples[spec.target],
+                "data_dirs": self.data_dirs[spec.target],
+            },
         }
 
     def own_source(self, target: str) -> Source | None:
@@ -303,7 +357,7 @@ class TransferMatrix:
                 self._tokenizer = AutoTokenizer.from_pretrained(self.base_model)
             a = self.args
             self._data[target] = get_kind(task.kind).prepare(
-                task, self._tokenizer, self.data_dirs[target], None, a.max_seq_length, a.max_train_samples, a.max_eval_samples
+                task, self._tokenizer, self.data_dirs[target], None, a.max_seq_length, self.train_samples[target], a.max_eval_samples
             )
         return self._data[target]
 
@@ -321,8 +375,9 @@ class TransferMatrix:
             return prune_ticket(dense, model, spec.sparsity, "magnitude")
         raise ValueError(f"unknown row {spec.row!r}")
 
-    def run_cell(self, cell_id: str, spec: CellSpec) -> CellResult:
-        """Fine-tune one cell and write its result (atomically, last)."""
+    def run_cell(self, cell_id: str, spec: CellSpec, placement: dict[str, Any] | None = None) -> CellResult:
+        """Fine-tune one cell and write its result (atomically, last; by the main process only).
+        ``placement`` (where it ran) defaults to this process's."""
         task = self.targets[spec.target]
         data = self._prepared(spec.target)
         started = time.perf_counter()
@@ -350,7 +405,7 @@ class TransferMatrix:
             float(out.metrics[task.primary_metric]),
             out.metrics,
             time.perf_counter() - started,
-            placement=_placement(self.args.executor),
+            placement={**(placement or _placement(self.args.executor)), **_batch(self.training_args[spec.target])},
         )
         self.record.write_result(result)
         return result
@@ -452,17 +507,73 @@ def _placement(executor: str) -> dict[str, Any]:
     return out
 
 
+def _batch(training_args) -> dict[str, int]:
+    """The data-parallel processes of a cell and its global batch (examples per optimizer step)."""
+    world = max(1, training_args.world_size)
+    return {
+        "world_size": world,
+        "global_train_batch_size": training_args.per_device_train_batch_size * world * training_args.gradient_accumulation_steps,
+    }
+
+
 _WORKER_DATA: dict[tuple[str, str], Any] = {}
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _data_parallel_process(rank: int, world: int, port: int, matrix: TransferMatrix, cell_id: str, spec: CellSpec, placement: dict) -> None:
+    """One of the ``world`` processes of a data-parallel cell (``torch.multiprocessing.spawn``
+    target): the environment ``torch.distributed`` / the Trainer read, fresh
+    ``TrainingArguments`` (so the device and process group are set up here, not in the parent),
+    and only rank 0 writes."""
+    import dataclasses
+
+    import torch
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    backend = None if torch.cuda.is_available() else "gloo"  # CPU (or logical Ray GPUs): gloo
+    matrix.training_args = {t: dataclasses.replace(a, ddp_backend=a.ddp_backend or backend) for t, a in matrix.training_args.items()}
+    matrix.record.is_main = rank == 0
+    try:
+        matrix.run_cell(cell_id, spec, placement=placement)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
+
 def _ray_cell(matrix: TransferMatrix, cell_id: str, spec: CellSpec) -> CellResult:
-    """A Ray task: one cell (prepared data cached per worker process and matrix spec)."""
+    """A Ray task: one cell (prepared data cached per worker process and matrix spec).
+
+    With ``--gpus_per_cell`` of 2 or more (a whole number) the cell trains data-parallel: the task
+    spawns that many processes (``torch.multiprocessing.spawn``; ``torch.distributed`` over NCCL
+    on GPUs, gloo without), one per GPU Ray gave it, each a rank of the Trainer's DDP; the
+    per-device batch is ``per_device_train_batch_size`` as everywhere, so the global batch is
+    that times the GPUs (``world_size`` and ``global_train_batch_size`` in the result's placement).
+    """
     crash_dir = os.environ.get(CRASH_ONCE_ENV)
     if crash_dir:
         marker = Path(crash_dir) / f"{cell_id}.crashed"
         if not marker.exists():
             marker.write_text(str(os.getpid()))
             os._exit(1)  # the worker dies as on a preempted node; Ray retries the task
+    world = int(matrix.args.gpus_per_cell) if matrix.args.gpus_per_cell >= 2 else 1
+    if world > 1:
+        import torch.multiprocessing as mp
+
+        placement = _placement("ray")
+        mp.spawn(_data_parallel_process, args=(world, _free_port(), matrix, cell_id, spec, placement), nprocs=world, join=True)
+        result = matrix.record.completed(cell_id)
+        if result is None:
+            raise RuntimeError(f"data-parallel cell {cell_id}: the processes finished without writing {matrix.record.cell_dir(cell_id)}")
+        return result
     key = (matrix.spec_hash, spec.target)
     if key in _WORKER_DATA:
         matrix._data[spec.target], matrix._tokenizer = _WORKER_DATA[key]

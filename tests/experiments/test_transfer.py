@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from bert_tickets.arguments import parse_transfer_args
+from bert_tickets.arguments import ArgumentError, parse_transfer_args
 from bert_tickets.cli import main
 from bert_tickets.pruning import prune_ticket, target_count
 from bert_tickets.results.cells import BASELINES, CellResult, CellSpec, build_matrix
@@ -304,3 +304,65 @@ def test_more_bad_input_and_the_plot_command(inputs, tmp_path, capsys, monkeypat
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["plot", str(tmp_path / "nothing")]) == 2
     assert "not a bert-tickets run directory" in capsys.readouterr().err
+
+
+def test_per_target_training_budget(inputs, tmp_path):
+    """--max_train_samples N and/or TASK=N: a TASK=N entry changes only that target's cells (their
+    ids, and the examples they train on); a bad entry is one line before any work."""
+    from bert_tickets.experiments.transfer import TransferMatrix, _train_samples
+
+    assert _train_samples(["4", "mrpc=2"], ["rte", "mrpc"]) == {"rte": 4, "mrpc": 2}
+    assert _train_samples(None, ["rte", "mrpc"]) == {"rte": None, "mrpc": None}
+    for bad, message in ((["sst2=3"], "'sst2' is not one of the target tasks"), (["0"], "positive"), (["rte=x"], "positive")):
+        with pytest.raises(ValueError, match=message):
+            _train_samples(bad, ["rte", "mrpc"])
+    plain = TransferMatrix(*parse_transfer_args(argv(inputs, tmp_path / "a")))
+    budget = TransferMatrix(*parse_transfer_args(argv(inputs, tmp_path / "b", "--max_train_samples", "rte=8")))
+    same = {cid for cid, s in plain.cells.items() if s.target == "mrpc"}
+    assert same and same == {cid for cid, s in budget.cells.items() if s.target == "mrpc"}
+    assert not {cid for cid, s in plain.cells.items() if s.target == "rte"} & set(budget.cells)
+    assert len(budget._prepared("rte").train) == 8 and len(budget._prepared("mrpc").train) == len(plain._prepared("mrpc").train) == 32
+    # --task_args: one target's TrainingArguments; its cells change, the other target's do not
+    _, per_target = parse_transfer_args(argv(inputs, tmp_path / "d", "--task_args", "mrpc:num_train_epochs=3", "mrpc:learning_rate=0.5"))
+    assert (per_target["mrpc"].num_train_epochs, per_target["mrpc"].learning_rate) == (3.0, 0.5)
+    assert per_target["rte"].num_train_epochs == plain.training_args["rte"].num_train_epochs != 3.0
+    for bad in ("mrpc:bogus=1", "sst2:seed=1", "mrpc:output_dir=x", "mrpc=3"):
+        with pytest.raises(ArgumentError, match="--task_args"):
+            parse_transfer_args(argv(inputs, tmp_path / "e", "--task_args", bad))
+    # one value for every target keeps the matrix spec of a directory written before per-target budgets
+    assert (
+        TransferMatrix(*parse_transfer_args(argv(inputs, tmp_path / "c", "--max_train_samples", "8"))).spec["data"]["max_train_samples"]
+        == 8
+    )
+
+
+def test_ray_cell_data_parallel_over_its_gpus(inputs, tmp_path):
+    """--gpus_per_cell 2 on a Ray with 2 logical GPUs: the cell's task spawns two DDP ranks (gloo
+    here, no CUDA), both GPUs visible to it; rank 0 alone writes the result, the mask holds, and
+    the global batch is twice the per-device one."""
+    ray = pytest.importorskip("ray")
+    from bert_tickets.experiments.transfer import TransferMatrix
+
+    root, ckpt, glue = inputs
+    out = tmp_path / "dp"
+    matrix_args = [
+        *("--tickets", str(root / "rte_run"), "--tasks", "rte", "--sparsity", "0.2", "--seeds", "1", "--baselines", "dense"),
+        *("--model", str(ckpt), "--data_dir", str(glue), "--output_dir", str(out), *IMP_TRAIN_ARGS),
+        *("--executor", "ray", "--gpus_per_cell", "2", "--cpus_per_cell", "2"),
+    ]
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        matrix = TransferMatrix(*parse_transfer_args(matrix_args))
+        matrix.run()
+    finally:
+        ray.shutdown()
+    results = matrix.record.all_results()
+    assert len(results) == len(matrix.cells) == 2  # the rte ticket and dense
+    for r in results:
+        assert r.placement["world_size"] == 2 and r.placement["cuda_visible_devices"] in ("0,1", "1,0")
+        assert sorted(r.placement["gpu_ids"]) == ["0", "1"]
+        assert r.metrics["nonzero_pruned_weights"] == 0 and math.isfinite(r.value)
+        per_device = matrix.training_args["rte"].per_device_train_batch_size
+        assert r.placement["global_train_batch_size"] == 2 * per_device
+    with pytest.raises(ValueError, match="whole number of GPUs"):
+        TransferMatrix(*parse_transfer_args([*matrix_args, "--gpus_per_cell", "1.5"]))
