@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import struct
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -49,6 +51,51 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
 
     atomic_write(path, write)
+
+
+def atomic_write_dir(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Create the directory ``path`` as one unit: call ``write(tmp_dir)`` on a fresh sibling
+    directory, then rename it onto ``path``. A crash leaves either no ``path`` or a complete one
+    (plus, at worst, a hidden ``.<name>.*.tmp`` sibling that nothing reads). The directory gets
+    mode ``0777 & ~umask``.
+
+    Raises:
+        FileExistsError: ``path`` exists (a directory holding other files is never replaced).
+    """
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        write(tmp)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header written canonically (keys sorted, no spaces,
+    padded with spaces to a multiple of 8 bytes as the format asks), so that the same tensors and
+    ``__metadata__`` give the same bytes in every process. (The Rust writer serialises the
+    metadata map in hash order, which differs from process to process.) The tensor data and its
+    offsets are unchanged: they are relative to the end of the header.
+
+    Raises:
+        ValueError: ``data`` is not a safetensors file.
+    """
+    if len(data) < 8:
+        raise ValueError("not a safetensors file (shorter than its 8-byte header length)")
+    (n,) = struct.unpack("<Q", data[:8])
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("not a safetensors file (its header is not JSON)") from None
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data[8 + n :]
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -32,3 +32,33 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write(tmp_path / "c.txt", boom)
     assert (tmp_path / "c.txt").read_text() == "old" and os.listdir(tmp_path) == ["c.txt"]
+
+
+def test_canonical_safetensors_and_atomic_write_dir(tmp_path):
+    import numpy as np
+    from safetensors.numpy import load, save
+
+    from bert_tickets._io import atomic_write_dir, canonical_safetensors
+
+    arrays = {"b": np.arange(3, dtype=np.uint8), "a": np.ones(5, dtype=np.uint8)}
+    one = canonical_safetensors(save(arrays, metadata={"x": "1", "y": "2"}))
+    two = canonical_safetensors(save(dict(reversed(arrays.items())), metadata={"y": "2", "x": "1"}))
+    assert one == two and all(np.array_equal(load(one)[k], v) for k, v in arrays.items())
+    with pytest.raises(ValueError, match="not a safetensors file"):
+        canonical_safetensors(b"\x03\x00\x00\x00\x00\x00\x00\x00abc")
+
+    def write(tmp):
+        (tmp / "f").write_text("x")
+
+    atomic_write_dir(tmp_path / "d", write)
+    assert (tmp_path / "d" / "f").read_text() == "x"
+    with pytest.raises(FileExistsError):
+        atomic_write_dir(tmp_path / "d", write)
+
+    def fail(tmp):
+        (tmp / "f").write_text("half")
+        raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_dir(tmp_path / "e", fail)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # nothing half-made left

@@ -44,7 +44,7 @@ from safetensors.numpy import load as np_load_bytes
 from safetensors.numpy import save as np_save_bytes
 from torch import nn
 
-from .._io import atomic_write_bytes, atomic_write_text, library_versions
+from .._io import atomic_write_bytes, atomic_write_dir, canonical_safetensors, library_versions
 from .format import CONFIG_FILE, FORMAT_NAME, FORMAT_VERSION, MASK_FILE, README_FILE, read_ticket_config
 from .prunable import DEFAULT_PRUNABLE_PATTERNS, prunable_parameters, resolve_mask_targets
 
@@ -82,6 +82,13 @@ class TicketMetadata:
     rewind_step: int = 0
     prunable_patterns: list[str] = field(default_factory=lambda: list(DEFAULT_PRUNABLE_PATTERNS))
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 class TicketMask:
@@ -213,8 +220,16 @@ class TicketMask:
         }
 
     def save_pretrained(self, directory: str | os.PathLike, model_card: Any = None) -> Path:
-        """Write ``ticket_mask.safetensors`` (bit-packed) and ``ticket_config.json`` to
-        ``directory`` (created if needed), each through a temporary file + rename.
+        """Write ``ticket_mask.safetensors`` (bit-packed) and ``ticket_config.json`` (and the
+        model card) to ``directory``.
+
+        The bytes are deterministic: the same mask and metadata give the same mask file, byte
+        for byte, in every process (:func:`~bert_tickets._io.canonical_safetensors`), so the
+        ``mask_sha256`` recorded in the config always describes the file next to it. A new
+        directory is written as one unit (a temporary directory, then a rename), so a crash
+        leaves no half-written ticket. A directory that already holds this very ticket (same
+        mask bytes, same metadata) is left untouched; any other existing directory (it may hold
+        other files) gets each file through a temporary file + rename, the config last.
 
         Args:
             directory: target directory.
@@ -227,14 +242,36 @@ class TicketMask:
         directory = Path(directory)
         packed = {n: np.packbits(m.numpy().reshape(-1)) for n, m in self.masks.items()}
         header = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
-        data = np_save_bytes(packed, metadata=header)
-
-        atomic_write_bytes(directory / MASK_FILE, data)
+        data = canonical_safetensors(np_save_bytes(packed, metadata=header))
         config = {**self.to_config(), "mask_sha256": hashlib.sha256(data).hexdigest(), "library_versions": library_versions()}
-        atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+        files = {MASK_FILE: data, CONFIG_FILE: (json.dumps(config, indent=2) + "\n").encode()}
         if model_card is not None:
-            atomic_write_text(directory / README_FILE, str(model_card))
+            files[README_FILE] = str(model_card).encode()
+
+        def write_all(target: Path) -> None:
+            for name, blob in files.items():
+                atomic_write_bytes(target / name, blob)
+
+        if not directory.exists():
+            atomic_write_dir(directory, write_all)
+        elif not self._holds_same_ticket(directory, data) or (
+            model_card is not None and _read_bytes(directory / README_FILE) != files[README_FILE]
+        ):
+            write_all(directory)  # the mask first, the config (with its sha) last
         return directory
+
+    def _holds_same_ticket(self, directory: Path, data: bytes) -> bool:
+        """Whether ``directory`` already holds these mask bytes and this metadata."""
+        if _read_bytes(directory / MASK_FILE) != data:
+            return False
+        try:
+            config = json.loads((directory / CONFIG_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        mine = self.to_config()
+        return config.get("mask_sha256") == hashlib.sha256(data).hexdigest() and {k: config.get(k) for k in mine} == json.loads(
+            json.dumps(mine)
+        )
 
     save = save_pretrained
 
