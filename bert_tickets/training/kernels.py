@@ -16,7 +16,9 @@ under ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``). It uses 
 thread pool (``at::parallel_for``) and GCC function multi-versioning (AVX-512 / AVX2 / baseline
 x86-64 chosen at run time) so the cached build runs on any x86-64 CPU. When it cannot be built,
 or when the environment variable ``BERT_TICKETS_CPU_KERNEL=0`` is set, :func:`mask_mul_` falls
-back to eager ``mul_`` (same result, slower on CPU) with one logged warning.
+back to eager ``mul_`` (same result, slower on CPU) with one logged warning; so it does when
+another process has been building it for longer than ``BERT_TICKETS_KERNEL_BUILD_TIMEOUT``
+seconds, or when torch's build lock was left behind by a killed build (see :func:`_build_and_load`).
 """
 
 from __future__ import annotations
@@ -30,10 +32,36 @@ import torch
 
 logger = logging.getLogger(__name__)
 
+
+def _build_key() -> str:
+    """What makes one build of the kernel differ from another on the same machine: the torch
+    installation (path and version, so separate virtual environments do not share -- and keep
+    rebuilding -- one build directory), the Python ABI, and the C++ compiler torch will call."""
+    import hashlib
+    import shutil
+    import sys
+    import sysconfig
+
+    compiler = os.environ.get("CXX", "c++")
+    compiler = os.path.realpath(shutil.which(compiler) or compiler)
+    parts = (
+        os.path.realpath(os.path.dirname(torch.__file__)),
+        torch.__version__,
+        sys.implementation.cache_tag,
+        sysconfig.get_config_var("SOABI"),
+        compiler,
+    )
+    return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:10]
+
+
 #: Name of the compiled extension: bump ``v1`` whenever ``_CPP_SOURCE`` changes. The torch version
-#: is part of the name because torch's extension cache is keyed by Python version and device only,
-#: and a build against another torch's headers may not load.
-EXTENSION_NAME = "bert_tickets_mask_mul_v1_torch_" + re.sub(r"\W", "_", torch.__version__)
+#: is spelled out, and :func:`_build_key` hashes the torch install path, the Python ABI and the
+#: compiler, because torch's extension cache is keyed by this name (and the Python version) only.
+EXTENSION_NAME = "bert_tickets_mask_mul_v1_torch_" + re.sub(r"\W", "_", torch.__version__) + "_" + _build_key()
+
+#: Seconds to wait for another process that is building the kernel before using eager ``mul_``
+#: (environment variable; default 120, a build takes ~20 s).
+ENV_BUILD_TIMEOUT = "BERT_TICKETS_KERNEL_BUILD_TIMEOUT"
 
 ENV_SWITCH = "BERT_TICKETS_CPU_KERNEL"
 
@@ -100,17 +128,8 @@ def load_cpu_kernel():
             logger.info("%s=0: fused CPU mask kernel disabled, using torch mul_", ENV_SWITCH)
             return None
         try:
-            from torch.utils.cpp_extension import load_inline
-
-            logger.info("loading the fused CPU mask kernel (compiled by torch.utils.cpp_extension the first time on a machine, ~20 s)")
-            _extension = load_inline(
-                name=EXTENSION_NAME,
-                cpp_sources=[_CPP_SOURCE],
-                extra_cflags=["-O3", "-fopenmp"],
-                extra_ldflags=["-fopenmp"],
-                verbose=False,
-            )
-            _state = "loaded"
+            _extension = _build_and_load()
+            _state = "loaded" if _extension is not None else "failed"
         except Exception as exc:  # no compiler / ninja, read-only cache dir, ...: fall back, never fail training
             _extension, _state = None, "failed"
             reason = str(exc).strip().splitlines()
@@ -122,6 +141,52 @@ def load_cpu_kernel():
                 ENV_SWITCH,
             )
         return _extension
+
+
+def _build_and_load():
+    """``load_inline`` under our own build lock, so that torch's build lock cannot hang us.
+
+    torch's ``cpp_extension`` marks a build in progress with a plain ``lock`` file in the build
+    directory and waits, without a limit, for it to disappear; a process killed mid-build leaves
+    it behind and every later load waits forever. Here every builder first takes
+    ``bert_tickets_build.lock`` (a ``filelock`` lock, released by the OS when its holder dies):
+    waiting for a live builder is limited to ``BERT_TICKETS_KERNEL_BUILD_TIMEOUT`` seconds, and a
+    torch ``lock`` file found while we hold our lock has no live builder -- it is stale. Both
+    cases return ``None`` after one warning (the stale one names the file to delete).
+    """
+    from filelock import FileLock, Timeout
+    from torch.utils.cpp_extension import _get_build_directory, load_inline
+
+    build_dir = _get_build_directory(EXTENSION_NAME, False)
+    torch_lock = os.path.join(build_dir, "lock")
+    timeout = float(os.environ.get(ENV_BUILD_TIMEOUT, "120"))
+    try:
+        with FileLock(os.path.join(build_dir, "bert_tickets_build.lock"), timeout=timeout):
+            if os.path.exists(torch_lock):
+                logger.warning(
+                    "fused CPU mask kernel: stale build lock %s (left by a build that was killed; no process is building it now); "
+                    "using torch mul_ (same result, slower on CPU). Delete that file to rebuild the kernel.",
+                    torch_lock,
+                )
+                return None
+            logger.info("loading the fused CPU mask kernel (compiled by torch.utils.cpp_extension the first time on a machine, ~20 s)")
+            return load_inline(
+                name=EXTENSION_NAME,
+                cpp_sources=[_CPP_SOURCE],
+                extra_cflags=["-O3", "-fopenmp"],
+                extra_ldflags=["-fopenmp"],
+                build_directory=build_dir,
+                verbose=False,
+            )
+    except Timeout:
+        logger.warning(
+            "fused CPU mask kernel: another process has been building it in %s for over %g s (%s); using torch mul_ "
+            "(same result, slower on CPU).",
+            build_dir,
+            timeout,
+            ENV_BUILD_TIMEOUT,
+        )
+        return None
 
 
 def kernel_applies(x: torch.Tensor, mask: torch.Tensor) -> bool:

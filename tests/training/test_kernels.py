@@ -109,6 +109,64 @@ def test_failed_build_falls_back_with_one_warning(monkeypatch, fresh_kernel_stat
     assert torch.equal(_bits(got1), ref) and torch.equal(_bits(got2), ref)
 
 
+def _load_in_thread():
+    """``load_cpu_kernel`` in a thread, joined with a limit: the old code waited forever here."""
+    import threading
+
+    out = {}
+    thread = threading.Thread(target=lambda: out.setdefault("ext", kernels.load_cpu_kernel()), daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "load_cpu_kernel hung"
+    return out["ext"]
+
+
+def test_a_stale_torch_build_lock_falls_back_with_a_warning_naming_it(monkeypatch, fresh_kernel_state, caplog, tmp_path):
+    """A build killed mid-way leaves torch's ``lock`` file; no live builder holds our lock, so
+    the load falls back at once instead of waiting for the file forever."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    monkeypatch.delenv(kernels.ENV_SWITCH, raising=False)
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    build_dir = _get_build_directory(kernels.EXTENSION_NAME, False)
+    stale = os.path.join(build_dir, "lock")
+    open(stale, "w").close()
+    monkeypatch.setattr("torch.utils.cpp_extension.load_inline", lambda *a, **k: pytest.fail("must not build past a stale lock"))
+    with caplog.at_level(logging.WARNING, logger="bert_tickets.training.kernels"):
+        assert _load_in_thread() is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and stale in warnings[0] and "Delete that file" in warnings[0]
+    x, mask = _case(300)
+    assert torch.equal(_bits(kernels.mask_mul_(x.clone(), mask)), _bits(x.clone().mul_(mask)))
+
+
+def test_a_live_builder_is_waited_for_only_until_the_timeout(monkeypatch, fresh_kernel_state, caplog, tmp_path):
+    from filelock import FileLock
+    from torch.utils.cpp_extension import _get_build_directory
+
+    monkeypatch.delenv(kernels.ENV_SWITCH, raising=False)
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setenv(kernels.ENV_BUILD_TIMEOUT, "0.5")
+    build_dir = _get_build_directory(kernels.EXTENSION_NAME, False)
+    monkeypatch.setattr("torch.utils.cpp_extension.load_inline", lambda *a, **k: pytest.fail("must not build while another builds"))
+    with FileLock(os.path.join(build_dir, "bert_tickets_build.lock")):  # "another process" building
+        with caplog.at_level(logging.WARNING, logger="bert_tickets.training.kernels"):
+            assert _load_in_thread() is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "another process has been building it" in warnings[0] and kernels.ENV_BUILD_TIMEOUT in warnings[0]
+
+
+def test_the_extension_name_separates_installations(monkeypatch):
+    """Another torch install path or compiler is another build (another name)."""
+    name = kernels._build_key()
+    monkeypatch.setenv("CXX", "/opt/other/g++-13")
+    assert kernels._build_key() != name
+    monkeypatch.delenv("CXX")
+    monkeypatch.setattr(torch, "__file__", "/elsewhere/venv/lib/python3.11/site-packages/torch/__init__.py")
+    assert kernels._build_key() != name
+    assert kernels.EXTENSION_NAME.endswith(name)
+
+
 def test_callback_with_and_without_kernel_train_identically(config, tmp_path):
     """The callback's result must not depend on which multiply it uses (kernel vs eager mul_)."""
     results = []
