@@ -235,6 +235,9 @@ def _push_parser():
         help="publish every complete pruned level to its branch; main gets the highest-sparsity matching one",
     )
     parser.add_argument("--private", action="store_true", default=None, help="create the repo as private")
+    parser.add_argument(
+        "--force", action="store_true", help="publish even when the dense level (or the chosen level) does not beat the trivial baseline"
+    )
     parser.add_argument("--token", default=None, help="Hub token (default: the logged-in one / HF_TOKEN)")
     parser.add_argument(
         "--base-model-id",
@@ -285,6 +288,7 @@ def push_main(argv: list[str]) -> int:
             base_model_id=args.base_model_id,
             base_model_revision=args.base_model_revision,
             save_dir=args.save_dir,
+            force=args.force,
         )
     except (ValueError, FileNotFoundError, OSError) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

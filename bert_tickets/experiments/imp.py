@@ -220,6 +220,7 @@ class IMPRunner:
             )
         del probe
         self.data: PreparedData | None = None
+        self._trivial = None
 
     @property
     def run_dir(self):
@@ -247,6 +248,15 @@ class IMPRunner:
         steps = optimizer_steps(self.training_args, len(self.data.train))
         if self.imp_args.rewind_step > steps:
             raise ValueError(f"--rewind_step {self.imp_args.rewind_step} exceeds the {steps} optimizer steps of level-0 training")
+
+    def trivial_baseline(self):
+        """The task's :class:`~bert_tickets.tasks.TrivialBaseline` on this run's evaluation data
+        (``None`` before :meth:`prepare`)."""
+        if self.data is None:
+            return None
+        if self._trivial is None:
+            self._trivial = self.kind.trivial_baseline(self.task, self.data)
+        return self._trivial
 
     # -- one level
     def _start_weights(self, level: int, seed: int) -> torch.nn.Module:
@@ -375,7 +385,8 @@ class IMPRunner:
                 f" ± {result.std:.4f}" if result.std is not None else "",
                 result.elapsed_s,
             )
-        summary = summarize(history, self.imp_args.tolerance, self.task.name, time.perf_counter() - started)
+        self.prepare()  # the trivial baseline needs the evaluation labels (a resumed, finished run has not read them yet)
+        summary = summarize(history, self.imp_args.tolerance, self.task.name, time.perf_counter() - started, self.trivial_baseline())
         notes = {**self.model_notes, **(self.data.notes if self.data is not None else {})}
         if notes:
             summary["notes"] = notes
@@ -388,7 +399,7 @@ class IMPRunner:
         a schedule may read); the records themselves are left as written."""
         rows = [replace(r, collapsed_tensors=dict(r.collapsed_tensors), per_seed=dict(r.per_seed)) for r in history]
         if rows:
-            summarize(rows, self.imp_args.tolerance, self.task.name, 0.0)
+            summarize(rows, self.imp_args.tolerance, self.task.name, 0.0, self.trivial_baseline())
         return rows
 
     def _run_level(self, level: int, target: float, ticket: TicketMask) -> tuple[LevelResult, dict, torch.nn.Module]:

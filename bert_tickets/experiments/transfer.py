@@ -300,6 +300,7 @@ class TransferMatrix:
         self.spec_hash = self.record.check_config(self.spec)
         self.cells = self.plan()
         self._data: dict[str, Any] = {}
+        self._trivial: dict[str, Any] = {}
         self._tokenizer = None
 
     def __getstate__(self):
@@ -360,6 +361,13 @@ class TransferMatrix:
                 task, self._tokenizer, self.data_dirs[target], None, a.max_seq_length, self.train_samples[target], a.max_eval_samples
             )
         return self._data[target]
+
+    def trivial_baseline(self, target: str):
+        """The target task's :class:`~bert_tickets.tasks.TrivialBaseline` on its evaluation data
+        (what every cell of that target must beat)."""
+        if target not in self._trivial:
+            self._trivial[target] = get_kind(self.targets[target].kind).trivial_baseline(self.targets[target], self._prepared(target))
+        return self._trivial[target]
 
     def cell_ticket(self, spec: CellSpec, model) -> TicketMask:
         """The mask a cell trains under (``model`` holds θ0 of the target task)."""
@@ -482,7 +490,7 @@ class TransferMatrix:
         """Rebuild the results and matrix files (and the heatmap once dense cells exist) from the
         complete cells of this matrix."""
         done = [r for cid in self.cells if (r := self.record.completed(cid)) is not None]
-        matrix = self.record.write_tables(done, self.args.tolerance)
+        matrix = self.record.write_tables(done, self.args.tolerance, {t: self.trivial_baseline(t) for t in {r.spec.target for r in done}})
         if self.record.is_main and any(
             e.get("delta_dense") is not None for label, row in matrix["entries"].items() if label != "dense" for e in row.values()
         ):

@@ -217,6 +217,27 @@ def plan_levels(run: RunInfo, level: int | None = None, all_levels: bool = False
     return branches, main
 
 
+def _refuse_trivial(run, level: int | None) -> None:
+    """``ValueError`` (one line) when the run's dense level -- or ``level`` -- is recorded as not
+    beating the task's trivial baseline."""
+    trivial = run.trivial_baseline
+    if trivial is None:
+        return
+    value = "undefined" if trivial.get("value") is None else f"{trivial['value']:.4f}"
+    words = f"the trivial baseline ({trivial.get('prediction')}: {value})"
+    if run.dense_learned is False:
+        dense = run.dense
+        raise ValueError(
+            f"{run.run_dir}: dense did not learn ({dense['metric']} {dense['mean']:.4f} does not beat {words}), so matching is "
+            "undefined and no level is a ticket; pass --force to publish anyway"
+        )
+    row = run.levels.get(level) if level is not None else None
+    if row is not None and row.get("beats_trivial") is False:
+        raise ValueError(
+            f"{run.run_dir}: level {level} ({row['metric']} {row['mean']:.4f}) does not beat {words}; pass --force to publish anyway"
+        )
+
+
 def push_run(
     run_dir: str | os.PathLike,
     repo_id: str,
@@ -229,6 +250,7 @@ def push_run(
     base_model_revision: str | None = None,
     save_dir: str | os.PathLike | None = None,
     api: Any = None,
+    force: bool = False,
 ) -> list[PushedLevel]:
     """Publish levels of a run directory: each to its branch ``sparsity-NN``, one also to ``main``.
 
@@ -247,13 +269,16 @@ def push_run(
         save_dir: write the folders that would be uploaded to ``save_dir/<revision>/`` and do not
             contact the Hub.
         api: an ``HfApi`` or stand-in.
+        force: publish even when the dense level, or a level to publish, does not beat the
+            task's trivial baseline (such a "ticket" carries no evidence).
 
     Returns:
         One :class:`PushedLevel` per published revision (branches first, ``main`` last).
 
     Raises:
         ValueError, FileNotFoundError: see :func:`plan_levels`, :func:`read_run`; a local base
-            model without ``base_model_id``.
+            model without ``base_model_id``; without ``force``, a dense level or a chosen level
+            that does not beat the trivial baseline.
     """
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -262,7 +287,12 @@ def push_run(
     except HFValidationError as err:
         raise ValueError(f"invalid repo id {repo_id!r}: {str(err).splitlines()[0]}") from None
     run = read_run(run_dir)
+    if not force:
+        _refuse_trivial(run, level)
     branches, main = plan_levels(run, level, all_levels)
+    if not force:
+        for lv in branches:
+            _refuse_trivial(run, lv)
     tickets = {lv: ticket_from_run(run, lv, base_model_id=base_model_id, base_model_revision=base_model_revision) for lv in branches}
     base = tickets[main].metadata.base_model
     if not base or not is_hub_repo_id(base):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text, write_json
+from ..tasks import TrivialBaseline
 from .matching import EPS, is_matching, matching_margin
 
 #: Reference rows of the matrix, named as in Chen et al. 2020, Table 2 (``own`` is the target's
@@ -166,10 +167,12 @@ class MatrixRecord:
                 out.append(done)
         return out
 
-    def write_tables(self, results: list[CellResult], tolerance: float) -> dict[str, Any]:
+    def write_tables(
+        self, results: list[CellResult], tolerance: float, trivial: dict[str, TrivialBaseline] | None = None
+    ) -> dict[str, Any]:
         """Rebuild ``results.csv/json``, ``matrix.json`` and ``matrix.md`` from ``results``
-        (main process only; the matrix is returned everywhere)."""
-        matrix = build_matrix(results, tolerance)
+        (main process only; the matrix is returned everywhere); ``trivial``: see :func:`build_matrix`."""
+        matrix = build_matrix(results, tolerance, trivial)
         if not self.is_main:
             return matrix
         rows = [r.row() for r in results]
@@ -191,7 +194,7 @@ def _mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def build_matrix(results: list[CellResult], tolerance: float) -> dict[str, Any]:
+def build_matrix(results: list[CellResult], tolerance: float, trivial: dict[str, TrivialBaseline] | None = None) -> dict[str, Any]:
     """Mean ± std of the primary metric per (row label, target) over seeds, with Δ vs dense,
     Δ vs own, and the paper's two criteria per entry.
 
@@ -199,11 +202,16 @@ def build_matrix(results: list[CellResult], tolerance: float) -> dict[str, Any]:
     cells across seeds (``tolerance`` with one seed). *transfer ≥ own*: mean ≥ the mean of the
     target's own IMP ticket (the source row whose task is the target), when there is one.
 
+    With ``trivial`` (target -> the task's :class:`~bert_tickets.tasks.TrivialBaseline`) every
+    entry also gets ``beats_trivial``; on a target whose dense row does not beat it the dense
+    model did not learn, so matching is undefined there (``None``, and the rule says so).
+
     Returns:
         ``{"targets": [...], "rows": [...], "metric": {target: name}, "entries": {row: {target:
-        {mean, std, n, seeds, delta_dense, delta_own, matching, transfer_ge_own}}}, "own": {target:
-        row}, "rules": {target: rule}}``.
+        {mean, std, n, seeds, delta_dense, delta_own, matching, transfer_ge_own, beats_trivial}}},
+        "own": {target: row}, "rules": {target: rule}, "trivial": {target: baseline dict}}``.
     """
+    trivial = trivial or {}
     targets = sorted({r.spec.target for r in results})
     labels: list[str] = []
     for r in sorted(
@@ -227,6 +235,12 @@ def build_matrix(results: list[CellResult], tolerance: float) -> dict[str, Any]:
         if dense:
             dense_mean, dense_std = _mean_std([c.value for c in dense])
             margin, rule = matching_margin(dense_std, len(dense), tolerance)
+            if t in trivial and not trivial[t].beaten_by(dense_mean):
+                margin = None
+                shown = "undefined" if trivial[t].value is None else f"{trivial[t].value:.4f}"
+                rule = (
+                    f"undefined: dense did not learn ({dense_mean:.4f} does not beat the trivial baseline {shown}, {trivial[t].prediction})"
+                )
         rules[t] = rule
         own_mean = _mean_std([c.value for c in groups[(own[t], t)]])[0] if t in own and (own[t], t) in groups else None
         for label in labels:
@@ -244,8 +258,17 @@ def build_matrix(results: list[CellResult], tolerance: float) -> dict[str, Any]:
                 "delta_own": None if own_mean is None else mean - own_mean,
                 "matching": None if margin is None else is_matching(mean, dense_mean, margin),
                 "transfer_ge_own": None if own_mean is None else bool(mean >= own_mean - EPS),
+                "beats_trivial": trivial[t].beaten_by(mean) if t in trivial else None,
             }
-    return {"targets": targets, "rows": labels, "metric": metric, "entries": entries, "own": own, "rules": rules}
+    return {
+        "targets": targets,
+        "rows": labels,
+        "metric": metric,
+        "entries": entries,
+        "own": own,
+        "rules": rules,
+        "trivial": {t: b.to_dict() for t, b in trivial.items() if t in targets},
+    }
 
 
 def format_matrix(matrix: dict[str, Any]) -> str:
@@ -264,7 +287,15 @@ def format_matrix(matrix: dict[str, Any]) -> str:
             text = f"{e['mean']:.4f}" + (f" ± {e['std']:.4f}" if e["std"] is not None else "")
             if e["delta_dense"] is not None and label != "dense":
                 text += f" ({e['delta_dense']:+.4f})"
-            flags = [f for f, on in (("M", e["matching"]), ("≥own", e["transfer_ge_own"] and matrix["own"].get(t) != label)) if on]
+            flags = [
+                f
+                for f, on in (
+                    ("M", e["matching"]),
+                    ("≥own", e["transfer_ge_own"] and matrix["own"].get(t) != label),
+                    ("≤trivial", e.get("beats_trivial") is False),
+                )
+                if on
+            ]
             if flags:
                 text += " " + " ".join(flags)
             cells.append(text)
@@ -272,8 +303,12 @@ def format_matrix(matrix: dict[str, Any]) -> str:
         lines.append(f"| {label}{tag} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        "Entries: mean ± sample std over seeds of the target's primary metric (Δ vs dense). M = matching; ≥own = at least the target's own ticket."
+        "Entries: mean ± sample std over seeds of the target's primary metric (Δ vs dense). M = matching; ≥own = at least the target's own ticket; "
+        "≤trivial = does not beat the target's trivial baseline."
     )
     for t, rule in matrix["rules"].items():
         lines.append(f"- {t}: matching = {rule}")
+    for t, b in matrix.get("trivial", {}).items():
+        shown = "undefined" if b["value"] is None else f"{b['value']:.4f}"
+        lines.append(f"- {t}: trivial baseline {shown} ({b['prediction']}); an entry must reach {b['rule']}")
     return "\n".join(lines) + "\n"

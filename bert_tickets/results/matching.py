@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..tasks import TrivialBaseline
+
 #: Slack for float comparisons of metrics (a level equal to dense − margin is matching).
 EPS = 1e-12
 
@@ -26,6 +28,8 @@ class LevelResult:
         elapsed_s: wall time of the level's fine-tunes in seconds.
         nonzero_pruned_weights: pruned weights found non-zero after training (always 0).
         collapsed_tensors: tensor -> sparsity of tensors pruned beyond the collapse threshold.
+        beats_trivial: whether ``mean`` beats the task's trivial baseline (set by
+            :func:`summarize` when the baseline is known, else ``None``).
     """
 
     level: int
@@ -42,6 +46,7 @@ class LevelResult:
     elapsed_s: float = 0.0
     nonzero_pruned_weights: int = 0
     collapsed_tensors: dict[str, float] = field(default_factory=dict)
+    beats_trivial: bool | None = None
 
 
 def matching_margin(dense_std: float | None, n_seeds: int, tolerance: float) -> tuple[float, str]:
@@ -61,28 +66,52 @@ def is_matching(value: float, dense_mean: float, margin: float) -> bool:
     return bool(value >= dense_mean - margin - EPS)
 
 
-def summarize(results: Sequence[LevelResult], tolerance: float, task: str, wall_s: float) -> dict:
+def summarize(results: Sequence[LevelResult], tolerance: float, task: str, wall_s: float, trivial: TrivialBaseline | None = None) -> dict:
     """Set Δ vs dense and the matching decision on every row of ``results`` (level 0 first) and
     return the summary dict (``task``, ``metric``, ``collapsed_levels``, ``matching_rule``,
-    ``highest_matching_sparsity``, ``wall_time_s``, ``levels``).
+    ``highest_matching_sparsity``, ``wall_time_s``, ``levels``; with ``trivial`` also
+    ``trivial_baseline`` and ``dense_learned``).
 
     Matching (Chen et al. 2020, Section 3): a level is matching when its mean metric is at
     least the dense (level-0) mean minus one standard deviation of the dense runs across seeds
     (sample std, ``ddof=1``) when more than one seed was run, else minus ``tolerance``.
+
+    With the task's :class:`~bert_tickets.tasks.TrivialBaseline` every level gets
+    ``beats_trivial``. When the dense level does not beat it, the dense model did not learn and
+    matching is undefined: every ``matching`` is ``None`` and there is no highest matching
+    sparsity. A level that does not beat it is never the highest matching sparsity.
     """
     dense = results[0]
     margin, rule = matching_margin(dense.std, len(dense.per_seed), tolerance)
+    learned = True
+    if trivial is not None:
+        for r in results:
+            r.beats_trivial = trivial.beaten_by(r.mean)
+        learned = bool(dense.beats_trivial)
     for r in results:
         r.delta = r.mean - dense.mean
-        r.matching = is_matching(r.mean, dense.mean, margin)
-    matching = [r for r in results if r.matching and r.level > 0]
+        r.matching = is_matching(r.mean, dense.mean, margin) if learned else None
+    matching = [r for r in results if r.matching and r.level > 0 and r.beats_trivial is not False]
     best = max(matching, key=lambda r: r.sparsity) if matching else None
-    return {
+    summary = {
         "task": task,
         "metric": dense.metric,
         "collapsed_levels": {r.level: r.collapsed_tensors for r in results if r.collapsed_tensors},
-        "matching_rule": rule,
+        "matching_rule": rule
+        if learned
+        else f"undefined: dense did not learn ({dense.metric} {dense.mean:.4f} does not beat {_words(trivial)})",
         "highest_matching_sparsity": best.sparsity if best else None,
         "wall_time_s": wall_s,
         "levels": [r.__dict__ for r in results],
     }
+    if trivial is not None:
+        summary["trivial_baseline"] = trivial.to_dict()
+        summary["dense_learned"] = learned
+    return summary
+
+
+def _words(trivial: TrivialBaseline | None) -> str:
+    if trivial is None:
+        return ""
+    value = "undefined" if trivial.value is None else f"{trivial.value:.4f}"
+    return f"the trivial baseline: {trivial.prediction}, {value}; needs {trivial.rule}"

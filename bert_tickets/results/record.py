@@ -203,12 +203,19 @@ class RunInfo:
             level (``level_NN/metrics.json`` exists), with ``delta`` / ``matching`` taken from
             ``summary.json`` when present, else computed with the run's matching rule.
         matching_rule: the rule in words.
+        trivial_baseline: the task's trivial baseline (``metric``, ``value``, ``prediction``,
+            ``rule``) from ``summary.json``; ``None`` before the run finished or for runs
+            written before it was recorded.
+        dense_learned: whether the dense level beats it (``None`` when unknown); when
+            ``False`` matching is undefined and no level is a ticket.
     """
 
     run_dir: Path
     config: dict
     levels: dict[int, dict] = field(default_factory=dict)
     matching_rule: str = ""
+    trivial_baseline: dict | None = None
+    dense_learned: bool | None = None
 
     @property
     def task(self) -> str | None:
@@ -257,4 +264,8 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
         done = from_summary.get(lv, {})
         row["delta"] = done.get("delta", row["mean"] - dense["mean"])
         row["matching"] = done.get("matching", is_matching(row["mean"], dense["mean"], margin))
-    return RunInfo(run_dir, config, levels, (summary or {}).get("matching_rule", rule))
+        row["beats_trivial"] = done.get("beats_trivial")
+    summary = summary or {}
+    return RunInfo(
+        run_dir, config, levels, summary.get("matching_rule", rule), summary.get("trivial_baseline"), summary.get("dense_learned")
+    )

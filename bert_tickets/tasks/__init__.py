@@ -9,7 +9,7 @@ registered kind.
 Layer: imports :mod:`bert_tickets._io` at most (not the ticket or pruning layers).
 """
 
-from .base import PreparedData, TaskKind, get_kind, kind_names, register_kind
+from .base import PreparedData, TaskKind, TrivialBaseline, get_kind, kind_names, register_kind
 from .glue import GlueKind, load_task_dataset, tokenize_task_dataset, validate_task_inputs
 from .mlm import MaskedLMKind
 from .spec import TaskSpec, get_task, list_tasks, load_task_spec
@@ -23,6 +23,7 @@ __all__ = [
     "GlueKind",
     "MaskedLMKind",
     "PreparedData",
+    "TrivialBaseline",
     "SquadKind",
     "TaskKind",
     "TaskSpec",

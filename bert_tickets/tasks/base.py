@@ -38,6 +38,38 @@ class PreparedData:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class TrivialBaseline:
+    """What a model that ignores its input reaches on a task's primary evaluation split: the
+    floor every reported level and transfer cell must beat before "matching" means anything
+    (a run whose every level predicts the majority class is not a ticket).
+
+    Attributes:
+        metric: the task's primary metric.
+        value: the best value of ``metric`` over constant predictions, or ``None`` where a
+            constant prediction leaves it undefined (Pearson correlation).
+        prediction: the constant prediction in words, e.g. ``"always 'equivalent' (class 1:
+            279/408)"``.
+        rule: what "beats it" means, in words.
+    """
+
+    metric: str
+    value: float | None
+    prediction: str
+    rule: str = ""
+
+    def beaten_by(self, value: float | None) -> bool:
+        """Whether ``value`` beats the baseline: strictly above ``value`` (by more than 1e-12),
+        or, where the baseline is undefined, strictly above 0 (a positive correlation). A
+        missing or NaN ``value`` (e.g. Pearson of constant predictions) never does."""
+        if value is None or value != value:
+            return False
+        return value > (0.0 if self.value is None else self.value) + 1e-12
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "value": self.value, "prediction": self.prediction, "rule": self.rule}
+
+
 class TaskKind:
     """Interface of a task kind (override every method)."""
 
@@ -74,6 +106,10 @@ class TaskKind:
 
     def prepare(self, spec: TaskSpec, tokenizer, data_dir, cache_dir, max_seq_length, max_train_samples, max_eval_samples) -> PreparedData:
         """Load and tokenize the task's data."""
+        raise NotImplementedError
+
+    def trivial_baseline(self, spec: TaskSpec, data: PreparedData) -> TrivialBaseline:
+        """The :class:`TrivialBaseline` of the primary evaluation split of ``data``."""
         raise NotImplementedError
 
     def trainer_kwargs(self, spec: TaskSpec, tokenizer, data: PreparedData) -> dict[str, Any]:

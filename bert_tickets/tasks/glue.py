@@ -18,10 +18,11 @@ import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 from transformers import AutoModelForSequenceClassification
 
-from .base import PreparedData, TaskKind, load_hub_splits, select_first
-from .metrics import make_compute_metrics
+from .base import PreparedData, TaskKind, TrivialBaseline, load_hub_splits, select_first
+from .metrics import compute_task_metrics, make_compute_metrics
 from .spec import TaskSpec, get_task
 
 logger = logging.getLogger(__name__)
@@ -352,6 +353,34 @@ class GlueKind(TaskKind):
         # to padding to max_seq_length, in a fraction of the compute for short GLUE sentences.
         tokenized = tokenize_task_dataset(raw, spec, tokenizer, max_seq_length, padding=False)
         return PreparedData(train=tokenized["train"], eval={s: tokenized[s] for s in spec.eval_splits})
+
+    def trivial_baseline(self, spec, data):
+        """Classification: the best constant class under the primary metric (the majority class
+        for accuracy; for F1 the positive class), computed with the task's own metrics on the
+        primary evaluation split. Regression (STS-B): a constant prediction has no Pearson
+        correlation, so the value is undefined (``None``) and a model must correlate positively."""
+        split = next(iter(data.eval))
+        labels = np.asarray(data.eval[split]["label"])
+        n = len(labels)
+        if spec.is_regression:
+            return TrivialBaseline(
+                spec.primary_metric,
+                None,
+                "a constant score (its Pearson correlation is undefined)",
+                f"{spec.primary_metric} > 0 (a positive correlation)",
+            )
+        best_class, best = 0, -float("inf")
+        for c in range(spec.num_labels):
+            value = compute_task_metrics(spec, np.full(n, c, dtype=np.int64), labels)[spec.primary_metric]
+            if value > best:
+                best_class, best = c, value
+        count = int((labels == best_class).sum())
+        return TrivialBaseline(
+            spec.primary_metric,
+            float(best),
+            f"always {spec.label_names[best_class]!r} (class {best_class}: {count}/{n} of {split})",
+            f"{spec.primary_metric} above that of the best constant class",
+        )
 
     def trainer_kwargs(self, spec, tokenizer, data):
         return {"compute_metrics": make_compute_metrics(spec)}

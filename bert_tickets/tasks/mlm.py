@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling
 
-from .base import PreparedData, TaskKind, load_hub_splits
+from .base import PreparedData, TaskKind, TrivialBaseline, load_hub_splits
 from .metrics import masked_lm_metrics
 from .spec import TaskSpec
 
@@ -374,6 +374,24 @@ class MaskedLMKind(TaskKind):
             seed,
         )
         return MaskedLMData(train=Dataset.from_dict({"input_ids": train_blocks}), eval=evals, notes=notes, block_size=block)
+
+    def trivial_baseline(self, spec, data):
+        """The unigram baseline: always the most frequent masked token of the primary evaluation
+        split (its share of the masked positions is the accuracy; the masking is fixed, seed
+        ``eval_mask_seed``)."""
+        split = next(iter(data.eval))
+        labels = torch.tensor(data.eval[split]["labels"]).reshape(-1)
+        labels = labels[labels != -100]
+        if labels.numel() == 0:
+            return TrivialBaseline(spec.primary_metric, None, "no masked tokens", "undefined")
+        counts = torch.bincount(labels)
+        top = int(counts.argmax())
+        return TrivialBaseline(
+            spec.primary_metric,
+            float(counts[top]) / labels.numel(),
+            f"always token id {top} ({int(counts[top])}/{labels.numel()} masked tokens of {split})",
+            "accuracy above the unigram frequency of the most common masked token",
+        )
 
     def trainer_kwargs(self, spec, tokenizer, data):
         return {

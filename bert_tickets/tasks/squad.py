@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 from transformers import AutoModelForQuestionAnswering
 
-from .base import PreparedData, TaskKind, load_hub_splits, select_first
+from .base import PreparedData, TaskKind, TrivialBaseline, load_hub_splits, select_first
 from .metrics import squad_metrics
 from .spec import TaskSpec
 
@@ -517,6 +517,14 @@ class SquadKind(TaskKind):
         return SquadData(
             train=train, eval=evals, notes=notes, examples=examples, features=features, max_seq_length=max_len, doc_stride=stride
         )
+
+    def trivial_baseline(self, spec, data):
+        """An answer that ignores the question: the empty answer, EM and F1 0 on SQuAD v1.1 (every
+        question has an answer). Decision: not a "first sentence" heuristic, which would need
+        its own definition; any trained span head beats 0 at once, so this flags only runs that
+        predict nothing."""
+        split = next(iter(data.eval))
+        return TrivialBaseline(spec.primary_metric, 0.0, f"the empty answer ({len(data.examples[split])} questions of {split})", "above 0")
 
     def evaluate(self, trainer, spec, data):
         metrics: dict[str, float] = {}

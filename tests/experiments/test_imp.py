@@ -36,6 +36,11 @@ def glue_dir(imp_inputs):
     return imp_inputs[1]
 
 
+#: A budget at which the tiny dense model learns the tiny RTE rule (dev accuracy above the
+#: majority class), so that matching is defined.
+LEARNS = ("--num_train_epochs", "30", "--learning_rate", "3e-3")
+
+
 def find(tiny_checkpoint, glue_dir, out, *extra):
     argv = [
         "find",
@@ -57,9 +62,19 @@ def test_find_four_levels_exact_sparsity_and_zeros(tiny_checkpoint, glue_dir, tm
     out = tmp_path / "run"
     assert find(tiny_checkpoint, glue_dir, out, "--max_levels", "3") == 0
     printed = capsys.readouterr().out
-    assert "highest matching sparsity" in printed or "no pruned level is matching" in printed
     summary = json.loads((out / "summary.json").read_text())
     levels = summary["levels"]
+    # the trivial baseline: the best constant class on the dev file, counted here
+    dev = [line.rsplit("\t", 1)[1] for line in (glue_dir / "RTE" / "dev.tsv").read_text().splitlines()[1:]]
+    majority = max(dev.count("entailment"), dev.count("not_entailment")) / len(dev)
+    assert summary["trivial_baseline"]["value"] == majority and summary["trivial_baseline"]["metric"] == "accuracy"
+    assert [r["beats_trivial"] for r in levels] == [r["mean"] > majority for r in levels]
+    if levels[0]["mean"] <= majority:  # at this budget the tiny dense model stays at chance: flagged, no ticket named
+        assert summary["dense_learned"] is False and summary["highest_matching_sparsity"] is None
+        assert all(r["matching"] is None for r in levels)
+        assert "dense did not learn: matching is undefined on rte" in printed and "≤ trivial" in printed
+    else:
+        assert "highest matching sparsity" in printed or "no pruned level is matching" in printed
     assert [r["level"] for r in levels] == [0, 1, 2, 3]
     prev = None
     for r in levels:
@@ -73,7 +88,7 @@ def test_find_four_levels_exact_sparsity_and_zeros(tiny_checkpoint, glue_dir, tm
         if prev is not None:  # IMP never revives a pruned weight
             assert all(bool((ticket.masks[n] <= prev.masks[n]).all()) for n in ticket.masks)
         prev = ticket
-    assert levels[0]["delta"] == 0.0 and levels[0]["matching"] is True
+    assert levels[0]["delta"] == 0.0 and levels[0]["matching"] is (True if summary["dense_learned"] else None)
     csv_lines = (out / "summary.csv").read_text().strip().splitlines()
     assert csv_lines[0].startswith("level,") and len(csv_lines) == 5
     assert (out / "level_00" / "seed_42" / "log_history.json").is_file()
@@ -147,6 +162,7 @@ def test_rewind_step_geometric_random_and_seeds(tiny_checkpoint, glue_dir, tmp_p
             "--seeds",
             "1",
             "2",
+            *LEARNS,
         )
         == 0
     )
@@ -157,7 +173,7 @@ def test_rewind_step_geometric_random_and_seeds(tiny_checkpoint, glue_dir, tmp_p
     summary = json.loads((out / "summary.json").read_text())
     assert [r["num_pruned"] for r in summary["levels"]] == [0, target_count(0.2, TINY_PRUNABLE), target_count(0.36, TINY_PRUNABLE)]
     assert all(r["std"] is not None and len(r["per_seed"]) == 2 for r in summary["levels"])
-    assert "standard deviation" in summary["matching_rule"]
+    assert summary["dense_learned"] is True and "standard deviation" in summary["matching_rule"]
     t1 = TicketMask.from_pretrained(out / "level_01" / "ticket")
     assert t1.metadata.pruning_method == "random" and t1.metadata.rewind_step == 2
     # a rewind step beyond level-0 training fails clearly
@@ -255,7 +271,7 @@ def test_an_adaptive_schedule_sees_judged_history_and_drives_the_loop(tiny_check
     register_schedule(StepBackSchedule)
     try:
         out = tmp_path / "adaptive"
-        assert find(tiny_checkpoint, glue_dir, out, "--schedule", "toy_adaptive", "--tolerance", "1.0") == 0
+        assert find(tiny_checkpoint, glue_dir, out, "--schedule", "toy_adaptive", "--tolerance", "1.0", *LEARNS) == 0
     finally:
         SCHEDULES_REGISTRY.unregister("toy_adaptive")
     summary = json.loads((out / "summary.json").read_text())
@@ -265,3 +281,24 @@ def test_an_adaptive_schedule_sees_judged_history_and_drives_the_loop(tiny_check
     assert [(0, True), (1, True)] in seen  # the schedule read the matching decisions of finished levels
     assert json.loads((out / "run_config.json").read_text())["schedule"] is None  # not known before the run
     assert not (out / "level_03").exists()  # an adaptive schedule does not guess past its stop
+
+
+def test_a_run_at_chance_is_flagged_and_push_refuses_it(tiny_checkpoint, glue_dir, tmp_path, capsys):
+    """At the default tiny budget the dense model predicts no better than the majority class: the
+    summary and `info` say dense did not learn, no matching sparsity is named, and `push`
+    refuses the run unless --force."""
+    out = tmp_path / "chance"
+    assert find(tiny_checkpoint, glue_dir, out, "--max_levels", "1") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["levels"][0]["mean"] <= summary["trivial_baseline"]["value"]  # precondition: at chance
+    assert summary["dense_learned"] is False and summary["highest_matching_sparsity"] is None
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert "dense did not learn: matching is undefined" in capsys.readouterr().out
+    push = ["push", str(out), "--repo-id", "demo/chance", "--base-model-id", "demo/tiny", "--save-dir", str(tmp_path / "pushed")]
+    assert main([*push, "--level", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "dense did not learn" in err and "--force" in err and err.count("\n") == 1
+    assert not (tmp_path / "pushed").exists()
+    assert main([*push, "--level", "1", "--force"]) == 0
+    assert (tmp_path / "pushed" / "main" / "ticket_mask.safetensors").is_file()

@@ -12,7 +12,7 @@ import torch
 from bert_tickets.arguments import ArgumentError, parse_transfer_args
 from bert_tickets.cli import main
 from bert_tickets.pruning import prune_ticket, target_count
-from bert_tickets.results.cells import BASELINES, CellResult, CellSpec, build_matrix
+from bert_tickets.results.cells import BASELINES, CellResult, CellSpec, build_matrix, format_matrix
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import TicketMask, TicketMetadata
 from bert_tickets.training.weights import load_theta0, reinitialize_backbone, shuffle_weights
@@ -167,6 +167,17 @@ def test_criteria_on_known_numbers():
     assert e["mlm"]["t"]["transfer_ge_own"] is True and e["random"]["t"]["transfer_ge_own"] is False
     assert math.isclose(e["random"]["t"]["delta_dense"], 0.71 - 0.82) and math.isclose(e["random"]["t"]["delta_own"], 0.71 - 0.80)
     assert "one standard deviation" in m["rules"]["t"]
+    assert e["random"]["t"]["beats_trivial"] is None and m["trivial"] == {}  # no baseline given
+    # the trivial baseline (majority class at 0.71): random does not beat it and is flagged
+    from bert_tickets.tasks import TrivialBaseline
+
+    m = build_matrix(cells, tolerance=0.5, trivial={"t": TrivialBaseline("accuracy", 0.71, "always 'no'", "above it")})
+    e = m["entries"]
+    assert [e[r]["t"]["beats_trivial"] for r in ("dense", "t", "mlm", "random")] == [True, True, True, False]
+    assert e["t"]["t"]["matching"] is True and "≤trivial" in format_matrix(m) and m["trivial"]["t"]["value"] == 0.71
+    # a dense row at the trivial baseline: the dense model did not learn, matching is undefined
+    m = build_matrix(cells, tolerance=0.5, trivial={"t": TrivialBaseline("accuracy", 0.82, "always 'no'", "above it")})
+    assert all(m["entries"][r]["t"]["matching"] is None for r in m["rows"]) and "dense did not learn" in m["rules"]["t"]
 
 
 @pytest.mark.parametrize(

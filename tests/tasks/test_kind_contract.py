@@ -67,3 +67,9 @@ def test_every_kind_prepares_trains_and_reports_its_primary_metric(kind_name, tm
     value = result.metrics[task.primary_metric]
     assert isinstance(value, float) and math.isfinite(value)
     assert result.metrics["nonzero_pruned_weights"] == 0 and math.isfinite(result.metrics["train_loss"])
+    # every kind states the trivial baseline of its evaluation data, on its primary metric
+    trivial = kind.trivial_baseline(task, data)
+    assert trivial.metric == task.primary_metric and trivial.prediction and trivial.rule
+    assert trivial.value is None or 0.0 <= trivial.value <= 1.0
+    assert not trivial.beaten_by(float("nan")) and not trivial.beaten_by(None)
+    assert trivial.beaten_by((trivial.value or 0.0) + 0.01) and not trivial.beaten_by(trivial.value or 0.0)

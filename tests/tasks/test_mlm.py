@@ -196,3 +196,24 @@ def test_real_wikitext_and_minilm_without_mlm_head():
     model = kind.load_model(spec, str(model_dir))
     info = kind.describe_model(model)
     assert info["mlm_head_pretrained"] is False and info["mlm_decoder_tied_to_word_embeddings"] is True
+
+
+def test_trivial_baselines_on_known_labels():
+    """MLM: the share of the most frequent masked token; STS-B: undefined (a constant has no
+    Pearson correlation), beaten by any positive correlation; MRPC: the best constant class
+    under F1 is the positive class, F1 = 2p / (1 + p)."""
+    from datasets import Dataset
+
+    from bert_tickets.tasks import PreparedData, get_kind, get_task
+
+    mlm = get_task("mlm")
+    labels = [[-100, 7, 7, -100], [3, -100, 7, 9]]  # masked: 7, 7, 3, 7, 9 -> token 7, 3/5
+    data = PreparedData(train=None, eval={"test": Dataset.from_dict({"input_ids": [[0] * 4] * 2, "labels": labels})})
+    b = get_kind("mlm").trivial_baseline(mlm, data)
+    assert b.value == 3 / 5 and "token id 7 (3/5" in b.prediction
+    stsb = get_task("stsb")
+    b = get_kind("glue").trivial_baseline(stsb, PreparedData(None, {"validation": Dataset.from_dict({"label": [0.5, 2.0, 4.1]})}))
+    assert b.value is None and b.beaten_by(0.01) and not b.beaten_by(0.0) and not b.beaten_by(float("nan"))
+    mrpc = get_task("mrpc")
+    b = get_kind("glue").trivial_baseline(mrpc, PreparedData(None, {"validation": Dataset.from_dict({"label": [1, 1, 1, 0]})}))
+    assert b.metric == "f1" and abs(b.value - 2 * 0.75 / 1.75) < 1e-12 and "(class 1: 3/4" in b.prediction
