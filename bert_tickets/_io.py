@@ -103,6 +103,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """``json.loads`` of a file this package wrote.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not valid JSON; the message names the file (one line).
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is corrupt (not valid JSON: {str(err).splitlines()[0]}); delete it to redo that step") from None
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON (non-JSON values through ``str``), atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")

@@ -11,11 +11,11 @@ the training code.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
 
+from ._io import read_json
 from .pruning import collapsed_tensors
 from .results import RunLock, RunLockedError, RunPaths, format_summary
 from .results.paths import TICKET_DIR
@@ -69,12 +69,8 @@ def find_main(argv: list[str]) -> int:
         from .experiments.imp import IMPRunner
 
         runner = IMPRunner(model_args, data_args, imp_args, training_args)
+        runner.prepare()  # reads and checks the data; nothing is written before it passes
         lock = runner.record.lock().acquire()  # refuses while another run holds the directory
-        try:
-            runner.prepare()
-        except BaseException:
-            lock.release()
-            raise
     except (CLIError, ValueError, FileNotFoundError, OSError, RunLockedError) as err:
         print(f"bert-tickets find: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}", file=sys.stderr)
         return 2
@@ -196,10 +192,10 @@ def info_main(argv: list[str]) -> int:
             print(describe_ticket(path / TICKET_DIR))
         elif RunPaths(path).run_config.is_file():
             paths = RunPaths(path)
-            run = json.loads(paths.run_config.read_text())
+            run = read_json(paths.run_config)
             print(f"run {path} (hash {run['hash']}); schedule {run['schedule']}")
             if paths.summary_json.is_file():
-                print(format_summary(json.loads(paths.summary_json.read_text())))
+                print(format_summary(read_json(paths.summary_json)))
             for level_dir in paths.level_dirs():
                 if (level_dir / TICKET_DIR / CONFIG_FILE).is_file():
                     print()
@@ -207,7 +203,7 @@ def info_main(argv: list[str]) -> int:
         else:
             raise FileNotFoundError(f"{path} is neither a ticket directory nor a bert-tickets run directory")
     except (ValueError, FileNotFoundError, OSError) as err:
-        print(f"bert-tickets info: error: {err}", file=sys.stderr)
+        print(f"bert-tickets info: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}", file=sys.stderr)
         return 2
     return 0
 
@@ -326,16 +322,15 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    if command == "find":
-        return find_main(rest)
-    if command == "info":
-        return info_main(rest)
-    if command == "push":
-        return push_main(rest)
-    if command == "transfer":
-        return transfer_main(rest)
-    if command == "plot":
-        return plot_main(rest)
+    commands = {"find": find_main, "info": info_main, "push": push_main, "transfer": transfer_main, "plot": plot_main}
+    if command in commands:
+        try:
+            return commands[command](rest)
+        except KeyboardInterrupt:
+            # Every file of a run is written whole (temporary file + rename), so whatever was
+            # finished is kept and a re-run continues from it.
+            print(f"bert-tickets {command}: interrupted — re-run the same command to resume", file=sys.stderr)
+            return 130
     print(f"bert-tickets: error: unknown command {command!r} (choose find, info, push, transfer or plot)\n{USAGE}", file=sys.stderr)
     return 2
 

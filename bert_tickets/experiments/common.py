@@ -5,6 +5,7 @@ and data. ``HfArgumentParser`` turns them (with each experiment's own dataclass 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 
@@ -18,6 +19,11 @@ class ModelArguments:
     )
     revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit) of the model."})
     cache_dir: str | None = field(default=None, metadata={"help": "Hugging Face cache directory."})
+
+    def __post_init__(self):
+        path = os.path.expanduser(self.model_name_or_path)
+        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+            raise ValueError(f"--model {self.model_name_or_path}: a directory without config.json is not a transformers checkpoint")
 
 
 @dataclass
@@ -49,3 +55,9 @@ class DataArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N evaluation examples (squad: questions; mlm: blocks)."}
     )
+
+    def __post_init__(self):
+        for name in ("max_train_samples", "max_eval_samples", "max_seq_length"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be a positive number, got {value}")

@@ -35,7 +35,7 @@ from ..pruning import (
     prune_ticket,
 )
 from ..pruning.select import SCOPES
-from ..results import LevelResult, RunRecord, format_summary, hyperparameter_hash, summarize
+from ..results import LevelResult, RunRecord, check_output_dir, format_summary, hyperparameter_hash, summarize
 from ..tasks import PreparedData, TaskSpec, get_kind, get_task
 from ..ticket import DEFAULT_PRUNABLE_PATTERNS, TicketMask, TicketMetadata, get_backbone, prunable_parameters
 from ..training.finetune import finetune, optimizer_steps, training_hyperparameters
@@ -178,6 +178,7 @@ class IMPRunner:
         self.kind = get_kind(self.task.kind)
         if data_args.data_dir is not None:
             self.kind.validate_inputs(self.task, data_args.data_dir)
+        check_output_dir(training_args.output_dir)
         self.record = RunRecord(training_args.output_dir, is_main=training_args.process_index == 0)
         self.hparams = run_hyperparameters(model_args, data_args, imp_args, training_args)
         self.hash = hyperparameter_hash(self.hparams)
@@ -186,9 +187,13 @@ class IMPRunner:
         if (os.path.isabs(name) or name.startswith((".", "~"))) and not os.path.isdir(os.path.expanduser(name)):
             raise FileNotFoundError(f"model directory not found: {name}")
         # Loading the model once up front checks the checkpoint and the prunable set.
-        self.tokenizer = AutoTokenizer.from_pretrained(
-            model_args.model_name_or_path, revision=model_args.revision, cache_dir=model_args.cache_dir
-        )
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                model_args.model_name_or_path, revision=model_args.revision, cache_dir=model_args.cache_dir
+            )
+        except (OSError, ValueError, TypeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"--model {name}: its tokenizer cannot be loaded ({first.rstrip(': ')})") from None
         probe = self._load_model(self.seeds[0])
         # What the kind knows about the loaded model (e.g. an MLM head that was not pre-trained).
         self.model_notes = self.kind.describe_model(probe)
@@ -219,6 +224,7 @@ class IMPRunner:
                 collapse_options_hint(self.low_scale),
             )
         del probe
+        self.record.check_resumable()
         self.data: PreparedData | None = None
         self._trivial = None
 
@@ -245,6 +251,11 @@ class IMPRunner:
         self.data = self.kind.prepare(
             self.task, self.tokenizer, d.data_dir, self.model_args.cache_dir, d.max_seq_length, d.max_train_samples, d.max_eval_samples
         )
+        if len(self.data.train) == 0:
+            raise ValueError(f"{self.task.display_name}: no training examples (data: {d.data_dir or 'the Hub'})")
+        for split, ds in self.data.eval.items():
+            if len(ds) == 0:
+                raise ValueError(f"{self.task.display_name}: no evaluation examples in {split} (data: {d.data_dir or 'the Hub'})")
         steps = optimizer_steps(self.training_args, len(self.data.train))
         if self.imp_args.rewind_step > steps:
             raise ValueError(f"--rewind_step {self.imp_args.rewind_step} exceeds the {steps} optimizer steps of level-0 training")

@@ -26,7 +26,7 @@ import numpy as np
 from transformers import AutoTokenizer
 
 from ..pruning import prune_ticket
-from ..results import RunLock, RunPaths
+from ..results import RunLock, RunPaths, check_output_dir
 from ..results.cells import BASELINES, TICKET_ROW, CellResult, CellSpec, MatrixRecord
 from ..results.figures import transfer_heatmap
 from ..tasks import get_kind, get_task
@@ -281,6 +281,7 @@ class TransferMatrix:
                     raise ValueError(f"source {s.label} does not fit the {name} model: {err}") from None
             del probe
         first_args = training_args[next(iter(self.targets))]
+        check_output_dir(first_args.output_dir)
         self.record = MatrixRecord(first_args.output_dir, is_main=first_args.process_index == 0)
         self.spec = {
             "base_model": self.base_model,

@@ -7,7 +7,7 @@ Layer: imports :mod:`bert_tickets.ticket` and :mod:`bert_tickets._io` (no traini
 
 from .lock import RunLock, RunLockedError
 from .matching import LevelResult, is_matching, matching_margin, summarize
-from .paths import RunPaths
+from .paths import RunPaths, check_output_dir
 from .record import RunInfo, RunRecord, hyperparameter_hash, read_run, summary_csv
 from .tables import format_summary
 
@@ -17,6 +17,7 @@ __all__ = [
     "RunLock",
     "RunLockedError",
     "RunPaths",
+    "check_output_dir",
     "RunRecord",
     "format_summary",
     "hyperparameter_hash",

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text, write_json
+from .._io import atomic_write_text, read_json, write_json
 from ..tasks import TrivialBaseline
 from .matching import EPS, is_matching, matching_margin
 
@@ -124,7 +124,7 @@ class MatrixRecord:
         spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
         path = self.root / CONFIG_FILE
         if path.is_file():
-            old = json.loads(path.read_text())
+            old = read_json(path)
             if old.get("hash") != spec_hash:
                 changed = sorted(
                     k
@@ -144,7 +144,7 @@ class MatrixRecord:
         path = self.cell_dir(cell_id) / RESULT_FILE
         if not path.is_file():
             return None
-        raw = json.loads(path.read_text())
+        raw = read_json(path)
         return CellResult(
             CellSpec(**raw["spec"]), raw["cell_id"], raw["metric"], raw["value"], raw["metrics"], raw["wall_s"], raw.get("placement", {})
         )

@@ -31,6 +31,33 @@ LOCK_FILE = ".bert-tickets.lock"
 LOCK_HOLDER_FILE = ".bert-tickets.lock.holder.json"
 
 
+def check_output_dir(path: str | os.PathLike, option: str = "--output_dir") -> None:
+    """Refuse, before anything is written, an output directory that cannot become one: an
+    existing non-directory, or a place whose nearest existing parent is not a writable
+    directory (e.g. a read-only filesystem).
+
+    Raises:
+        ValueError: one line naming ``option`` and the reason.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path} is a file, not a directory")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{option} {path}: {probe} is a file, so the directory cannot be created")
+    import tempfile
+
+    try:  # a real write (then removed): os.access says yes to root on a read-only filesystem
+        with tempfile.TemporaryFile(dir=probe, prefix=".bert-tickets-probe."):
+            pass
+    except OSError as err:
+        raise ValueError(f"{option} {path}: cannot write in {probe} ({err.strerror or err})") from None
+
+
 @dataclass(frozen=True)
 class RunPaths:
     """Paths inside one run directory ``root``."""

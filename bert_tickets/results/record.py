@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 
-from .._io import atomic_write_text, save_tensors, write_json
+from .._io import atomic_write_text, read_json, save_tensors, write_json
 from ..ticket import TicketMask
 from .lock import RunLock
 from .matching import LevelResult, is_matching, matching_margin
-from .paths import RunPaths
+from .paths import TICKET_DIR, RunPaths
 
 SUMMARY_COLUMNS = (
     "level",
@@ -83,7 +83,7 @@ class RunRecord:
         """
         cfg = self.paths.run_config
         if cfg.exists():
-            old = json.loads(cfg.read_text())
+            old = read_json(cfg)
             if old.get("hash") != run_hash:
                 before = old.get("hyperparameters", {})
                 changed = sorted(
@@ -99,13 +99,27 @@ class RunRecord:
         if schedule is None:
             return
         for path in self.paths.metrics_files():
-            done = json.loads(path.read_text())["result"]
+            done = _result(path)
             level = done["level"]
             if level < len(schedule) and abs(done["target_sparsity"] - schedule[level]) > 1e-9:
                 raise ValueError(
                     f"{path.parent} was run at sparsity {done['target_sparsity']} but this schedule puts level {level} "
                     f"at {schedule[level]}; use another --output_dir"
                 )
+
+    def check_resumable(self) -> None:
+        """Read what a re-run will reuse -- every complete level's ``metrics.json`` and every
+        saved ticket -- so a corrupt file stops the run with one line naming it, before any work.
+
+        Raises:
+            ValueError: a corrupt ``metrics.json`` or ticket (the message names the file).
+        """
+        for path in self.paths.metrics_files():
+            _result(path)
+        for level_dir in self.paths.level_dirs():
+            ticket = level_dir / TICKET_DIR
+            if ticket.is_dir():
+                TicketMask.from_pretrained(ticket)
 
     def write_config(self, run_hash: str, hparams: dict, schedule: list[float] | None) -> None:
         """Create the directory and write ``run_config.json`` (main process only)."""
@@ -119,7 +133,7 @@ class RunRecord:
         path = self.paths.metrics(level)
         if not path.exists():
             return None
-        return LevelResult(**json.loads(path.read_text())["result"])
+        return LevelResult(**_result(path))
 
     def has_ticket(self, level: int) -> bool:
         return (self.paths.ticket(level)).is_dir()
@@ -233,6 +247,15 @@ class RunInfo:
         return max(matching, key=lambda r: r["sparsity"])["level"] if matching else None
 
 
+def _result(path: Path) -> dict:
+    """The ``result`` row of a level's ``metrics.json`` (``ValueError`` naming the file when it
+    is corrupt or lacks the row)."""
+    raw = read_json(path)
+    if not isinstance(raw, dict) or not isinstance(raw.get("result"), dict) or "level" not in raw["result"]:
+        raise ValueError(f"{path} is corrupt (no 'result' row with a 'level'); delete it to re-run that level")
+    return raw["result"]
+
+
 def read_run(run_dir: str | os.PathLike) -> RunInfo:
     """Read ``run_config.json``, every complete level's ``metrics.json`` and ``summary.json``.
 
@@ -245,15 +268,12 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
     cfg_path = paths.run_config
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a bert-tickets run directory (no run_config.json)")
-    try:
-        config = json.loads(cfg_path.read_text())
-        levels = {}
-        for path in paths.metrics_files():
-            row = dict(json.loads(path.read_text())["result"])
-            levels[int(row["level"])] = row
-        summary = json.loads(paths.summary_json.read_text()) if paths.summary_json.is_file() else None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{run_dir}: unreadable run files: {err}") from None
+    config = read_json(cfg_path)
+    levels = {}
+    for path in paths.metrics_files():
+        row = dict(_result(path))
+        levels[int(row["level"])] = row
+    summary = read_json(paths.summary_json) if paths.summary_json.is_file() else None
     if 0 not in levels:
         raise FileNotFoundError(f"{run_dir}: the dense level (level_00/metrics.json) is not complete yet")
     dense = levels[0]

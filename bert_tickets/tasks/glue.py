@@ -121,8 +121,11 @@ def validate_task_inputs(spec: TaskSpec, data_dir: str | Path, splits: Sequence[
             raise FileNotFoundError(f"{spec.display_name}: {split.name} file not found: {path}")
         with _open_tsv(path) as fh:
             first_line = fh.readline()
+            second_line = fh.readline()
         if not first_line.strip():
             raise ValueError(f"{path}: file is empty (or its first line is blank)")
+        if spec.local_header and not second_line.strip():
+            raise ValueError(f"{path}: no examples (only the header line)")
         first_row = next(_tsv_reader([first_line.rstrip("\r\n")]))
         _column_indices(spec, path, first_row)
         paths[split.name] = path
