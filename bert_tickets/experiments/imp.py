@@ -37,7 +37,15 @@ from ..pruning import (
 from ..pruning.select import SCOPES
 from ..results import LevelResult, RunRecord, check_output_dir, format_summary, hyperparameter_hash, summarize
 from ..tasks import PreparedData, TaskSpec, get_kind, get_task
-from ..ticket import DEFAULT_PRUNABLE_PATTERNS, TicketMask, TicketMetadata, get_backbone, prunable_parameters
+from ..ticket import (
+    DEFAULT_PRUNABLE_PATTERNS,
+    TicketMask,
+    TicketMetadata,
+    get_backbone,
+    local_checkpoint_revision,
+    prunable_parameters,
+    resolve_model_path,
+)
 from ..training.finetune import finetune, optimizer_steps, training_hyperparameters
 from ..training.weights import RewindPointCapture, head_state, load_into, load_theta0
 from .common import DataArguments, ModelArguments
@@ -129,9 +137,18 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
     # (the levels already computed are checked against the new schedule instead).
     for key in ("max_levels", "target_sparsity", "collapse_threshold"):
         imp.pop(key)
+    # Local paths are resolved (the same run from any working directory), and a local
+    # checkpoint's revision is the sha256 of its weights: a changed θ0 is another run.
+    local = local_checkpoint_revision(model_args.model_name_or_path)
+    model = asdict(model_args) | {"cache_dir": None, "model_name_or_path": resolve_model_path(model_args.model_name_or_path)}
+    if local is not None:
+        model["revision"] = local
+    data = asdict(data_args)
+    if data["data_dir"] is not None and os.path.exists(os.path.expanduser(data["data_dir"])):
+        data["data_dir"] = os.path.realpath(os.path.expanduser(data["data_dir"]))
     return {
-        "model": asdict(model_args) | {"cache_dir": None},
-        "data": asdict(data_args),
+        "model": model,
+        "data": data,
         "imp": imp,
         "training": training_hyperparameters(training_args),
     }
@@ -202,8 +219,8 @@ class IMPRunner:
             imp_args.prunable_patterns,
             imp_args.exclude,
             TicketMetadata(
-                base_model=model_args.model_name_or_path,
-                base_model_revision=getattr(probe.config, "_commit_hash", None) or model_args.revision,
+                base_model=self.hparams["model"]["model_name_or_path"],
+                base_model_revision=local_checkpoint_revision(name) or getattr(probe.config, "_commit_hash", None) or model_args.revision,
                 task=self.task.name,
                 schedule=imp_args.schedule,
                 rewind_step=imp_args.rewind_step,

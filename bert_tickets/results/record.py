@@ -85,17 +85,19 @@ class RunRecord:
         if cfg.exists():
             old = read_json(cfg)
             if old.get("hash") != run_hash:
-                before = old.get("hyperparameters", {})
-                changed = sorted(
-                    f"{g}.{k}"
-                    for g in hparams
-                    for k in set(hparams[g]) | set(before.get(g, {}))
-                    if json.dumps(hparams[g].get(k), default=str) != json.dumps(before.get(g, {}).get(k), default=str)
-                )
-                raise ValueError(
-                    f"{self.root} holds a run with other hyperparameters (hash {old.get('hash')} vs {run_hash}; "
-                    f"changed: {', '.join(changed) or '?'}); use another --output_dir"
-                )
+                changed = changed_hyperparameters(old.get("hyperparameters", {}), hparams)
+                if "model.revision" in changed and str(hparams["model"]["revision"]).startswith("sha256:"):
+                    raise ValueError(
+                        f"{self.root} was run on another θ0: the weights of {hparams['model']['model_name_or_path']} changed "
+                        f"(now {hparams['model']['revision'][:19]}…, the run has {old['hyperparameters']['model']['revision'][:19]}…); "
+                        "use another --output_dir"
+                    )
+                if changed:
+                    raise ValueError(
+                        f"{self.root} holds a run with other hyperparameters (hash {old.get('hash')} vs {run_hash}; "
+                        f"changed: {', '.join(changed)}); use another --output_dir"
+                    )
+                # the same run, its paths spelled differently (or recorded before they were resolved)
         if schedule is None:
             return
         for path in self.paths.metrics_files():
@@ -245,6 +247,42 @@ class RunInfo:
         """Highest-sparsity matching pruned level, or ``None``."""
         matching = [r for lv, r in self.levels.items() if lv > 0 and r.get("matching")]
         return max(matching, key=lambda r: r["sparsity"])["level"] if matching else None
+
+
+def changed_hyperparameters(before: dict, after: dict) -> list[str]:
+    """``group.key`` of every hyperparameter that differs between two runs' ``hyperparameters``.
+
+    Paths are compared as the directories they name: a local model or data directory spelled
+    relative in one and absolute in the other (resolved against the working directory) is the
+    same. A local model's revision is the sha256 of its weights (``sha256:…``): equal shas make
+    a moved checkpoint the same θ0; a run recorded before shas were (revision ``main`` for a
+    local directory) cannot be checked and is taken as the same.
+    """
+
+    def same_dir(a, b) -> bool:
+        if a == b:
+            return True
+        if not (isinstance(a, str) and isinstance(b, str)):
+            return False
+        ra, rb = (os.path.realpath(os.path.expanduser(x)) for x in (a, b))
+        return ra == rb and os.path.exists(ra)
+
+    out = []
+    old_rev, new_rev = before.get("model", {}).get("revision"), after.get("model", {}).get("revision")
+    shas = all(str(r).startswith("sha256:") for r in (old_rev, new_rev))
+    for group in sorted(set(before) | set(after)):
+        b, a = before.get(group, {}), after.get(group, {})
+        for key in sorted(set(b) | set(a)):
+            x, y = b.get(key), a.get(key)
+            if json.dumps(x, default=str) == json.dumps(y, default=str):
+                continue
+            if (group, key) in (("model", "model_name_or_path"), ("data", "data_dir")):
+                if same_dir(x, y) or (key == "model_name_or_path" and shas and old_rev == new_rev):
+                    continue
+            if (group, key) == ("model", "revision") and not str(x).startswith("sha256:") and str(y).startswith("sha256:"):
+                continue  # recorded before local checkpoints had a content revision
+            out.append(f"{group}.{key}")
+    return out
 
 
 def _result(path: Path) -> dict:

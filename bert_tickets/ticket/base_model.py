@@ -2,12 +2,56 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 import warnings
+from pathlib import Path
 
 from torch import nn
 
 from .hub import COMMIT_RE as _COMMIT_RE
 from .prunable import unwrap_model
+
+#: Prefix of the revision recorded for a local checkpoint: the sha256 of its weight files.
+LOCAL_REVISION_PREFIX = "sha256:"
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
+
+
+def resolve_model_path(name: str) -> str:
+    """A local checkpoint directory as an absolute path with symlinks resolved (so a run or a
+    ticket names the same θ0 from any working directory); a Hub id unchanged."""
+    path = os.path.expanduser(name)
+    return os.path.realpath(path) if os.path.isdir(path) else name
+
+
+def local_checkpoint_revision(name: str) -> str | None:
+    """The revision of a local checkpoint: ``"sha256:<64 hex>"`` over its weight files (names
+    and bytes, in name order; ``*.safetensors``, ``*.bin``, ... and shard indexes), so that a
+    changed θ0 is detected wherever the directory lives. ``None`` for a Hub id.
+
+    Decision: the weights only -- not ``config.json`` or the tokenizer -- because θ0 is the
+    weights; a config edit that changes the architecture fails the mask's shape check anyway.
+    Computed once per process per (path, sizes, mtimes): bert-base's 440 MB take ~1.5 s.
+    """
+    path = os.path.expanduser(name)
+    if not os.path.isdir(path):
+        return None
+    files = sorted(p for p in Path(path).iterdir() if p.is_file() and (p.name.endswith(_WEIGHT_SUFFIXES) or p.name.endswith(".index.json")))
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _revision(os.path.realpath(path), stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _revision(path: str, stamp: tuple) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in stamp:
+        digest.update(name.encode() + b"\0")
+        with open(os.path.join(path, name), "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return LOCAL_REVISION_PREFIX + digest.hexdigest()
 
 
 class BaseModelMismatchWarning(UserWarning):

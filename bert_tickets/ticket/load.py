@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
+from .base_model import LOCAL_REVISION_PREFIX, BaseModelMismatchWarning, local_checkpoint_revision
 from .mask import TicketMask
 
 
@@ -57,6 +59,15 @@ def load_ticket(
     if not name:
         raise ValueError(f"ticket {repo_or_dir} names no base model; pass base_model=")
     rev = base_model_revision if (base_model is not None or base_model_revision) else ticket.metadata.base_model_revision
+    if rev and str(rev).startswith(LOCAL_REVISION_PREFIX):
+        # a local checkpoint's content hash, not a Hub revision: check it instead of passing it on
+        actual = local_checkpoint_revision(name)
+        if actual is not None and actual != rev:
+            problem = f"θ0 at {name} changed since the ticket was found (weights {actual[:19]}…, the ticket says {str(rev)[:19]}…)"
+            if strict:
+                raise ValueError(f"{problem} (strict: refusing to apply the ticket)")
+            warnings.warn(f"{problem}; the mask selects weights of another θ0", BaseModelMismatchWarning, stacklevel=2)
+        rev = None
     from_pretrained_kwargs.setdefault("use_safetensors", True)
     model = model_class.from_pretrained(
         name, revision=rev, cache_dir=cache_dir, local_files_only=local_files_only, token=token, **from_pretrained_kwargs
