@@ -12,6 +12,7 @@ the training code.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -311,7 +312,8 @@ def _setup_logging() -> None:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s bert-tickets: %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    # Under a launcher (accelerate, torchrun) every rank runs this: only rank 0 logs progress.
+    logger.setLevel(logging.INFO if int(os.environ.get("RANK", "0") or 0) == 0 else logging.WARNING)
     logger.propagate = False
 
 

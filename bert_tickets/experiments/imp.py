@@ -46,6 +46,7 @@ from ..ticket import (
     prunable_parameters,
     resolve_model_path,
 )
+from ..training.distributed import check_same_on_all_ranks
 from ..training.finetune import finetune, optimizer_steps, training_hyperparameters
 from ..training.weights import RewindPointCapture, head_state, load_into, load_theta0
 from .common import DataArguments, ModelArguments
@@ -146,12 +147,24 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
     data = asdict(data_args)
     if data["data_dir"] is not None and os.path.exists(os.path.expanduser(data["data_dir"])):
         data["data_dir"] = os.path.realpath(os.path.expanduser(data["data_dir"]))
+    # The global batch (per-device batch x processes x accumulation) defines the run, not how it
+    # is split over processes: the same global batch on another number of processes continues a
+    # run, another global batch is another run.
+    training = training_hyperparameters(training_args)
+    training["global_train_batch_size"] = global_batch_size(training_args)
+    for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        training.pop(key)
     return {
         "model": model,
         "data": data,
         "imp": imp,
-        "training": training_hyperparameters(training_args),
+        "training": training,
     }
+
+
+def global_batch_size(training_args) -> int:
+    """Examples per optimizer step: per-device batch x processes x gradient accumulation."""
+    return training_args.per_device_train_batch_size * max(1, training_args.world_size) * training_args.gradient_accumulation_steps
 
 
 class IMPRunner:
@@ -339,7 +352,18 @@ class IMPRunner:
     def run(self) -> list[LevelResult]:
         """Run (or resume) every level; returns the summary rows and writes summary.json/csv."""
         started = time.perf_counter()
-        self.record.write_config(self.hash, self.hparams, self.planned)
+        ta = self.training_args
+        self.record.write_config(
+            self.hash,
+            self.hparams,
+            self.planned,
+            launch={
+                "world_size": max(1, ta.world_size),
+                "per_device_train_batch_size": ta.per_device_train_batch_size,
+                "gradient_accumulation_steps": ta.gradient_accumulation_steps,
+                "global_train_batch_size": global_batch_size(ta),
+            },
+        )
         primary = self.task.primary_metric
         logger.info(
             "IMP on %s from %s: run %s, levels at sparsity %s, %s pruning, rewind to %s, seeds %s, output %s",
@@ -393,6 +417,8 @@ class IMPRunner:
                     self.imp_args.pruning_scope,
                     self.imp_args.max_tensor_sparsity,
                 )
+                # every rank pruned its own copy of the trained weights: the masks must agree
+                check_same_on_all_ranks(next_ticket.mask_sha256(), f"the level-{level + 1} mask")
                 self.record.save_ticket(level + 1, next_ticket)
             if self.imp_args.keep_trained_head:
                 self.record.save_trained_head(level, head_state(trained))
@@ -419,7 +445,8 @@ class IMPRunner:
         if notes:
             summary["notes"] = notes
         self.record.write_summary(summary)
-        print(format_summary(summary))
+        if self.record.is_main:
+            print(format_summary(summary))
         return history
 
     def _judged(self, history: list[LevelResult]) -> list[LevelResult]:

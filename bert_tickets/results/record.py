@@ -123,11 +123,16 @@ class RunRecord:
             if ticket.is_dir():
                 TicketMask.from_pretrained(ticket)
 
-    def write_config(self, run_hash: str, hparams: dict, schedule: list[float] | None) -> None:
-        """Create the directory and write ``run_config.json`` (main process only)."""
+    def write_config(self, run_hash: str, hparams: dict, schedule: list[float] | None, launch: dict | None = None) -> None:
+        """Create the directory and write ``run_config.json`` (main process only); ``launch``
+        (how this invocation ran: world size, per-device batch, accumulation) is recorded
+        but not hashed."""
         if self.is_main:
             self.root.mkdir(parents=True, exist_ok=True)
-            write_json(self.paths.run_config, {"hash": run_hash, "hyperparameters": hparams, "schedule": schedule})
+            config = {"hash": run_hash, "hyperparameters": hparams, "schedule": schedule}
+            if launch is not None:
+                config["launch"] = launch
+            write_json(self.paths.run_config, config)
 
     # ----------------------------------------------------------------- levels
     def completed_level(self, level: int) -> LevelResult | None:
@@ -267,6 +272,7 @@ def changed_hyperparameters(before: dict, after: dict) -> list[str]:
         ra, rb = (os.path.realpath(os.path.expanduser(x)) for x in (a, b))
         return ra == rb and os.path.exists(ra)
 
+    before, after = _by_global_batch(before), _by_global_batch(after)
     out = []
     old_rev, new_rev = before.get("model", {}).get("revision"), after.get("model", {}).get("revision")
     shas = all(str(r).startswith("sha256:") for r in (old_rev, new_rev))
@@ -283,6 +289,17 @@ def changed_hyperparameters(before: dict, after: dict) -> list[str]:
                 continue  # recorded before local checkpoints had a content revision
             out.append(f"{group}.{key}")
     return out
+
+
+def _by_global_batch(hparams: dict) -> dict:
+    """``hparams`` with the training batch as ``global_train_batch_size`` only (runs recorded
+    before it was: per-device batch x accumulation, one process -- all they could know)."""
+    training = dict(hparams.get("training", {}))
+    if "global_train_batch_size" not in training and "per_device_train_batch_size" in training:
+        training["global_train_batch_size"] = training["per_device_train_batch_size"] * (training.get("gradient_accumulation_steps") or 1)
+    training.pop("per_device_train_batch_size", None)
+    training.pop("gradient_accumulation_steps", None)
+    return {**hparams, "training": training}
 
 
 def _result(path: Path) -> dict:

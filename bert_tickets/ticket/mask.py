@@ -240,9 +240,7 @@ class TicketMask:
             The directory path.
         """
         directory = Path(directory)
-        packed = {n: np.packbits(m.numpy().reshape(-1)) for n, m in self.masks.items()}
-        header = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
-        data = canonical_safetensors(np_save_bytes(packed, metadata=header))
+        data = self._mask_bytes()
         config = {**self.to_config(), "mask_sha256": hashlib.sha256(data).hexdigest(), "library_versions": library_versions()}
         files = {MASK_FILE: data, CONFIG_FILE: (json.dumps(config, indent=2) + "\n").encode()}
         if model_card is not None:
@@ -259,6 +257,17 @@ class TicketMask:
         ):
             write_all(directory)  # the mask first, the config (with its sha) last
         return directory
+
+    def _mask_bytes(self) -> bytes:
+        """The mask file's bytes: bit-packed masks, canonical safetensors header."""
+        packed = {n: np.packbits(m.numpy().reshape(-1)) for n, m in self.masks.items()}
+        header = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
+        return canonical_safetensors(np_save_bytes(packed, metadata=header))
+
+    def mask_sha256(self) -> str:
+        """The sha256 (hex) of the mask file :meth:`save_pretrained` writes: equal for equal
+        masks (names, shapes and bits), in every process."""
+        return hashlib.sha256(self._mask_bytes()).hexdigest()
 
     def _holds_same_ticket(self, directory: Path, data: bytes) -> bool:
         """Whether ``directory`` already holds these mask bytes and this metadata."""

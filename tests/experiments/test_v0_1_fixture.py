@@ -61,9 +61,20 @@ def test_info_reads_the_old_run_and_ticket(capsys):
     assert sorted(run.levels) == [0, 1, 2] and run.best_matching_level() == 2
 
 
-def test_hash_of_the_same_arguments_is_unchanged():
+def test_the_same_arguments_are_the_same_run(workdir):
+    """Today's hash differs from v0.1's by design (resolved paths, the weights' sha256 as a local
+    checkpoint's revision, the global batch instead of the per-device one), but the run
+    recorded by v0.1 compares equal to the same arguments, so it is continued, not refused."""
+    from bert_tickets.results.record import changed_hyperparameters
+
     args = parse_find_args([*ARGS, "--output_dir", "run"])
-    assert hyperparameter_hash(run_hyperparameters(*args)) == json.loads((FIXTURE / "run_config.json").read_text())["hash"]
+    old = json.loads((FIXTURE / "run_config.json").read_text())
+    new = run_hyperparameters(*args)
+    assert hyperparameter_hash(new) != old["hash"]
+    assert changed_hyperparameters(old["hyperparameters"], new) == []
+    assert changed_hyperparameters(old["hyperparameters"], run_hyperparameters(*parse_find_args([*ARGS, "--learning_rate", "0.5"]))) == [
+        "training.learning_rate"
+    ]
 
 
 def test_resume_extends_the_old_run_and_matches_a_fresh_run(workdir, capsys):
