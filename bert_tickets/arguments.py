@@ -76,6 +76,8 @@ def parse_experiment_args(command: str, argv: list[str]):
             return parser.parse_dict({**task_defaults(config.get("task", "rte")), **config})
         known, _ = parser.parse_known_args(argv)
         parser.set_defaults(**task_defaults(known.task))
+        if any(a.startswith("--save_steps") for a in argv) and not any(a.startswith("--save_strategy") for a in argv):
+            parser.set_defaults(save_strategy="steps")  # --save_steps alone turns mid-level checkpoints on
         return parser.parse_args_into_dataclasses(args=argv)
     except (ValueError, json.JSONDecodeError) as err:
         raise ArgumentError(str(err).strip().splitlines()[0]) from None

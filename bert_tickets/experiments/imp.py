@@ -16,6 +16,7 @@ level's mask is saved before ``metrics.json``, so resuming never needs the train
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import statistics
@@ -315,6 +316,32 @@ class IMPRunner:
             load_into(model, self.record.load_initial_head(seed), "initial head")
         return model
 
+    def _checkpoint_to_resume(self, level: int, seed: int, ticket: TicketMask, model: torch.nn.Module) -> str | None:
+        """The last Trainer checkpoint (``--save_steps``) of this level and seed, if one is left
+        by an interrupted run and its weights fit ``ticket`` (every pruned weight exactly 0);
+        checkpoints that do not fit are deleted and the seed starts over."""
+        from transformers.trainer_utils import get_last_checkpoint
+
+        seed_dir = self.record.paths.seed(level, seed)
+        last = get_last_checkpoint(str(seed_dir)) if seed_dir.is_dir() else None
+        if last is None:
+            return None
+        probe = copy.deepcopy(model)
+        try:
+            state = self.record.load_checkpoint_weights(last)
+            missing, unexpected = probe.load_state_dict(state, strict=False)
+            fits = not unexpected and ticket.count_nonzero_pruned(probe) == 0
+        except (OSError, ValueError, RuntimeError) as err:
+            logger.warning("level %d, seed %d: %s is unreadable (%s): starting over", level, seed, last, err)
+            fits = False
+        del probe
+        if not fits:
+            logger.warning("level %d, seed %d: %s does not fit this level's mask: starting over", level, seed, last)
+            self.record.remove_checkpoints(level, seed)
+            return None
+        logger.info("level %d, seed %d: resuming from %s (step %s)", level, seed, last, last.rsplit("-", 1)[-1])
+        return last
+
     def _train_level(self, level: int, ticket: TicketMask, data: PreparedData) -> tuple[dict[str, dict[str, float]], torch.nn.Module]:
         per_seed: dict[str, dict[str, Any]] = {}
         first_model = None
@@ -323,7 +350,14 @@ class IMPRunner:
             model = self._start_weights(level, seed)
             extra = []
             capture = None
-            if level == 0 and seed == self.seeds[0] and k > 0:
+            resume = self._checkpoint_to_resume(level, seed, ticket, model)
+            if resume is not None and level == 0 and k > 0 and not self.record.has_rewind_point(k):
+                logger.warning(
+                    "level 0, seed %d: %s is past the rewind step %d but no rewind point was saved: starting over", seed, resume, k
+                )
+                self.record.remove_checkpoints(level, seed)
+                resume = None
+            if level == 0 and seed == self.seeds[0] and k > 0 and resume is None:
                 capture = RewindPointCapture(k, lambda state: self.record.save_rewind_point(k, state))
                 extra.append(capture)
             try:
@@ -337,11 +371,16 @@ class IMPRunner:
                     output_dir=str(self.record.paths.seed(level, seed)),
                     tokenizer=self.tokenizer,
                     callbacks=extra,
+                    resume_from_checkpoint=resume,
                 )
             except RuntimeError as err:
                 raise RuntimeError(f"level {level}, seed {seed}: {err}") from None
             if capture is not None and not capture.done:
                 raise ValueError(f"--rewind_step {k} exceeds the {result.global_step} steps of level-0 training")
+            if resume is not None:
+                # The Trainer's train_loss averages only the steps run since the resume (it keeps
+                # the rest of the sum in a local variable); the evaluation metrics are exact.
+                result.metrics["resumed_from_step"] = int(resume.rsplit("-", 1)[-1])
             per_seed[str(seed)] = result.metrics
             self.record.write_log_history(level, seed, result.log_history)
             if first_model is None:
@@ -388,6 +427,7 @@ class IMPRunner:
                         f"level {level} at {target}; use another --output_dir"
                     )
                 history.append(done)
+                self.record.remove_checkpoints(level)  # left if a run died right after completing the level
                 logger.info("level %d (sparsity %.4f) already complete: skipped", level, done.sparsity)
                 next_ticket = None
                 continue
@@ -427,6 +467,7 @@ class IMPRunner:
             ticket.metadata.extra[primary] = result.mean
             self.record.save_ticket(level, ticket)
             self.record.write_level(result, per_seed)
+            self.record.remove_checkpoints(level)  # the level is complete: its Trainer checkpoints are spent
             del trained
             logger.info(
                 "level %d | sparsity %.4f (%d/%d pruned) | %s %.4f%s | %.1fs",

@@ -158,6 +158,25 @@ class RunRecord:
         if self.is_main:
             write_json(self.paths.metrics(result.level), {"result": result.__dict__, "per_seed": per_seed})
 
+    def has_rewind_point(self, step: int) -> bool:
+        return self.paths.rewind_point(step).is_file()
+
+    def load_checkpoint_weights(self, checkpoint: str | os.PathLike) -> dict[str, torch.Tensor]:
+        """The model weights of a Trainer checkpoint directory (``model.safetensors``)."""
+        return self._load(Path(checkpoint) / "model.safetensors")
+
+    def remove_checkpoints(self, level: int, seed: int | None = None) -> None:
+        """Delete the Trainer checkpoints (``checkpoint-N``) of a level's seeds (or one seed)."""
+        if not self.is_main:
+            return
+        import shutil
+
+        seed_dirs = [self.paths.seed(level, seed)] if seed is not None else sorted(self.paths.level(level).glob("seed_*"))
+        for seed_dir in seed_dirs:
+            for ckpt in sorted(seed_dir.glob("checkpoint-*")):
+                if ckpt.is_dir():
+                    shutil.rmtree(ckpt)
+
     def write_log_history(self, level: int, seed: int, history: list[dict[str, Any]]) -> None:
         if self.is_main:
             write_json(self.paths.log_history(level, seed), history)

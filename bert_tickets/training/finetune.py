@@ -80,6 +80,7 @@ def finetune(
     output_dir: str,
     tokenizer: Any = None,
     callbacks: Sequence[TrainerCallback] = (),
+    resume_from_checkpoint: str | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` on ``task`` while :class:`~bert_tickets.training.callback.TicketCallback`
     keeps ``ticket``'s pruned weights at exactly zero, then evaluate with the task kind.
@@ -98,6 +99,9 @@ def finetune(
         output_dir: the Trainer's output directory.
         tokenizer: passed to the Trainer as ``processing_class``.
         callbacks: extra ``TrainerCallback`` objects (e.g. a rewind-point capture).
+        resume_from_checkpoint: a Trainer checkpoint directory of this very fine-tune
+            (``output_dir/checkpoint-N``) to continue from, through the Trainer's own
+            ``train(resume_from_checkpoint=...)`` (weights, optimizer, scheduler, RNG, data order).
 
     Returns:
         :class:`FinetuneResult`.
@@ -116,7 +120,7 @@ def finetune(
         callbacks=[TicketCallback(ticket), *callbacks],
         **kind.trainer_kwargs(task, tokenizer, data),
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     metrics = kind.evaluate(trainer, task, data)
     metrics["train_loss"] = next((h["train_loss"] for h in reversed(trainer.state.log_history) if "train_loss" in h), None)
     nonzero = ticket.count_nonzero_pruned(model)
