@@ -32,6 +32,7 @@ USAGE = """usage: bert-tickets {find,info,push,transfer,plot} ...
   bert-tickets push RUN_DIR --repo-id ID [--level N | --all-levels] [--private] [--token TOKEN]
   bert-tickets transfer --tickets SRC [SRC ...] --tasks T [T ...] [--sparsity S] [--seeds 1 2 3] [--output_dir transfer]
   bert-tickets plot RUN_DIR [--out PNG] [--transfer MATRIX_DIR ...]
+  bert-tickets stability RUN_DIR --level L [--rewind_step K] [--seeds 1 2] [--points 11]
 
 Run 'bert-tickets find --help' for every option (IMP, data, model and all TrainingArguments)."""
 
@@ -79,6 +80,36 @@ def find_main(argv: list[str]) -> int:
         runner.run()
     finally:
         lock.release()
+    return 0
+
+
+def stability_main(argv: list[str]) -> int:
+    """``bert-tickets stability RUN --level L [--rewind_step K] [--seeds 1 2] [--points 11]``:
+    the instability analysis of one level (see :mod:`bert_tickets.experiments.stability`)."""
+    _setup_logging()
+    from transformers import HfArgumentParser
+
+    from .experiments import stability
+
+    if argv and not argv[0].startswith("-"):
+        argv = ["--run_dir", argv[0], *argv[1:]]
+    try:
+        parser = HfArgumentParser(stability.ARGUMENTS, prog="bert-tickets stability")
+        try:
+            (args,) = parser.parse_args_into_dataclasses(args=argv)
+        except SystemExit as exc:
+            return 0 if exc.code == 0 else 2
+        result = stability.run(args)
+    except (ValueError, FileNotFoundError, OSError, RunLockedError) as err:
+        print(
+            f"bert-tickets stability: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}",
+            file=sys.stderr,
+        )
+        return 2
+    print(
+        f"level {result['level']} (sparsity {result['sparsity']:.4f}) from rewind step {result['rewind_step']}: "
+        f"barrier {result['metric']} {result['barrier'][result['metric']]:.4f}, loss {result['barrier']['loss']:.4f}"
+    )
     return 0
 
 
@@ -324,7 +355,14 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    commands = {"find": find_main, "info": info_main, "push": push_main, "transfer": transfer_main, "plot": plot_main}
+    commands = {
+        "find": find_main,
+        "info": info_main,
+        "push": push_main,
+        "transfer": transfer_main,
+        "plot": plot_main,
+        "stability": stability_main,
+    }
     if command in commands:
         try:
             return commands[command](rest)
@@ -333,7 +371,9 @@ def main(argv: list[str] | None = None) -> int:
             # finished is kept and a re-run continues from it.
             print(f"bert-tickets {command}: interrupted — re-run the same command to resume", file=sys.stderr)
             return 130
-    print(f"bert-tickets: error: unknown command {command!r} (choose find, info, push, transfer or plot)\n{USAGE}", file=sys.stderr)
+    print(
+        f"bert-tickets: error: unknown command {command!r} (choose find, info, push, transfer, plot or stability)\n{USAGE}", file=sys.stderr
+    )
     return 2
 
 

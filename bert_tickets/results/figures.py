@@ -122,3 +122,22 @@ def sparsity_curve(run_dir: str | os.PathLike, path: str | os.PathLike, baseline
         return _save(fig, path)
     finally:
         plt.close(fig)
+
+
+def linear_path_plot(result: dict[str, Any], path: str | os.PathLike) -> Path:
+    """The primary metric and the eval loss along a linear path (``result`` as written by the
+    ``stability`` experiment: ``points`` with ``alpha`` and ``metrics``, ``metric``, barriers),
+    one panel each, the barrier in the title."""
+    plt = _pyplot()
+    alphas = [p["alpha"] for p in result["points"]]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, key in zip(axes, (result["metric"], "loss")):
+        ax.plot(alphas, [p["metrics"][key] for p in result["points"]], marker="o")
+        ax.set_xlabel("α (0 = copy 1, 1 = copy 2)")
+        ax.set_ylabel(key)
+        ax.set_title(f"{key}: barrier {result['barrier'][key]:.4f}")
+    fig.suptitle(result.get("title", "linear path"), fontsize=9)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

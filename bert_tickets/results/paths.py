@@ -11,6 +11,7 @@ Layout (``--output_dir``)::
     level_{LL}/trained_head.safetensors (with --keep_trained_head)
     level_{LL}/metrics.json             metrics per seed, mean/std; written last = level complete
     summary.json, summary.csv           the table: level, sparsity, metric, Δ vs dense, matching
+    stability/level_{LL}_rewind{K}/     instability analysis (stability.json written last, path.png)
     .bert-tickets.lock(.holder.json)    while a run holds the directory (see results/lock.py)
 """
 
@@ -95,6 +96,10 @@ class RunPaths:
 
     def level(self, level: int) -> Path:
         return self.root / f"level_{level:02d}"
+
+    def stability(self, level: int, rewind_step: int) -> Path:
+        """Directory of the instability analysis of ``level`` from rewind step ``rewind_step``."""
+        return self.root / "stability" / f"level_{level:02d}_rewind{rewind_step}"
 
     def ticket(self, level: int) -> Path:
         return self.level(level) / TICKET_DIR

@@ -177,6 +177,18 @@ class RunRecord:
                 if ckpt.is_dir():
                     shutil.rmtree(ckpt)
 
+    def completed_stability(self, level: int, rewind_step: int) -> dict | None:
+        """The saved instability analysis (``stability.json``), or ``None`` when not done."""
+        path = self.paths.stability(level, rewind_step) / "stability.json"
+        return read_json(path) if path.is_file() else None
+
+    def write_stability(self, level: int, rewind_step: int, result: dict) -> Path:
+        """Write ``stability.json`` (last: from now on the analysis is complete)."""
+        path = self.paths.stability(level, rewind_step) / "stability.json"
+        if self.is_main:
+            write_json(path, result)
+        return path
+
     def write_log_history(self, level: int, seed: int, history: list[dict[str, Any]]) -> None:
         if self.is_main:
             write_json(self.paths.log_history(level, seed), history)

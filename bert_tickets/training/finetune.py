@@ -128,3 +128,20 @@ def finetune(
         raise RuntimeError(f"{nonzero} pruned weights are non-zero after training ({output_dir})")
     metrics["nonzero_pruned_weights"] = nonzero
     return FinetuneResult(metrics, model, list(trainer.state.log_history), int(trainer.state.global_step))
+
+
+def evaluate_model(
+    model: torch.nn.Module, task: TaskSpec, data: PreparedData, training_args: Any, *, output_dir: str, tokenizer: Any = None
+) -> dict[str, float]:
+    """Evaluate ``model`` as it is (no training) with the task kind's evaluation: the same
+    metrics, names and Trainer evaluation loop as :func:`finetune` reports (dropout off)."""
+    kind = get_kind(task.kind)
+    args = replace(training_args, output_dir=str(output_dir))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        eval_dataset=next(iter(data.eval.values())),
+        processing_class=tokenizer,
+        **kind.trainer_kwargs(task, tokenizer, data),
+    )
+    return kind.evaluate(trainer, task, data)

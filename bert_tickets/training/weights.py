@@ -70,14 +70,16 @@ class RewindPointCapture(TrainerCallback):
     """Hands the backbone's weights after ``step`` optimizer steps to ``save`` (late rewinding,
     Frankle et al. 2020); ``done`` tells afterwards whether the step was reached."""
 
-    def __init__(self, step: int, save: Callable[[dict[str, torch.Tensor]], None] | None):
-        self.step, self.save, self.done = step, save, False
+    def __init__(self, step: int, save: Callable[[dict[str, torch.Tensor]], None] | None, stop: bool = False):
+        self.step, self.save, self.stop, self.done = step, save, stop, False
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if not self.done and state.global_step == self.step:
             if self.save is not None:
                 self.save(backbone_state(model))
             self.done = True
+            if self.stop:  # only the rewind point is wanted: the rest of training is skipped
+                control.should_training_stop = True
 
 
 def reinitialize_backbone(model: torch.nn.Module, seed: int) -> torch.nn.Module:

@@ -1,0 +1,210 @@
+"""Instability analysis of an IMP level (Frankle et al. 2020, *Linear Mode Connectivity and the
+Lottery Ticket Hypothesis*, Sections 2-4): ``bert-tickets stability RUN --level L``.
+
+Two copies of the level's subnetwork start from the same weights -- the level's rewind point
+(θ0 for rewind step 0, else the backbone after K steps of dense level-0 training) with the
+run's initial task head, under the level's mask -- and are fine-tuned with the run's
+hyperparameters, differing only in the data order (``TrainingArguments.data_seed``; the
+``seed`` that drives dropout stays the run's). The straight line between the two results is
+evaluated at ``--points`` evenly spaced points on the task's primary metric and the eval loss
+(:mod:`bert_tickets.connectivity`), and the error barrier of each is saved in the run directory
+(``stability/level_LL_rewindK/stability.json`` and ``path.png``). A finished analysis is
+skipped on re-run.
+
+Decisions where the paper is silent for BERT: the task head is interpolated with the backbone
+(both copies start from the same head); BERT has no batch-norm statistics to reset (LayerNorm
+has none); the path is evaluated in evaluation mode (dropout off); both ends share the mask, so
+pruned weights are exactly zero at every point.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer, TrainingArguments
+
+from ..connectivity import error_barrier, evaluate_linear_path
+from ..results import RunLock, RunRecord
+from ..results.figures import linear_path_plot
+from ..results.record import read_run
+from ..tasks import get_kind, get_task
+from ..ticket import TicketMask, get_backbone
+from ..training.finetune import evaluate_model, finetune
+from ..training.weights import RewindPointCapture, load_into, load_theta0
+
+logger = logging.getLogger("bert_tickets")
+
+#: TrainingArguments keys recorded in a run's hyperparameters that are passed through as they are.
+_PASSED = ("learning_rate", "num_train_epochs", "max_steps", "weight_decay", "warmup_steps", "max_grad_norm", "lr_scheduler_type", "optim")
+
+
+@dataclass
+class StabilityArguments:
+    """Arguments of ``bert-tickets stability``."""
+
+    run_dir: str = field(metadata={"help": "Run directory of 'bert-tickets find'."})
+    level: int = field(metadata={"help": "IMP level to analyse (0 = dense)."})
+    rewind_step: int | None = field(
+        default=None,
+        metadata={"help": "Start both copies from the backbone after K steps of dense level-0 training (default: the run's rewind step)."},
+    )
+    seeds: list[int] = field(default_factory=lambda: [1, 2], metadata={"help": "The two data seeds (data order) of the copies."})
+    points: int = field(default=11, metadata={"help": "Evaluated points on the path, ends included (>= 3)."})
+
+
+def _training_args(hparams: dict, output_dir: Path, data_seed: int | None = None) -> TrainingArguments:
+    """The run's recorded fine-tuning hyperparameters as ``TrainingArguments`` (one process: the
+    per-device batch is the run's global batch)."""
+    t = hparams["training"]
+    batch = t.get("global_train_batch_size") or t["per_device_train_batch_size"] * (t.get("gradient_accumulation_steps") or 1)
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=64,
+        seed=t["seed"],
+        data_seed=data_seed,
+        save_strategy="no",
+        report_to="none",
+        logging_strategy="epoch",
+        disable_tqdm=True,
+        bf16=bool(t.get("bf16")),
+        fp16=bool(t.get("fp16")),
+        **{k: t[k] for k in _PASSED if t.get(k) is not None},
+    )
+
+
+def run(args: StabilityArguments) -> dict[str, Any]:
+    """Run (or read back) the instability analysis; returns the saved result.
+
+    Raises:
+        FileNotFoundError / ValueError: not a run directory, the level has no ticket, seeds not
+            two distinct numbers, fewer than 3 points (one line, before any training).
+    """
+    if len(args.seeds) != 2 or args.seeds[0] == args.seeds[1]:
+        raise ValueError(f"--seeds takes two different data seeds, got {args.seeds}")
+    if args.points < 3:
+        raise ValueError(f"--points must be >= 3 (the ends and a point between), got {args.points}")
+    info = read_run(args.run_dir)
+    record = RunRecord(args.run_dir)
+    hp = info.config["hyperparameters"]
+    k = hp["imp"].get("rewind_step", 0) if args.rewind_step is None else args.rewind_step
+    if k < 0:
+        raise ValueError(f"--rewind_step must be >= 0, got {k}")
+    if not record.has_ticket(args.level):
+        raise FileNotFoundError(f"{record.paths.ticket(args.level)} does not exist: the run has no level {args.level} ticket")
+    done = record.completed_stability(args.level, k)
+    if done is not None:
+        logger.info("stability of level %d from rewind step %d already complete: %s", args.level, k, record.paths.stability(args.level, k))
+        return done
+    ticket = record.load_ticket(args.level)
+    with RunLock(record.root):
+        return _analyse(args, record, hp, k, ticket)
+
+
+def _analyse(args: StabilityArguments, record: RunRecord, hp: dict, k: int, ticket: TicketMask) -> dict[str, Any]:
+    started = time.perf_counter()
+    task = get_task(hp["data"]["task"])
+    kind = get_kind(task.kind)
+    model_name = hp["model"]["model_name_or_path"]
+    revision = hp["model"].get("revision")
+    revision = None if revision is None or str(revision).startswith("sha256:") else revision
+    tokenizer = AutoTokenizer.from_pretrained(model_name, revision=revision)
+    d = hp["data"]
+    data = kind.prepare(
+        task, tokenizer, d.get("data_dir"), None, d.get("max_seq_length"), d.get("max_train_samples"), d.get("max_eval_samples")
+    )
+    out = record.paths.stability(args.level, k)
+    run_seed = hp["training"]["seed"]
+
+    def start_weights():
+        model = load_theta0(task, model_name, run_seed, revision=revision)
+        load_into(model, record.load_initial_head(run_seed), "initial head")
+        return model
+
+    start = start_weights()
+    if k > 0:
+        if not record.has_rewind_point(k):
+            logger.info("no rewind point at step %d in the run: training the dense network %d steps to make it", k, k)
+            capture = RewindPointCapture(k, lambda state: record.save_rewind_point(k, state), stop=True)
+            dense = TicketMask.dense(start, ticket.metadata.prunable_patterns, ticket.metadata.exclude_patterns)
+            finetune(
+                start_weights(),
+                dense,
+                task,
+                data,
+                _training_args(hp, out / "rewind"),
+                seed=run_seed,
+                output_dir=str(out / "rewind"),
+                callbacks=[capture],
+            )
+            if not capture.done:
+                raise ValueError(f"--rewind_step {k} exceeds the optimizer steps of one fine-tune")
+        load_into(get_backbone(start), record.load_rewind_point(k), f"rewind point {k}")
+    ticket.apply(start)
+    ends, end_metrics = [], []
+    for s in args.seeds:
+        copy_model = copy.deepcopy(start)
+        result = finetune(
+            copy_model,
+            ticket,
+            task,
+            data,
+            _training_args(hp, out / f"copy_{s}", data_seed=s),
+            seed=run_seed,
+            output_dir=str(out / f"copy_{s}"),
+        )
+        ends.append({n: t.detach().cpu().clone() for n, t in copy_model.state_dict().items()})
+        end_metrics.append(result.metrics)
+        logger.info(
+            "stability level %d, copy with data seed %d: %s %.4f", args.level, s, task.primary_metric, result.metrics[task.primary_metric]
+        )
+    eval_args = _training_args(hp, out / "path")
+    path = evaluate_linear_path(
+        start,
+        ends[0],
+        ends[1],
+        lambda m: evaluate_model(m, task, data, eval_args, output_dir=str(out / "path"), tokenizer=tokenizer),
+        args.points,
+    )
+    metric = task.primary_metric
+    result = {
+        "level": args.level,
+        "rewind_step": k,
+        "sparsity": ticket.sparsity,
+        "metric": metric,
+        "data_seeds": list(args.seeds),
+        "seed": run_seed,
+        "points": [{"alpha": p.alpha, "metrics": p.metrics} for p in path],
+        "end_metrics": end_metrics,
+        "barrier": {
+            metric: error_barrier([p.metrics[metric] for p in path], higher_is_better=True),
+            "loss": error_barrier([p.metrics["loss"] for p in path], higher_is_better=False),
+        },
+        "barrier_rule": f"{metric}: mean of the two ends minus the lowest value on the path (the barrier of 1 - {metric}); "
+        "loss: the highest loss on the path minus the mean of the two ends",
+        "wall_s": time.perf_counter() - started,
+        "title": f"{task.name} level {args.level} (sparsity {ticket.sparsity:.3f}), rewind step {k}, data seeds {args.seeds[0]} / {args.seeds[1]}",
+    }
+    linear_path_plot(result, out / "path.png")
+    record.write_stability(args.level, k, result)
+    logger.info(
+        "stability level %d from rewind step %d: barrier %s %.4f, loss %.4f (%s)",
+        args.level,
+        k,
+        metric,
+        result["barrier"][metric],
+        result["barrier"]["loss"],
+        out,
+    )
+    return result
+
+
+#: The argument dataclasses of ``stability``.
+ARGUMENTS = (StabilityArguments,)
+
+__all__ = ["ARGUMENTS", "StabilityArguments", "run"]

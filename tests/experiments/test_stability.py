@@ -1,0 +1,66 @@
+"""`bert-tickets stability` on a tiny run: two copies of a level trained with different data
+orders, the linear path between them evaluated, its barriers saved; resume skips it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from bert_tickets.cli import main
+
+from tiny_assets import IMP_TRAIN_ARGS, write_imp_inputs
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stability")
+    ckpt, glue = write_imp_inputs(root)
+    out = root / "run"
+    argv = ["find", "--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), "--output_dir", str(out), *IMP_TRAIN_ARGS]
+    assert main([*argv, "--max_levels", "1", "--num_train_epochs", "3"]) == 0
+    return out
+
+
+def test_stability_of_a_level_from_theta0_and_from_a_rewind_step(run, capsys):
+    assert main(["stability", str(run), "--level", "1", "--points", "5"]) == 0
+    out = run / "stability" / "level_01_rewind0"
+    result = json.loads((out / "stability.json").read_text())
+    assert [p["alpha"] for p in result["points"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert result["metric"] == "accuracy" and result["data_seeds"] == [1, 2] and result["sparsity"] == pytest.approx(0.1, abs=1e-3)
+    # the path's ends are the two trained copies, evaluated the same way as after their training
+    for end, point in ((0, result["points"][0]), (1, result["points"][-1])):
+        assert math.isclose(point["metrics"]["loss"], result["end_metrics"][end]["loss"], rel_tol=1e-6)
+    # different data orders: two different networks
+    assert result["end_metrics"][0]["loss"] != result["end_metrics"][1]["loss"]
+    losses = [p["metrics"]["loss"] for p in result["points"]]
+    assert math.isclose(result["barrier"]["loss"], max(losses) - (losses[0] + losses[-1]) / 2)
+    accs = [p["metrics"]["accuracy"] for p in result["points"]]
+    assert math.isclose(result["barrier"]["accuracy"], (accs[0] + accs[-1]) / 2 - min(accs))
+    assert (out / "path.png").stat().st_size > 1000
+    assert "barrier accuracy" in capsys.readouterr().out
+
+    # resume: a finished analysis is read back, not recomputed
+    stamp = (out / "stability.json").stat().st_mtime_ns
+    assert main(["stability", str(run), "--level", "1", "--points", "5"]) == 0
+    assert (out / "stability.json").stat().st_mtime_ns == stamp and "already complete" in capsys.readouterr().err
+
+    # from rewind step 2: the run has no such rewind point, so it is made (2 steps of dense training)
+    assert main(["stability", str(run), "--level", "1", "--points", "3", "--rewind_step", "2"]) == 0
+    assert (run / "rewind_step2.safetensors").is_file()
+    assert json.loads((run / "stability" / "level_01_rewind2" / "stability.json").read_text())["rewind_step"] == 2
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--level", "1", "--seeds", "3", "3"], "two different data seeds"),
+        (["--level", "1", "--points", "2"], "--points must be >= 3"),
+        (["--level", "7"], "no level 7 ticket"),
+    ],
+)
+def test_bad_input(run, capsys, extra, message):
+    assert main(["stability", str(run), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
