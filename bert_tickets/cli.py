@@ -33,6 +33,7 @@ USAGE = """usage: bert-tickets {find,info,push,transfer,plot} ...
   bert-tickets transfer --tickets SRC [SRC ...] --tasks T [T ...] [--sparsity S] [--seeds 1 2 3] [--output_dir transfer]
   bert-tickets plot RUN_DIR [--out PNG] [--transfer MATRIX_DIR ...]
   bert-tickets stability RUN_DIR --level L [--rewind_step K] [--seeds 1 2] [--points 11]
+  bert-tickets export RUN_DIR --level L --output_dir DIR
 
 Run 'bert-tickets find --help' for every option (IMP, data, model and all TrainingArguments)."""
 
@@ -80,6 +81,32 @@ def find_main(argv: list[str]) -> int:
         runner.run()
     finally:
         lock.release()
+    return 0
+
+
+def export_main(argv: list[str]) -> int:
+    """``bert-tickets export RUN_DIR --level L --output_dir DIR``: the level's fine-tuned sparse
+    model as a Hugging Face checkpoint (see :mod:`bert_tickets.publish.export`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="bert-tickets export", description="Write a level's fine-tuned sparse model as a HF checkpoint.")
+    parser.add_argument("run_dir", metavar="RUN_DIR")
+    parser.add_argument("--level", type=int, required=True)
+    parser.add_argument("--output_dir", "--output-dir", dest="output_dir", required=True)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code == 0 else 2
+    from .publish.export import export_level
+
+    try:
+        out = export_level(args.run_dir, args.level, args.output_dir)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(
+            f"bert-tickets export: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}", file=sys.stderr
+        )
+        return 2
+    print(f"level {args.level} of {args.run_dir} exported to {out}")
     return 0
 
 
@@ -362,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         "transfer": transfer_main,
         "plot": plot_main,
         "stability": stability_main,
+        "export": export_main,
     }
     if command in commands:
         try:
@@ -372,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bert-tickets {command}: interrupted — re-run the same command to resume", file=sys.stderr)
             return 130
     print(
-        f"bert-tickets: error: unknown command {command!r} (choose find, info, push, transfer, plot or stability)\n{USAGE}", file=sys.stderr
+        f"bert-tickets: error: unknown command {command!r} (choose find, info, push, transfer, plot, stability or export)\n{USAGE}",
+        file=sys.stderr,
     )
     return 2
 

@@ -104,6 +104,13 @@ class IMPArguments:
             "instead of the level-0 initial head."
         },
     )
+    save_trained: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep each level's fine-tuned weights (first seed; level_LL/trained_model.safetensors) for "
+            "'bert-tickets export' and barriers between levels."
+        },
+    )
     prunable_patterns: list[str] | None = field(
         default=None,
         metadata={"help": "Regexes (fullmatch, backbone-relative names) of the prunable weights; default: the BERT-Tickets set."},
@@ -137,7 +144,7 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
     imp["prunable_patterns"] = imp_args.patterns
     # Where the run stops does not change any level's result: a finished run can be extended
     # (the levels already computed are checked against the new schedule instead).
-    for key in ("max_levels", "target_sparsity", "collapse_threshold"):
+    for key in ("max_levels", "target_sparsity", "collapse_threshold", "save_trained"):
         imp.pop(key)
     # Local paths are resolved (the same run from any working directory), and a local
     # checkpoint's revision is the sha256 of its weights: a changed θ0 is another run.
@@ -462,6 +469,8 @@ class IMPRunner:
                 self.record.save_ticket(level + 1, next_ticket)
             if self.imp_args.keep_trained_head:
                 self.record.save_trained_head(level, head_state(trained))
+            if self.imp_args.save_trained:
+                self.record.save_trained_model(level, trained.state_dict())
             ticket.metadata.extra.update({**self.model_notes, **self.data.notes})
             ticket.metadata.extra["metrics"] = per_seed[str(self.seeds[0])]
             ticket.metadata.extra[primary] = result.mean

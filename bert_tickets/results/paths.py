@@ -9,6 +9,7 @@ Layout (``--output_dir``)::
     level_{LL}/ticket/                  the level's TicketMask (mask + ticket_config.json)
     level_{LL}/seed_{S}/                Trainer output_dir of that seed (log_history.json)
     level_{LL}/trained_head.safetensors (with --keep_trained_head)
+    level_{LL}/trained_model.safetensors (with --save_trained: the fine-tuned task model, first seed)
     level_{LL}/metrics.json             metrics per seed, mean/std; written last = level complete
     summary.json, summary.csv           the table: level, sparsity, metric, Δ vs dense, matching
     stability/level_{LL}_rewind{K}/     instability analysis (stability.json written last, path.png)
@@ -27,6 +28,7 @@ SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
 LOG_HISTORY_FILE = "log_history.json"
 TRAINED_HEAD_FILE = "trained_head.safetensors"
+TRAINED_MODEL_FILE = "trained_model.safetensors"
 TICKET_DIR = "ticket"
 LOCK_FILE = ".bert-tickets.lock"
 LOCK_HOLDER_FILE = ".bert-tickets.lock.holder.json"
@@ -112,6 +114,9 @@ class RunPaths:
 
     def trained_head(self, level: int) -> Path:
         return self.level(level) / TRAINED_HEAD_FILE
+
+    def trained_model(self, level: int) -> Path:
+        return self.level(level) / TRAINED_MODEL_FILE
 
     def metrics(self, level: int) -> Path:
         return self.level(level) / METRICS_FILE

@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,17 @@ class RunRecord:
 
     def load_rewind_point(self, step: int) -> dict[str, torch.Tensor]:
         return self._load(self.paths.rewind_point(step))
+
+    def save_trained_model(self, level: int, state: Mapping[str, torch.Tensor]) -> None:
+        """The level's fine-tuned task model (``state_dict``; tied tensors are stored once each
+        under every name, as independent copies)."""
+        self._save(self.paths.trained_model(level), {n: t.detach().cpu().clone().contiguous() for n, t in state.items()})
+
+    def has_trained_model(self, level: int) -> bool:
+        return self.paths.trained_model(level).is_file()
+
+    def load_trained_model(self, level: int) -> dict[str, torch.Tensor]:
+        return self._load(self.paths.trained_model(level))
 
     def save_trained_head(self, level: int, state: dict[str, torch.Tensor]) -> None:
         self._save(self.paths.trained_head(level), state)

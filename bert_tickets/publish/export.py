@@ -1,0 +1,112 @@
+"""Export a level's fine-tuned sparse model as a standard Hugging Face checkpoint (issue 13,
+item 4): ``bert-tickets export RUN --level L --output_dir DIR``.
+
+The result is what a practitioner deploys: ``model.safetensors`` with the ticket's exact zeros,
+``config.json``, the tokenizer and a model card naming the base model, the ticket, its sparsity
+and metric. It loads with ``AutoModelFor….from_pretrained(DIR)`` and pushes with
+``push_to_hub``. The run must have kept the level's trained weights (``find --save_trained``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..results import RunRecord
+from ..results.record import read_run
+from ..tasks import get_kind, get_task
+from ..ticket.hub import is_hub_repo_id
+
+
+def export_level(run_dir: str | os.PathLike, level: int, output_dir: str | os.PathLike) -> Path:
+    """Write level ``level``'s fine-tuned model of the run as a Hugging Face checkpoint.
+
+    The task model is built from the run's base model (architecture and config), the saved
+    trained weights are loaded into it (``strict``: every tensor), the ticket's mask is checked
+    (every pruned weight exactly 0) and the directory is written as one unit (a temporary
+    directory, then a rename).
+
+    Returns:
+        ``output_dir``.
+
+    Raises:
+        FileNotFoundError: not a run directory, the level is not complete, or the run did not
+            keep its trained weights (``--save_trained``).
+        FileExistsError: ``output_dir`` exists.
+        ValueError: the trained weights do not fit the model, or a pruned weight is non-zero.
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists():
+        raise FileExistsError(f"{output_dir} exists; choose a new --output_dir")
+    run = read_run(run_dir)
+    record = RunRecord(run_dir)
+    if level not in run.levels:
+        raise FileNotFoundError(f"{run_dir}: level {level} is not complete (complete: {', '.join(map(str, sorted(run.levels)))})")
+    if not record.has_trained_model(level):
+        raise FileNotFoundError(
+            f"{record.paths.trained_model(level)} does not exist: re-run the same find command with --save_trained "
+            "to keep each level's trained weights (finished levels are re-trained only if you delete them)"
+        )
+    hp = run.config["hyperparameters"]
+    task = get_task(hp["data"]["task"])
+    base = hp["model"]["model_name_or_path"]
+    revision = hp["model"].get("revision")
+    revision = None if revision is None or str(revision).startswith("sha256:") else revision
+    model = get_kind(task.kind).load_model(task, base, revision=revision)
+    missing, unexpected = model.load_state_dict(record.load_trained_model(level), strict=False)
+    if unexpected or [m for m in missing if not _tied(model, m)]:
+        raise ValueError(
+            f"the trained weights of level {level} do not fit {type(model).__name__} (missing {missing[:2]}, unexpected {unexpected[:2]})"
+        )
+    ticket = record.load_ticket(level)
+    nonzero = ticket.count_nonzero_pruned(model)
+    if nonzero:
+        raise ValueError(f"{nonzero} pruned weights of level {level} are non-zero in the saved trained weights")
+    row = run.levels[level]
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base, revision=revision)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(_card(task, base, ticket, row, level, run_dir))
+        os.rename(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output_dir
+
+
+def _tied(model, name: str) -> bool:
+    """A parameter left out of the saved state because it is tied to another (MLM decoder)."""
+    return name.endswith("decoder.weight") and getattr(model.config, "tie_word_embeddings", False)
+
+
+def _card(task, base: str, ticket, row: dict, level: int, run_dir) -> str:
+    from huggingface_hub import ModelCardData
+
+    data = ModelCardData(
+        base_model=base if is_hub_repo_id(base) else None,
+        library_name="transformers",
+        tags=["lottery-ticket", "pruning", "sparsity", "bert", "bert-tickets", task.name],
+    )
+    return (
+        f"---\n{data.to_yaml()}\n---\n\n"
+        f"# {task.display_name} fine-tuned lottery ticket of {base} ({100 * ticket.sparsity:.1f}% sparse)\n\n"
+        f"The fine-tuned weights of IMP level {level} of a `bert-tickets find` run on {task.display_name}: "
+        f"{ticket.num_pruned:,} of {ticket.num_prunable:,} prunable weights (sparsity {ticket.sparsity:.4f}) are exactly 0. "
+        f"Base model (θ0): `{base}`. {row['metric']} on the evaluation split: {row['mean']:.4f}"
+        + (f" ± {row['std']:.4f}" if row.get("std") is not None else "")
+        + " (as recorded by the run).\n\n"
+        "```python\nfrom transformers import AutoModel  # or the AutoModelFor… class of the task\n"
+        'model = AutoModel.from_pretrained("<this repository or directory>")\n```\n\n'
+        "Found with bert-tickets (iterative magnitude pruning with rewinding; Chen et al. 2020, "
+        "*The Lottery Ticket Hypothesis for Pre-trained BERT Networks*).\n"
+    )
+
+
+__all__ = ["export_level"]
