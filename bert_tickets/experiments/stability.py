@@ -140,6 +140,7 @@ def _analyse(args: StabilityArguments, record: RunRecord, hp: dict, k: int, tick
                 _training_args(hp, out / "rewind"),
                 seed=run_seed,
                 output_dir=str(out / "rewind"),
+                tokenizer=tokenizer,
                 callbacks=[capture],
             )
             if not capture.done:
@@ -157,6 +158,7 @@ def _analyse(args: StabilityArguments, record: RunRecord, hp: dict, k: int, tick
             _training_args(hp, out / f"copy_{s}", data_seed=s),
             seed=run_seed,
             output_dir=str(out / f"copy_{s}"),
+            tokenizer=tokenizer,
         )
         ends.append({n: t.detach().cpu().clone() for n, t in copy_model.state_dict().items()})
         end_metrics.append(result.metrics)
