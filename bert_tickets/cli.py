@@ -32,7 +32,7 @@ USAGE = """usage: bert-tickets {find,info,push,transfer,plot} ...
   bert-tickets push RUN_DIR --repo-id ID [--level N | --all-levels] [--private] [--token TOKEN]
   bert-tickets transfer --tickets SRC [SRC ...] --tasks T [T ...] [--sparsity S] [--seeds 1 2 3] [--output_dir transfer]
   bert-tickets plot RUN_DIR [--out PNG] [--transfer MATRIX_DIR ...]
-  bert-tickets stability RUN_DIR --level L [--rewind_step K] [--seeds 1 2] [--points 11]
+  bert-tickets stability RUN_DIR --level L [--rewind_step K] [--seeds 1 2] [--points 11] | --successive
   bert-tickets export RUN_DIR --level L --output_dir DIR
 
 Run 'bert-tickets find --help' for every option (IMP, data, model and all TrainingArguments)."""
@@ -133,6 +133,15 @@ def stability_main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.successive:
+        for lv, r in sorted(result["pairs"].items()):
+            print(f"levels {lv - 1} -> {lv}: barrier {r['metric']} {r['barrier'][r['metric']]:.4f}, loss {r['barrier']['loss']:.4f}")
+        if result["missing"]:
+            print(f"no trained weights kept for the pairs ending at level {', '.join(map(str, result['missing']))}")
+        paths = RunPaths(args.run_dir)
+        if paths.summary_json.is_file():
+            print(format_summary(read_json(paths.summary_json)))
+        return 0
     print(
         f"level {result['level']} (sparsity {result['sparsity']:.4f}) from rewind step {result['rewind_step']}: "
         f"barrier {result['metric']} {result['barrier'][result['metric']]:.4f}, loss {result['barrier']['loss']:.4f}"

@@ -48,7 +48,14 @@ class StabilityArguments:
     """Arguments of ``bert-tickets stability``."""
 
     run_dir: str = field(metadata={"help": "Run directory of 'bert-tickets find'."})
-    level: int = field(metadata={"help": "IMP level to analyse (0 = dense)."})
+    level: int | None = field(default=None, metadata={"help": "IMP level to analyse (0 = dense)."})
+    successive: bool = field(
+        default=False,
+        metadata={
+            "help": "Instead: the path between the trained networks of every two successive levels (Paul et al. 2022); "
+            "needs a run found with --save_trained."
+        },
+    )
     rewind_step: int | None = field(
         default=None,
         metadata={"help": "Start both copies from the backbone after K steps of dense level-0 training (default: the run's rewind step)."},
@@ -85,6 +92,12 @@ def run(args: StabilityArguments) -> dict[str, Any]:
         FileNotFoundError / ValueError: not a run directory, the level has no ticket, seeds not
             two distinct numbers, fewer than 3 points (one line, before any training).
     """
+    if args.successive:
+        if args.level is not None:
+            raise ValueError("give either --level L or --successive, not both")
+        return successive_barriers(args)
+    if args.level is None:
+        raise ValueError("give --level L (or --successive)")
     if len(args.seeds) != 2 or args.seeds[0] == args.seeds[1]:
         raise ValueError(f"--seeds takes two different data seeds, got {args.seeds}")
     if args.points < 3:
@@ -206,7 +219,92 @@ def _analyse(args: StabilityArguments, record: RunRecord, hp: dict, k: int, tick
     return result
 
 
+def successive_barriers(args: StabilityArguments) -> dict[str, Any]:
+    """The linear path between the trained networks of levels L − 1 and L, for every pair whose
+    trained weights the run kept (``find --save_trained``), and its barriers (Paul et al. 2022,
+    *Unmasking the Lottery Ticket Hypothesis*, Section 4). The two ends have different masks:
+    the path runs between the weights as they are, so a weight pruned at L but not at L − 1
+    goes linearly from its trained value at L − 1 to 0, and a weight pruned at both stays 0. The
+    barriers are added to the run's summary (``barrier``, ``barrier_loss`` of level L).
+
+    Returns:
+        ``{"pairs": {L: result}, "missing": [L, ...]}`` (levels without trained weights).
+
+    Raises:
+        ValueError / FileNotFoundError: not a run, fewer than --points 3, or no pair with kept
+            trained weights (one line, before any work).
+    """
+    if args.points < 3:
+        raise ValueError(f"--points must be >= 3 (the ends and a point between), got {args.points}")
+    info = read_run(args.run_dir)
+    record = RunRecord(args.run_dir)
+    levels = sorted(info.levels)
+    pairs = [lv for lv in levels if lv > 0 and lv - 1 in info.levels]
+    ready = [lv for lv in pairs if record.has_trained_model(lv - 1) and record.has_trained_model(lv)]
+    if not ready:
+        raise FileNotFoundError(
+            f"{args.run_dir}: no two successive complete levels kept their trained weights; run find with --save_trained"
+        )
+    hp = info.config["hyperparameters"]
+    task = get_task(hp["data"]["task"])
+    kind = get_kind(task.kind)
+    results: dict[int, dict] = {}
+    todo = [lv for lv in ready if record.completed_successive(lv) is None]
+    with RunLock(record.root):
+        if todo:
+            model_name = hp["model"]["model_name_or_path"]
+            revision = hp["model"].get("revision")
+            revision = None if revision is None or str(revision).startswith("sha256:") else revision
+            tokenizer = AutoTokenizer.from_pretrained(model_name, revision=revision)
+            d = hp["data"]
+            data = kind.prepare(
+                task, tokenizer, d.get("data_dir"), None, d.get("max_seq_length"), d.get("max_train_samples"), d.get("max_eval_samples")
+            )
+            model = load_theta0(task, model_name, hp["training"]["seed"], revision=revision)
+        for lv in ready:
+            done = record.completed_successive(lv)
+            if done is not None:
+                results[lv] = done
+                continue
+            out = record.paths.successive(lv)
+            eval_args = _training_args(hp, out)
+            started = time.perf_counter()
+            path = evaluate_linear_path(
+                model,
+                record.load_trained_model(lv - 1),
+                record.load_trained_model(lv),
+                lambda m, _o=out, _a=eval_args: evaluate_model(m, task, data, _a, output_dir=str(_o), tokenizer=tokenizer),
+                args.points,
+            )
+            metric = task.primary_metric
+            result = {
+                "from_level": lv - 1,
+                "level": lv,
+                "sparsity": [info.levels[lv - 1]["sparsity"], info.levels[lv]["sparsity"]],
+                "metric": metric,
+                "points": [{"alpha": p.alpha, "metrics": p.metrics} for p in path],
+                "barrier": {
+                    metric: error_barrier([p.metrics[metric] for p in path], higher_is_better=True),
+                    "loss": error_barrier([p.metrics["loss"] for p in path], higher_is_better=False),
+                },
+                "barrier_rule": "as for the instability analysis; the ends are the trained levels L-1 and L (different masks)",
+                "wall_s": time.perf_counter() - started,
+                "title": f"{task.name}: trained level {lv - 1} -> trained level {lv}",
+            }
+            linear_path_plot(result, out / "path.png")
+            record.write_successive(lv, result)
+            results[lv] = result
+            logger.info(
+                "levels %d -> %d: barrier %s %.4f, loss %.4f", lv - 1, lv, metric, result["barrier"][metric], result["barrier"]["loss"]
+            )
+        if record.paths.summary_json.is_file():
+            from .._io import read_json
+
+            record.write_summary(read_json(record.paths.summary_json))
+    return {"pairs": results, "missing": [lv for lv in pairs if lv not in ready]}
+
+
 #: The argument dataclasses of ``stability``.
 ARGUMENTS = (StabilityArguments,)
 
-__all__ = ["ARGUMENTS", "StabilityArguments", "run"]
+__all__ = ["ARGUMENTS", "StabilityArguments", "run", "successive_barriers"]

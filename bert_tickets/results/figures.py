@@ -99,7 +99,16 @@ def sparsity_curve(run_dir: str | os.PathLike, path: str | os.PathLike, baseline
     xs = [100 * r["sparsity"] for r in levels]
     ys = [r["mean"] for r in levels]
     errs = [r.get("std") or 0.0 for r in levels]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    barriers = [(100 * r["sparsity"], r["barrier"]) for r in levels if r.get("barrier") is not None]
+    if barriers:  # a second panel: the barrier between each level and the one before (stability --successive)
+        fig, (ax, bx) = plt.subplots(2, 1, figsize=(6, 6.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+        bx.plot([x for x, _ in barriers], [b for _, b in barriers], marker="o", color="tab:red")
+        bx.axhline(0, color="0.5", lw=1)
+        bx.set_ylabel(f"barrier ({levels[0]['metric']})")
+        bx.set_xlabel("sparsity (% of prunable weights)")
+        bx.set_title("error barrier between level L-1 and L (linear path of the trained networks)", fontsize=8)
+    else:
+        fig, ax = plt.subplots(figsize=(6, 4))
     ax.axhspan(
         dense["mean"] - half,
         dense["mean"] + half,

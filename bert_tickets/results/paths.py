@@ -13,6 +13,7 @@ Layout (``--output_dir``)::
     level_{LL}/metrics.json             metrics per seed, mean/std; written last = level complete
     summary.json, summary.csv           the table: level, sparsity, metric, Δ vs dense, matching
     stability/level_{LL}_rewind{K}/     instability analysis (stability.json written last, path.png)
+    stability/successive_{KK}_{LL}/     path between the trained levels KK = LL - 1 and LL (same files)
     .bert-tickets.lock(.holder.json)    while a run holds the directory (see results/lock.py)
 """
 
@@ -102,6 +103,10 @@ class RunPaths:
     def stability(self, level: int, rewind_step: int) -> Path:
         """Directory of the instability analysis of ``level`` from rewind step ``rewind_step``."""
         return self.root / "stability" / f"level_{level:02d}_rewind{rewind_step}"
+
+    def successive(self, level: int) -> Path:
+        """Directory of the linear path between the trained networks of ``level - 1`` and ``level``."""
+        return self.root / "stability" / f"successive_{level - 1:02d}_{level:02d}"
 
     def ticket(self, level: int) -> Path:
         return self.level(level) / TICKET_DIR

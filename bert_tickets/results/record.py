@@ -42,6 +42,7 @@ SUMMARY_COLUMNS = (
     "matching",
     "elapsed_s",
     "collapsed_tensors",
+    "barrier",
 )
 
 
@@ -235,8 +236,26 @@ class RunRecord:
         return self._load(self.paths.trained_head(level))
 
     # ----------------------------------------------------------------- summary
+    def completed_successive(self, level: int) -> dict | None:
+        """The saved path between levels ``level - 1`` and ``level``, or ``None``."""
+        path = self.paths.successive(level) / "stability.json"
+        return read_json(path) if path.is_file() else None
+
+    def write_successive(self, level: int, result: dict) -> Path:
+        path = self.paths.successive(level) / "stability.json"
+        if self.is_main:
+            write_json(path, result)
+        return path
+
     def write_summary(self, summary: dict) -> None:
-        """Write ``summary.json`` and ``summary.csv`` (atomically, main process only)."""
+        """Write ``summary.json`` and ``summary.csv`` (atomically, main process only). Levels
+        with a saved successive path (``stability --successive``) get its barriers:
+        ``barrier`` (primary metric) and ``barrier_loss``, between the level and the one before."""
+        for row in summary.get("levels", []):
+            done = self.completed_successive(row["level"]) if row["level"] > 0 else None
+            if done is not None:
+                row["barrier"] = done["barrier"][done["metric"]]
+                row["barrier_loss"] = done["barrier"]["loss"]
         if self.is_main:
             write_json(self.paths.summary_json, summary)
             atomic_write_text(self.paths.summary_csv, summary_csv(summary))
@@ -383,6 +402,7 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
         row["delta"] = done.get("delta", row["mean"] - dense["mean"])
         row["matching"] = done.get("matching", is_matching(row["mean"], dense["mean"], margin))
         row["beats_trivial"] = done.get("beats_trivial")
+        row["barrier"] = done.get("barrier")
     summary = summary or {}
     return RunInfo(
         run_dir, config, levels, summary.get("matching_rule", rule), summary.get("trivial_baseline"), summary.get("dense_learned")

@@ -64,3 +64,38 @@ def test_bad_input(run, capsys, extra, message):
     assert main(["stability", str(run), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_successive_barriers_join_the_summary_and_the_plot(tmp_path, capsys):
+    ckpt, glue = write_imp_inputs(tmp_path / "inputs")
+    out = tmp_path / "run"
+
+    def find(run_dir, *extra):
+        argv = ["find", "--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), "--output_dir", str(run_dir), *IMP_TRAIN_ARGS]
+        return main([*argv, "--max_levels", "2", "--num_train_epochs", "3", *extra])
+
+    assert find(out) == 0
+    capsys.readouterr()
+    assert main(["stability", str(out), "--successive"]) == 2  # no trained weights kept
+    assert "--save_trained" in capsys.readouterr().err
+    trained = tmp_path / "trained"
+    assert find(trained, "--save_trained") == 0
+    assert main(["stability", str(trained), "--successive", "--points", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "levels 0 -> 1: barrier accuracy" in printed and "levels 1 -> 2" in printed and "barrier from L-1" in printed
+    summary = json.loads((trained / "summary.json").read_text())
+    for row in summary["levels"][1:]:
+        saved = json.loads((trained / "stability" / f"successive_{row['level'] - 1:02d}_{row['level']:02d}" / "stability.json").read_text())
+        losses = [p["metrics"]["loss"] for p in saved["points"]]
+        assert row["barrier_loss"] == saved["barrier"]["loss"] == max(losses) - (losses[0] + losses[-1]) / 2
+        assert row["barrier"] == saved["barrier"]["accuracy"]
+        # the ends of the path are the two trained levels, whose metrics the run recorded
+        ends = [
+            json.loads((trained / f"level_{lv:02d}" / "metrics.json").read_text())["per_seed"]["42"]
+            for lv in (row["level"] - 1, row["level"])
+        ]
+        assert math.isclose(saved["points"][0]["metrics"]["loss"], ends[0]["loss"], rel_tol=1e-6)
+        assert math.isclose(saved["points"][-1]["metrics"]["loss"], ends[1]["loss"], rel_tol=1e-6)
+    assert "barrier" in (trained / "summary.csv").read_text().splitlines()[0]
+    assert main(["plot", str(trained), "--out", str(tmp_path / "curve.png")]) == 0
+    assert (tmp_path / "curve.png").stat().st_size > 1000
