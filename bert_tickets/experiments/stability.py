@@ -85,6 +85,21 @@ def _training_args(hparams: dict, output_dir: Path, data_seed: int | None = None
     )
 
 
+def _run_inputs(hp: dict):
+    """The run's task, θ0 (name and loadable revision: a local checkpoint's ``sha256:`` is not
+    one), tokenizer and prepared data, from its recorded hyperparameters."""
+    task = get_task(hp["data"]["task"])
+    model_name = hp["model"]["model_name_or_path"]
+    revision = hp["model"].get("revision")
+    revision = None if revision is None or str(revision).startswith("sha256:") else revision
+    tokenizer = AutoTokenizer.from_pretrained(model_name, revision=revision)
+    d = hp["data"]
+    data = get_kind(task.kind).prepare(
+        task, tokenizer, d.get("data_dir"), None, d.get("max_seq_length"), d.get("max_train_samples"), d.get("max_eval_samples")
+    )
+    return task, model_name, revision, tokenizer, data
+
+
 def run(args: StabilityArguments) -> dict[str, Any]:
     """Run (or read back) the instability analysis; returns the saved result.
 
@@ -121,16 +136,7 @@ def run(args: StabilityArguments) -> dict[str, Any]:
 
 def _analyse(args: StabilityArguments, record: RunRecord, hp: dict, k: int, ticket: TicketMask) -> dict[str, Any]:
     started = time.perf_counter()
-    task = get_task(hp["data"]["task"])
-    kind = get_kind(task.kind)
-    model_name = hp["model"]["model_name_or_path"]
-    revision = hp["model"].get("revision")
-    revision = None if revision is None or str(revision).startswith("sha256:") else revision
-    tokenizer = AutoTokenizer.from_pretrained(model_name, revision=revision)
-    d = hp["data"]
-    data = kind.prepare(
-        task, tokenizer, d.get("data_dir"), None, d.get("max_seq_length"), d.get("max_train_samples"), d.get("max_eval_samples")
-    )
+    task, model_name, revision, tokenizer, data = _run_inputs(hp)
     out = record.paths.stability(args.level, k)
     run_seed = hp["training"]["seed"]
 
@@ -247,19 +253,11 @@ def successive_barriers(args: StabilityArguments) -> dict[str, Any]:
         )
     hp = info.config["hyperparameters"]
     task = get_task(hp["data"]["task"])
-    kind = get_kind(task.kind)
     results: dict[int, dict] = {}
     todo = [lv for lv in ready if record.completed_successive(lv) is None]
     with RunLock(record.root):
         if todo:
-            model_name = hp["model"]["model_name_or_path"]
-            revision = hp["model"].get("revision")
-            revision = None if revision is None or str(revision).startswith("sha256:") else revision
-            tokenizer = AutoTokenizer.from_pretrained(model_name, revision=revision)
-            d = hp["data"]
-            data = kind.prepare(
-                task, tokenizer, d.get("data_dir"), None, d.get("max_seq_length"), d.get("max_train_samples"), d.get("max_eval_samples")
-            )
+            task, model_name, revision, tokenizer, data = _run_inputs(hp)
             model = load_theta0(task, model_name, hp["training"]["seed"], revision=revision)
         for lv in ready:
             done = record.completed_successive(lv)
