@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer
 
+from ..connectivity import error_barrier, evaluate_linear_path
 from ..pruning import (
     collapse_options_hint,
     collapsed_tensors,
@@ -48,7 +49,7 @@ from ..ticket import (
     resolve_model_path,
 )
 from ..training.distributed import check_same_on_all_ranks
-from ..training.finetune import finetune, optimizer_steps, training_hyperparameters
+from ..training.finetune import evaluate_model, finetune, optimizer_steps, training_hyperparameters
 from ..training.weights import RewindPointCapture, head_state, load_into, load_theta0
 from .common import DataArguments, ModelArguments
 
@@ -70,6 +71,16 @@ class IMPArguments:
     )
     prune_step: float = field(default=0.1, metadata={"help": "linear schedule: sparsity added per level (fraction)."})
     prune_fraction: float = field(default=0.1, metadata={"help": "geometric schedule: fraction of the remaining weights pruned per level."})
+    initial_step: float = field(default=0.2, metadata={"help": "adaptive schedule: sparsity added by level 1 (fraction)."})
+    step_growth: float = field(default=1.5, metadata={"help": "adaptive schedule: step factor after a good level (> 1)."})
+    step_shrink: float = field(default=0.5, metadata={"help": "adaptive schedule: step factor after a miss or a barrier (in (0, 1))."})
+    min_step: float = field(default=0.025, metadata={"help": "adaptive schedule: stop when the step falls below this fraction."})
+    max_barrier: float = field(
+        default=0.01, metadata={"help": "adaptive schedule: largest error barrier (primary metric) of a good level to its parent."}
+    )
+    barrier_points: int = field(
+        default=11, metadata={"help": "Points on the linear path when the schedule needs barriers between levels (>= 3)."}
+    )
     target_sparsity: float = field(default=0.9, metadata={"help": "Stop after the level that reaches this sparsity (fraction in [0, 1))."})
     max_levels: int | None = field(default=None, metadata={"help": "Stop after this many pruned levels (level 0 is dense)."})
     pruning_method: str = field(
@@ -137,6 +148,10 @@ class IMPArguments:
         return list(self.prunable_patterns) if self.prunable_patterns else list(DEFAULT_PRUNABLE_PATTERNS)
 
 
+#: ``find`` options of the adaptive schedule (part of a run's hash only with ``--schedule adaptive``).
+ADAPTIVE_OPTIONS = ("initial_step", "step_growth", "step_shrink", "min_step", "max_barrier", "barrier_points")
+
+
 def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, imp_args: IMPArguments, training_args) -> dict:
     """The hyperparameters that define a run (everything that changes a level's result); their
     :func:`~bert_tickets.results.hyperparameter_hash` names the run."""
@@ -146,6 +161,9 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
     # (the levels already computed are checked against the new schedule instead).
     for key in ("max_levels", "target_sparsity", "collapse_threshold", "save_trained"):
         imp.pop(key)
+    if imp_args.schedule != "adaptive":  # other schedules ignore them (and runs recorded before them stay the same)
+        for key in ADAPTIVE_OPTIONS:
+            imp.pop(key)
     # Local paths are resolved (the same run from any working directory), and a local
     # checkpoint's revision is the sha256 of its weights: a changed θ0 is another run.
     local = local_checkpoint_revision(model_args.model_name_or_path)
@@ -202,7 +220,12 @@ class IMPRunner:
             imp_args.max_levels,
             prune_step=imp_args.prune_step,
             prune_fraction=imp_args.prune_fraction,
+            **{k: getattr(imp_args, k) for k in ADAPTIVE_OPTIONS if k != "barrier_points"},
         )
+        if self.schedule.uses_barrier and imp_args.barrier_points < 3:
+            raise ValueError(f"--barrier_points must be >= 3, got {imp_args.barrier_points}")
+        # A schedule that steps back or reads barriers needs the trained weights of earlier levels.
+        self.keep_trained = imp_args.save_trained or self.schedule.adaptive or self.schedule.uses_barrier
         self.planned = None if self.schedule.adaptive else self.schedule.preview()
         get_criterion(imp_args.pruning_method)
         if imp_args.pruning_scope not in SCOPES:
@@ -446,6 +469,12 @@ class IMPRunner:
             self.record.save_ticket(level, ticket)
             self.prepare()
             result, per_seed, trained = self._run_level(level, target, ticket)
+            if level > 0 and self.schedule.uses_barrier:
+                result.parent_level = int(ticket.metadata.extra.get("parent_level", level - 1))
+                result.barrier = self._barrier_to(result.parent_level, level, trained)
+                logger.info("level %d: barrier to level %d %.4f (%s)", level, result.parent_level, result.barrier, primary)
+            if self.keep_trained:
+                self.record.save_trained_model(level, trained.state_dict())
             history.append(result)
             # Next level's mask first: once metrics.json exists, resuming needs no trained weights.
             # Past the schedule's end it is saved too (at the sparsity the schedule would give
@@ -455,22 +484,25 @@ class IMPRunner:
                 next_sparsity = self.schedule.beyond(level + 1)
             next_ticket = None
             if next_sparsity is not None and next_sparsity < 1.0:
+                base = self.schedule.base_level(self._judged(history))
+                base = level if base is None else base
+                base_ticket, base_model = (ticket, trained) if base == level else self._trained_level(base)
                 next_ticket = prune_ticket(
-                    ticket,
-                    trained,
+                    base_ticket,
+                    base_model,
                     next_sparsity,
                     self.imp_args.pruning_method,
                     self.seeds[0],
                     self.imp_args.pruning_scope,
                     self.imp_args.max_tensor_sparsity,
                 )
+                next_ticket.metadata.level = level + 1
+                next_ticket.metadata.extra["parent_level"] = base
                 # every rank pruned its own copy of the trained weights: the masks must agree
                 check_same_on_all_ranks(next_ticket.mask_sha256(), f"the level-{level + 1} mask")
                 self.record.save_ticket(level + 1, next_ticket)
             if self.imp_args.keep_trained_head:
                 self.record.save_trained_head(level, head_state(trained))
-            if self.imp_args.save_trained:
-                self.record.save_trained_model(level, trained.state_dict())
             ticket.metadata.extra.update({**self.model_notes, **self.data.notes})
             ticket.metadata.extra["metrics"] = per_seed[str(self.seeds[0])]
             ticket.metadata.extra[primary] = result.mean
@@ -498,6 +530,31 @@ class IMPRunner:
         if self.record.is_main:
             print(format_summary(summary))
         return history
+
+    def _trained_level(self, level: int) -> tuple[TicketMask, torch.nn.Module]:
+        """An earlier level's ticket and trained model (from the run directory), to prune from."""
+        model = self._load_model(self.seeds[0])
+        model.load_state_dict(self.record.load_trained_model(level), strict=False)
+        return self.record.load_ticket(level), model
+
+    def _barrier_to(self, parent: int, level: int, trained: torch.nn.Module) -> float:
+        """Error barrier (primary metric) on the linear path from the trained network of level
+        ``parent`` to ``trained`` (Paul et al. 2022; :mod:`bert_tickets.connectivity`); the
+        masks differ, so weights pruned only at ``level`` go linearly to 0."""
+        device = next(trained.parameters()).device
+        end_a = {n: t.to(device) for n, t in self.record.load_trained_model(parent).items()}
+        end_b = {n: t.detach().clone() for n, t in trained.state_dict().items()}
+        probe = copy.deepcopy(trained)
+        out = str(self.record.paths.level(level) / "barrier")
+        path = evaluate_linear_path(
+            probe,
+            end_a,
+            end_b,
+            lambda m: evaluate_model(m, self.task, self.data, self.training_args, output_dir=out, tokenizer=self.tokenizer),
+            self.imp_args.barrier_points,
+        )
+        del probe
+        return error_barrier([p.metrics[self.task.primary_metric] for p in path], higher_is_better=True)
 
     def _judged(self, history: list[LevelResult]) -> list[LevelResult]:
         """Copies of the finished levels with Δ vs dense and the matching decision filled in (what

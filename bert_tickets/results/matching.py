@@ -30,6 +30,9 @@ class LevelResult:
         collapsed_tensors: tensor -> sparsity of tensors pruned beyond the collapse threshold.
         beats_trivial: whether ``mean`` beats the task's trivial baseline (set by
             :func:`summarize` when the baseline is known, else ``None``).
+        barrier, parent_level: with a schedule that reads barriers (``adaptive``), the error
+            barrier (primary metric) between this level's trained network and that of the level
+            its mask was pruned from, and that level.
     """
 
     level: int
@@ -47,6 +50,8 @@ class LevelResult:
     nonzero_pruned_weights: int = 0
     collapsed_tensors: dict[str, float] = field(default_factory=dict)
     beats_trivial: bool | None = None
+    barrier: float | None = None
+    parent_level: int | None = None
 
 
 def matching_margin(dense_std: float | None, n_seeds: int, tolerance: float) -> tuple[float, str]:

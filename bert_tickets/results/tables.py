@@ -9,7 +9,7 @@ def format_summary(summary: dict) -> str:
     trivial = summary.get("trivial_baseline")
     barriers = any(r.get("barrier") is not None for r in summary["levels"])
     head = f"{'level':>5}  {'sparsity':>8}  {summary['metric']:>22}  {'Δ vs dense':>10}  matching  "
-    lines = [head + ("barrier from L-1  " if barriers else "") + "collapsed tensors"]
+    lines = [head + (f"{'barrier':>16}  " if barriers else "") + "collapsed tensors"]
     for r in summary["levels"]:
         value = f"{r['mean']:.4f}" + (f" ± {r['std']:.4f}" if r["std"] is not None else "")
         collapsed = ", ".join(f"{n} ({s:.2f})" for n, s in r.get("collapsed_tensors", {}).items()) or "-"
@@ -24,14 +24,16 @@ def format_summary(summary: dict) -> str:
     best = summary["highest_matching_sparsity"]
     for key, value in summary.get("notes", {}).items():
         lines.append(f"note: {key}: {value}")
+    if barriers:
+        parents = any(r.get("parent_level") is not None for r in summary["levels"])
+        between = "level L and the level its mask was pruned from (parent_level)" if parents else "the trained levels L-1 and L"
+        lines.append(f"barrier = error barrier of {summary['metric']} on the linear path between {between}")
     if trivial is not None:
         shown = "undefined" if trivial["value"] is None else f"{trivial['value']:.4f}"
         lines.append(f"trivial baseline ({summary['metric']}): {shown}, {trivial['prediction']}; a level must reach {trivial['rule']}")
     if summary.get("dense_learned") is False:
         lines.append(f"dense did not learn: matching is undefined on {summary['task']} (no ticket can be named)")
         return "\n".join(lines)
-    if barriers:
-        lines.append(f"barrier from L-1 = error barrier of {summary['metric']} on the linear path between the trained levels L-1 and L")
     lines.append(f"matching = {summary['matching_rule']}")
     lines.append(
         f"highest matching sparsity on {summary['task']}: {best:.4f}"

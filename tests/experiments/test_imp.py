@@ -302,3 +302,56 @@ def test_a_run_at_chance_is_flagged_and_push_refuses_it(tiny_checkpoint, glue_di
     assert not (tmp_path / "pushed").exists()
     assert main([*push, "--level", "1", "--force"]) == 0
     assert (tmp_path / "pushed" / "main" / "ticket_mask.safetensors").is_file()
+
+
+def test_the_adaptive_schedule_drives_find_with_barriers_and_steps_back(tiny_checkpoint, glue_dir, tmp_path):
+    """--schedule adaptive: each pruned level records its barrier to the level it was pruned
+    from; the sparsities are the schedule's decisions on the recorded history; and a step back
+    prunes from the earlier level's ticket and trained weights, not from the failed level."""
+    from bert_tickets.pruning import SCHEDULES_REGISTRY, make_schedule, prune_ticket, register_schedule
+    from bert_tickets.pruning.schedules.adaptive import AdaptiveSchedule
+
+    out = tmp_path / "adaptive"
+    extra = ("--schedule", "adaptive", "--target_sparsity", "0.5", "--tolerance", "1.0", "--max_barrier", "1.0", "--barrier_points", "3")
+    extra = (*extra, *LEARNS)
+    assert find(tiny_checkpoint, glue_dir, out, *extra) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rows = summary["levels"]
+    # tolerance and max_barrier 1.0: every level is good, so the steps are 0.2 then 0.3
+    assert [r["target_sparsity"] for r in rows] == [0.0, 0.2, 0.5]
+    assert [r["parent_level"] for r in rows] == [None, 0, 1] and all(isinstance(r["barrier"], float) for r in rows[1:])
+    assert all((out / f"level_{lv:02d}" / "trained_model.safetensors").is_file() for lv in range(3))
+    schedule = make_schedule("adaptive", 0.5, max_barrier=1.0)
+    history = []
+    for r in rows:  # replaying the recorded history gives the recorded sparsities
+        assert schedule.next(history) == pytest.approx(r["target_sparsity"])
+        history.append(type("L", (), {**r, "matching": r["matching"]})())
+
+    class BackToDense(AdaptiveSchedule):
+        """0.5 after dense, then back to dense for 0.25, then stop."""
+
+        name = "test_back_to_dense"
+
+        def next(self, history):
+            return [0.0, 0.5, 0.25][len(history)] if len(history) < 3 else None
+
+        def base_level(self, history):
+            return 0
+
+    register_schedule(BackToDense)
+    try:
+        back = tmp_path / "back"
+        assert find(tiny_checkpoint, glue_dir, back, "--schedule", "test_back_to_dense", "--barrier_points", "3", *LEARNS) == 0
+    finally:
+        SCHEDULES_REGISTRY.unregister("test_back_to_dense")
+    level0 = TicketMask.from_pretrained(back / "level_00" / "ticket")
+    level2 = TicketMask.from_pretrained(back / "level_02" / "ticket")
+    assert level2.metadata.level == 2 and level2.metadata.extra["parent_level"] == 0
+    from transformers import AutoModelForSequenceClassification
+
+    trained0 = AutoModelForSequenceClassification.from_pretrained(tiny_checkpoint, num_labels=2)
+    trained0.load_state_dict(load_file(back / "level_00" / "trained_model.safetensors"), strict=False)
+    expected = prune_ticket(level0, trained0, 0.25)
+    assert all(torch.equal(level2.masks[n], expected.masks[n]) for n in expected.masks)  # pruned from level 0, not level 1
+    rows = json.loads((back / "summary.json").read_text())["levels"]
+    assert [r["parent_level"] for r in rows] == [None, 0, 0]

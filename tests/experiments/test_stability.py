@@ -82,7 +82,7 @@ def test_successive_barriers_join_the_summary_and_the_plot(tmp_path, capsys):
     assert find(trained, "--save_trained") == 0
     assert main(["stability", str(trained), "--successive", "--points", "5"]) == 0
     printed = capsys.readouterr().out
-    assert "levels 0 -> 1: barrier accuracy" in printed and "levels 1 -> 2" in printed and "barrier from L-1" in printed
+    assert "levels 0 -> 1: barrier accuracy" in printed and "levels 1 -> 2" in printed and "between the trained levels L-1 and L" in printed
     summary = json.loads((trained / "summary.json").read_text())
     for row in summary["levels"][1:]:
         saved = json.loads((trained / "stability" / f"successive_{row['level'] - 1:02d}_{row['level']:02d}" / "stability.json").read_text())

@@ -118,6 +118,8 @@ def test_registry_refuses_a_second_class_under_a_taken_name():
 @pytest.mark.parametrize("max_levels", [None, 2])
 def test_every_schedule_starts_dense_is_monotone_and_stops_at_the_target(schedule_name, target, max_levels):
     schedule = make_schedule(schedule_name, target, max_levels)
+    if schedule.adaptive:
+        return _adaptive_contract(schedule, target, max_levels)
     levels = schedule.preview()
     assert levels[0] == 0.0
     assert all(b > a for a, b in zip(levels, levels[1:]))  # strictly increasing
@@ -128,6 +130,35 @@ def test_every_schedule_starts_dense_is_monotone_and_stops_at_the_target(schedul
         assert levels[-1] == pytest.approx(target, abs=1e-10)  # stops at the target
     # next() sees the history: one more call after the last level stops
     assert schedule.next([object()] * len(levels)) is None
+
+
+class _Outcome:
+    def __init__(self, level, target, matching, barrier=None):
+        self.level, self.target_sparsity, self.sparsity, self.mean = level, target, target, 0.0
+        self.matching, self.barrier = matching, barrier
+
+
+def _adaptive_contract(schedule, target, max_levels):
+    """An adaptive schedule driven by oracles (tickets match up to a sparsity, or never): it
+    starts dense, never passes the target, prunes each level from a finished level of lower
+    sparsity, and stops within a bounded number of levels."""
+    for limit in (1.0, 0.6, 0.3, -1.0):
+        history = []
+        while (s := schedule.next(history)) is not None:
+            level = len(history)
+            assert level < 200, "the schedule does not stop"
+            if level == 0:
+                assert s == 0.0
+            else:
+                base = schedule.base_level(history)
+                base = level - 1 if base is None else base
+                assert 0 <= base < level and history[base].target_sparsity < s  # prunes more than its base
+            assert 0.0 <= s <= target + 1e-12
+            history.append(_Outcome(level, s, matching=level == 0 or s <= limit))
+        if max_levels is not None:
+            assert len(history) <= max_levels + 1
+        elif limit >= target:
+            assert history[-1].target_sparsity == pytest.approx(target)  # every level matches: it reaches the target
 
 
 def test_linear_and_geometric_values():

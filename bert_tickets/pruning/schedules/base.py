@@ -29,6 +29,7 @@ class LevelOutcome(Protocol):
     sparsity: float
     mean: float
     matching: bool | None
+    # optional: ``barrier`` (float | None), the error barrier to the level it was pruned from
 
 
 class SparsitySchedule:
@@ -47,6 +48,9 @@ class SparsitySchedule:
     #: ``True`` when :meth:`next` reads the results in ``history`` (not only its length): such a
     #: schedule cannot be listed before the run (:meth:`preview` raises).
     adaptive: ClassVar[bool] = False
+    #: ``True`` when :meth:`next` reads each level's ``barrier`` (the error barrier between its
+    #: trained network and that of the level it was pruned from): the IMP loop then computes it.
+    uses_barrier: ClassVar[bool] = False
 
     def __init__(self, target_sparsity: float = 0.9, max_levels: int | None = None):
         if not (0.0 <= target_sparsity < 1.0) or math.isnan(target_sparsity):
@@ -60,6 +64,12 @@ class SparsitySchedule:
         """Target sparsity (a fraction) of level ``len(history)``, or ``None`` when the run is
         over. Level 0 is always dense: ``next([]) == 0.0``."""
         raise NotImplementedError
+
+    def base_level(self, history: Sequence[LevelOutcome]) -> int | None:
+        """The finished level whose ticket and trained weights the next level is pruned from;
+        ``None`` (the default) means the last one. An adaptive schedule may step back to an
+        earlier level (the IMP loop then keeps every level's trained weights)."""
+        return None
 
     def beyond(self, level: int) -> float | None:
         """Sparsity that level ``level`` *would* have if the run went on past its stop (used to

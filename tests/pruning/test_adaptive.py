@@ -1,0 +1,49 @@
+"""The adaptive schedule's documented decisions on scripted histories."""
+
+from __future__ import annotations
+
+import pytest
+
+from bert_tickets.pruning import make_schedule
+
+
+class Level:
+    def __init__(self, level, target, matching=True, barrier=None):
+        self.level, self.target_sparsity, self.sparsity, self.mean = level, target, target, 0.0
+        self.matching, self.barrier = matching, barrier
+
+
+def test_grow_after_good_levels_step_back_and_shrink_after_a_barrier_or_a_miss():
+    s = make_schedule("adaptive", 0.9)
+    h = [Level(0, 0.0)]
+    assert s.next(h) == 0.2 and s.base_level(h) == 0  # initial step from dense
+    h.append(Level(1, 0.2, matching=True, barrier=0.0))
+    assert s.next(h) == pytest.approx(0.5) and s.base_level(h) == 1  # good: step 0.2 x 1.5 from level 1
+    h.append(Level(2, 0.5, matching=True, barrier=0.05))  # matching but a barrier above 0.01
+    assert s.next(h) == pytest.approx(0.2 + 0.15) and s.base_level(h) == 1  # back to level 1, step 0.3 x 0.5
+    h.append(Level(3, 0.35, matching=False, barrier=0.0))  # a miss
+    assert s.next(h) == pytest.approx(0.2 + 0.075) and s.base_level(h) == 1
+    h.append(Level(4, 0.275, matching=True, barrier=None))  # matching, barrier unknown: good
+    assert s.next(h) == pytest.approx(0.275 + 0.1125) and s.base_level(h) == 4
+    h.append(Level(5, 0.3875, matching=False))
+    h.append(Level(6, 0.275 + 0.05625, matching=False))
+    assert s.next(h) == pytest.approx(0.275 + 0.028125)
+    h.append(Level(7, 0.303125, matching=False))  # step 0.0140625 < min_step 0.025: stop
+    assert s.next(h) is None and s.base_level(h) == 4
+
+
+def test_it_stops_at_the_target_and_after_max_levels():
+    s = make_schedule("adaptive", 0.9)
+    h = [Level(0, 0.0), Level(1, 0.2), Level(2, 0.5)]
+    assert s.next(h) == pytest.approx(0.9)  # 0.5 + 0.45 capped at the target
+    h.append(Level(3, 0.9))
+    assert s.next(h) is None  # a good level at the target
+    assert make_schedule("adaptive", 0.9, max_levels=1).next([Level(0, 0.0), Level(1, 0.2)]) is None
+
+
+@pytest.mark.parametrize(
+    "option", [{"initial_step": 0.0}, {"step_growth": 1.0}, {"step_shrink": 1.0}, {"min_step": 0.5}, {"max_barrier": -0.1}]
+)
+def test_bad_options(option):
+    with pytest.raises(ValueError, match="adaptive schedule: " + next(iter(option))):
+        make_schedule("adaptive", 0.9, **option)
