@@ -1,0 +1,89 @@
+#!/usr/bin/env python
+"""Time to ticket: optimizer steps (and wall time) that IMP spends to reach its highest matching
+sparsity with the linear 10% schedule and with the adaptive schedule, from one invocation.
+
+    python scripts/bench_time_to_ticket.py --out runs/ttt -- --task stsb --model ../shared/models/all-MiniLM-L6-v2 \\
+        --data_dir ../shared/data/glue --exclude 'pooler\\.dense\\.weight' --learning_rate 1e-4 --num_train_epochs 1
+
+Everything after ``--`` is passed to both ``bert-tickets find`` runs (the same seeds and
+per-level budget); each run's directory is ``OUT/linear`` and ``OUT/adaptive``, so a finished
+run is reused (resume) and an interrupted one continues. The adaptive run's barrier
+evaluations are counted separately (forward passes over the evaluation split, no optimizer
+steps). Steps of a level are read from its Trainer log (``log_history.json``: the last
+``step``), summed over seeds; "to ticket" sums every level run up to and including the one
+that gave the highest matching sparsity (failed levels of the adaptive search included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bert_tickets.cli import main as cli_main
+from bert_tickets.results import RunPaths
+
+
+def level_steps(run: Path, level: int) -> int:
+    total = 0
+    for log in sorted(RunPaths(run).level(level).glob("seed_*/log_history.json")):
+        history = json.loads(log.read_text())
+        total += max((h.get("step", 0) for h in history), default=0)
+    return total
+
+
+def cost_to_ticket(run: Path) -> dict:
+    summary = json.loads(RunPaths(run).summary_json.read_text())
+    rows = summary["levels"]
+    best = summary["highest_matching_sparsity"]
+    upto = max((r["level"] for r in rows if best is not None and abs(r["sparsity"] - best) < 1e-12), default=len(rows) - 1)
+    steps = [level_steps(run, r["level"]) for r in rows]
+    return {
+        "levels_run": len(rows),
+        "highest_matching_sparsity": best,
+        "dense_learned": summary.get("dense_learned"),
+        "levels_to_ticket": upto + 1,
+        "steps_to_ticket": sum(steps[: upto + 1]),
+        "steps_total": sum(steps),
+        "wall_s_to_ticket": sum(r["elapsed_s"] for r in rows[: upto + 1]),
+        "barrier_evaluations": sum(1 for r in rows if r.get("barrier") is not None),
+        "sparsities": [round(r["target_sparsity"], 4) for r in rows],
+    }
+
+
+def main(argv: list[str]) -> int:
+    if "--" not in argv:
+        print("usage: bench_time_to_ticket.py --out DIR [--target_sparsity 0.9] -- FIND_ARGS...", file=sys.stderr)
+        return 2
+    split = argv.index("--")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--target_sparsity", default="0.9")
+    args = parser.parse_args(argv[:split])
+    find_args = argv[split + 1 :]
+    out = Path(args.out)
+    results = {}
+    for name, schedule in (("linear", ["--schedule", "linear", "--prune_step", "0.1"]), ("adaptive", ["--schedule", "adaptive"])):
+        rc = cli_main(["find", *find_args, *schedule, "--target_sparsity", args.target_sparsity, "--output_dir", str(out / name)])
+        if rc != 0:
+            return rc
+        results[name] = cost_to_ticket(out / name)
+    lin, ada = results["linear"], results["adaptive"]
+    print(f"\ntime to ticket (same find arguments for both: {' '.join(find_args)})")
+    print(f"{'schedule':>9}  {'sparsities run':<40}  {'highest matching':>16}  {'steps to ticket':>15}  {'wall s':>8}  barrier evals")
+    for name, r in results.items():
+        best = "none" if r["highest_matching_sparsity"] is None else f"{r['highest_matching_sparsity']:.4f}"
+        print(
+            f"{name:>9}  {str(r['sparsities']):<40}  {best:>16}  {r['steps_to_ticket']:>15}  {r['wall_s_to_ticket']:>8.1f}  {r['barrier_evaluations']}"
+        )
+    if lin["steps_to_ticket"]:
+        print(f"adaptive / linear: {ada['steps_to_ticket'] / lin['steps_to_ticket']:.3f} of the optimizer steps to their tickets")
+    if lin["dense_learned"] is False or ada["dense_learned"] is False:
+        print("note: dense did not learn at this budget: neither number is a ticket")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
