@@ -33,7 +33,7 @@ USAGE = """usage: bert-tickets {find,info,push,transfer,plot} ...
   bert-tickets transfer --tickets SRC [SRC ...] --tasks T [T ...] [--sparsity S] [--seeds 1 2 3] [--output_dir transfer]
   bert-tickets plot RUN_DIR [--out PNG] [--transfer MATRIX_DIR ...]
   bert-tickets stability RUN_DIR --level L [--rewind_step K] [--seeds 1 2] [--points 11] | --successive
-  bert-tickets export RUN_DIR --level L --output_dir DIR
+  bert-tickets export RUN_DIR --level L --output_dir DIR | MATRIX_DIR --cell ID --output_dir DIR
 
 Run 'bert-tickets find --help' for every option (IMP, data, model and all TrainingArguments)."""
 
@@ -90,23 +90,28 @@ def export_main(argv: list[str]) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="bert-tickets export", description="Write a level's fine-tuned sparse model as a HF checkpoint.")
-    parser.add_argument("run_dir", metavar="RUN_DIR")
-    parser.add_argument("--level", type=int, required=True)
+    parser.add_argument("run_dir", metavar="RUN_OR_MATRIX_DIR")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--level", type=int, help="a level of a find run (found with --save_trained)")
+    which.add_argument("--cell", help="a cell id of a transfer matrix (run with --save_trained)")
     parser.add_argument("--output_dir", "--output-dir", dest="output_dir", required=True)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return 0 if exc.code == 0 else 2
-    from .publish.export import export_level
+    from .publish.export import export_cell, export_level
 
     try:
-        out = export_level(args.run_dir, args.level, args.output_dir)
+        if args.cell is not None:
+            out = export_cell(args.run_dir, args.cell, args.output_dir)
+        else:
+            out = export_level(args.run_dir, args.level, args.output_dir)
     except (ValueError, FileNotFoundError, OSError) as err:
         print(
             f"bert-tickets export: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}", file=sys.stderr
         )
         return 2
-    print(f"level {args.level} of {args.run_dir} exported to {out}")
+    print(f"{f'cell {args.cell}' if args.cell else f'level {args.level}'} of {args.run_dir} exported to {out}")
     return 0
 
 

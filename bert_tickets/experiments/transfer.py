@@ -100,6 +100,12 @@ class TransferArguments:
     )
     cpus_per_cell: float = field(default=1.0, metadata={"help": "CPUs per Ray task."})
     max_retries: int = field(default=2, metadata={"help": "Ray retries of a cell whose worker died (preemption)."})
+    save_trained: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep each cell's mask and fine-tuned model (for 'bert-tickets export MATRIX --cell ID'); not part of a cell's id."
+        },
+    )
 
 
 @dataclass
@@ -407,6 +413,8 @@ class TransferMatrix:
             output_dir=str(self.record.trainer_dir(cell_id)),
             tokenizer=self._tokenizer,
         )
+        if getattr(self.args, "save_trained", False):  # (getattr: a matrix pickled by an older version lacks it)
+            self.record.save_trained(cell_id, ticket, out.model.state_dict())
         result = CellResult(
             spec,
             cell_id,

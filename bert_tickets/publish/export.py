@@ -17,6 +17,7 @@ from pathlib import Path
 from ..results import RunRecord
 from ..results.record import read_run
 from ..tasks import get_kind, get_task
+from ..ticket import TicketMask
 from ..ticket.hub import is_hub_repo_id
 
 
@@ -24,9 +25,9 @@ def export_level(run_dir: str | os.PathLike, level: int, output_dir: str | os.Pa
     """Write level ``level``'s fine-tuned model of the run as a Hugging Face checkpoint.
 
     The task model is built from the run's base model (architecture and config), the saved
-    trained weights are loaded into it (``strict``: every tensor), the ticket's mask is checked
-    (every pruned weight exactly 0) and the directory is written as one unit (a temporary
-    directory, then a rename).
+    trained weights are loaded into it (every tensor), the ticket's mask is checked (every pruned
+    weight exactly 0) and the directory is written as one unit (a temporary directory, then a
+    rename).
 
     Returns:
         ``output_dir``.
@@ -37,9 +38,7 @@ def export_level(run_dir: str | os.PathLike, level: int, output_dir: str | os.Pa
         FileExistsError: ``output_dir`` exists.
         ValueError: the trained weights do not fit the model, or a pruned weight is non-zero.
     """
-    output_dir = Path(output_dir)
-    if output_dir.exists():
-        raise FileExistsError(f"{output_dir} exists; choose a new --output_dir")
+    output_dir = _new_dir(output_dir)
     run = read_run(run_dir)
     record = RunRecord(run_dir)
     if level not in run.levels:
@@ -55,29 +54,48 @@ def export_level(run_dir: str | os.PathLike, level: int, output_dir: str | os.Pa
     revision = hp["model"].get("revision")
     revision = None if revision is None or str(revision).startswith("sha256:") else revision
     model = get_kind(task.kind).load_model(task, base, revision=revision)
-    missing, unexpected = model.load_state_dict(record.load_trained_model(level), strict=False)
-    if unexpected or [m for m in missing if not _tied(model, m)]:
-        raise ValueError(
-            f"the trained weights of level {level} do not fit {type(model).__name__} (missing {missing[:2]}, unexpected {unexpected[:2]})"
-        )
+    _load_strict(model, record.load_trained_model(level), f"level {level}")
     ticket = record.load_ticket(level)
-    nonzero = ticket.count_nonzero_pruned(model)
-    if nonzero:
-        raise ValueError(f"{nonzero} pruned weights of level {level} are non-zero in the saved trained weights")
+    _check_zeros(ticket, model, f"level {level}")
     row = run.levels[level]
-    from transformers import AutoTokenizer
+    what = f"The fine-tuned weights of IMP level {level} of a `bert-tickets find` run on {task.display_name}"
+    card = _card(task, base, ticket, row["metric"], row["mean"], row.get("std"), what)
+    return _write_checkpoint(model, base, revision, card, output_dir)
 
-    tokenizer = AutoTokenizer.from_pretrained(base, revision=revision)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "README.md").write_text(_card(task, base, ticket, row, level, run_dir))
-        os.rename(tmp, output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+def export_cell(matrix_dir: str | os.PathLike, cell_id: str, output_dir: str | os.PathLike) -> Path:
+    """Write a transfer cell's fine-tuned model (kept with ``transfer --save_trained``) as a
+    Hugging Face checkpoint, like :func:`export_level`.
+
+    Raises:
+        FileNotFoundError: no such complete cell, or it kept no weights.
+        FileExistsError: ``output_dir`` exists.
+        ValueError: the weights do not fit, or a pruned weight is non-zero.
+    """
+    from ..results.cells import MatrixRecord
+
+    output_dir = _new_dir(output_dir)
+    record = MatrixRecord(matrix_dir)
+    result = record.completed(cell_id)
+    if result is None:
+        raise FileNotFoundError(f"{matrix_dir}: no complete cell {cell_id!r}")
+    if not record.has_trained(cell_id):
+        raise FileNotFoundError(f"cell {cell_id} kept no trained weights: run the transfer with --save_trained (a new --output_dir)")
+    task = get_task(result.spec.target)
+    base = record.cell_spec(cell_id)["context"]["base_model"]
+    model = get_kind(task.kind).load_model(task, base)
+    _load_strict(model, record.load_trained(cell_id), f"cell {cell_id}")
+    ticket = TicketMask.from_pretrained(record.ticket_dir(cell_id))
+    _check_zeros(ticket, model, f"cell {cell_id}")
+    spec = result.spec
+    what = f"The fine-tuned weights of transfer cell {cell_id} (the {spec.label} mask on {task.display_name}, seed {spec.seed})"
+    return _write_checkpoint(model, base, None, _card(task, base, ticket, result.metric, result.value, None, what), output_dir)
+
+
+def _new_dir(output_dir: str | os.PathLike) -> Path:
+    output_dir = Path(output_dir)
+    if output_dir.exists():
+        raise FileExistsError(f"{output_dir} exists; choose a new --output_dir")
     return output_dir
 
 
@@ -86,7 +104,39 @@ def _tied(model, name: str) -> bool:
     return name.endswith("decoder.weight") and getattr(model.config, "tie_word_embeddings", False)
 
 
-def _card(task, base: str, ticket, row: dict, level: int, run_dir) -> str:
+def _load_strict(model, state, what: str) -> None:
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [m for m in missing if not _tied(model, m)]:
+        raise ValueError(
+            f"the trained weights of {what} do not fit {type(model).__name__} (missing {missing[:2]}, unexpected {unexpected[:2]})"
+        )
+
+
+def _check_zeros(ticket, model, what: str) -> None:
+    nonzero = ticket.count_nonzero_pruned(model)
+    if nonzero:
+        raise ValueError(f"{nonzero} pruned weights of {what} are non-zero in the saved trained weights")
+
+
+def _write_checkpoint(model, base: str, revision: str | None, card: str, output_dir: Path) -> Path:
+    """``save_pretrained`` of the model and the base model's tokenizer plus the card, as one unit."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base, revision=revision)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(card)
+        os.rename(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output_dir
+
+
+def _card(task, base: str, ticket, metric: str, value: float, std: float | None, what: str) -> str:
     from huggingface_hub import ModelCardData
 
     data = ModelCardData(
@@ -97,11 +147,10 @@ def _card(task, base: str, ticket, row: dict, level: int, run_dir) -> str:
     return (
         f"---\n{data.to_yaml()}\n---\n\n"
         f"# {task.display_name} fine-tuned lottery ticket of {base} ({100 * ticket.sparsity:.1f}% sparse)\n\n"
-        f"The fine-tuned weights of IMP level {level} of a `bert-tickets find` run on {task.display_name}: "
-        f"{ticket.num_pruned:,} of {ticket.num_prunable:,} prunable weights (sparsity {ticket.sparsity:.4f}) are exactly 0. "
-        f"Base model (θ0): `{base}`. {row['metric']} on the evaluation split: {row['mean']:.4f}"
-        + (f" ± {row['std']:.4f}" if row.get("std") is not None else "")
-        + " (as recorded by the run).\n\n"
+        f"{what}: {ticket.num_pruned:,} of {ticket.num_prunable:,} prunable weights (sparsity {ticket.sparsity:.4f}) are exactly 0. "
+        f"Base model (θ0): `{base}`. {metric} on the evaluation split: {value:.4f}"
+        + (f" ± {std:.4f}" if std is not None else "")
+        + " (as recorded).\n\n"
         "```python\nfrom transformers import AutoModel  # or the AutoModelFor… class of the task\n"
         'model = AutoModel.from_pretrained("<this repository or directory>")\n```\n\n'
         "Found with bert-tickets (iterative magnitude pruning with rewinding; Chen et al. 2020, "
@@ -109,4 +158,4 @@ def _card(task, base: str, ticket, row: dict, level: int, run_dir) -> str:
     )
 
 
-__all__ = ["export_level"]
+__all__ = ["export_cell", "export_level"]

@@ -9,6 +9,7 @@ Layout of a matrix directory (``--output_dir``)::
     cells/<cell_id>/cell.json   the cell's spec and hyperparameters
     cells/<cell_id>/result.json its metrics (written last = complete)
     cells/<cell_id>/trainer/    the Trainer's output_dir
+    cells/<cell_id>/ticket/, trained_model.safetensors  the cell's mask and fine-tuned model (--save_trained)
     results.csv, results.json   one row per complete cell (tidy)
     matrix.json, matrix.md      mean ± std of the primary metric per row × target, Δ, criteria
     heatmap.png                 Δ vs dense (Figure 2 style)
@@ -22,13 +23,17 @@ import io
 import json
 import os
 import statistics
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text, read_json, write_json
+import torch
+
+from .._io import atomic_write_text, read_json, save_tensors, write_json
 from ..tasks import TrivialBaseline
 from .matching import EPS, is_matching, matching_margin
+from .paths import TICKET_DIR, TRAINED_MODEL_FILE
 
 #: Reference rows of the matrix, named as in Chen et al. 2020, Table 2 (``own`` is the target's
 #: own IMP ticket: the source row whose task is the target, not a separate cell).
@@ -118,6 +123,27 @@ class MatrixRecord:
 
     def trainer_dir(self, cell_id: str) -> Path:
         return self.cell_dir(cell_id) / "trainer"
+
+    def ticket_dir(self, cell_id: str) -> Path:
+        return self.cell_dir(cell_id) / TICKET_DIR
+
+    def save_trained(self, cell_id: str, ticket, state: Mapping[str, torch.Tensor]) -> None:
+        """Keep the cell's mask and fine-tuned model (``--save_trained``; main process only)."""
+        if self.is_main:
+            ticket.save_pretrained(self.ticket_dir(cell_id))
+            save_tensors(self.cell_dir(cell_id) / TRAINED_MODEL_FILE, {n: t.detach().cpu().clone().contiguous() for n, t in state.items()})
+
+    def has_trained(self, cell_id: str) -> bool:
+        return (self.cell_dir(cell_id) / TRAINED_MODEL_FILE).is_file() and self.ticket_dir(cell_id).is_dir()
+
+    def load_trained(self, cell_id: str) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        return load_file(self.cell_dir(cell_id) / TRAINED_MODEL_FILE)
+
+    def cell_spec(self, cell_id: str) -> dict[str, Any]:
+        """The cell's ``cell.json`` (spec and context)."""
+        return read_json(self.cell_dir(cell_id) / CELL_FILE)
 
     def check_config(self, spec: dict[str, Any]) -> str:
         """The spec's hash; raises ``ValueError`` when the directory holds another matrix spec."""

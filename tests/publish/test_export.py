@@ -60,3 +60,35 @@ def test_export_reloads_with_exact_zeros_and_the_levels_metric(inputs, tmp_path,
     # --save_trained is not part of the run's identity: adding it continues the finished run
     assert _find(inputs, plain, "--save_trained") == 0
     assert "already complete: skipped" in capsys.readouterr().err
+
+
+def test_export_a_transfer_cell(inputs, tmp_path, capsys):
+    """transfer --save_trained keeps each cell's mask and model (not part of the cell id); export
+    --cell writes it as a checkpoint that reloads with exact zeros and the cell's metric."""
+    ckpt, glue = inputs
+    run = tmp_path / "run"
+    assert _find(inputs, run) == 0
+    common = ["--tickets", str(run), "--tasks", "rte", "--sparsity", "0.1", "--seeds", "1", "--baselines", "dense"]
+    common += ["--model", str(ckpt), "--data_dir", str(glue), *IMP_TRAIN_ARGS, "--num_train_epochs", "30", "--learning_rate", "3e-3"]
+    kept, plain = tmp_path / "kept", tmp_path / "plain"
+    assert main(["transfer", *common, "--output_dir", str(kept), "--save_trained"]) == 0
+    assert main(["transfer", *common, "--output_dir", str(plain)]) == 0
+    assert sorted(p.name for p in (kept / "cells").iterdir()) == sorted(p.name for p in (plain / "cells").iterdir())  # same ids
+    results = {r["label"]: r for r in json.loads((kept / "results.json").read_text())}
+    cell = results["rte"]["cell_id"]
+    out = tmp_path / "cell_export"
+    capsys.readouterr()
+    assert main(["export", str(kept), "--cell", cell, "--output_dir", str(out)]) == 0
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    ticket = TicketMask.from_pretrained(kept / "cells" / cell / "ticket")
+    assert ticket.num_pruned > 0 and ticket.count_nonzero_pruned(model) == 0
+    task = get_task("rte")
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    data = get_kind("glue").prepare(task, tokenizer, glue, None, 16, None, None)
+    args = TrainingArguments(output_dir=str(tmp_path / "eval"), use_cpu=True, report_to="none", per_device_eval_batch_size=64)
+    assert (
+        evaluate_model(model, task, data, args, output_dir=str(tmp_path / "eval"), tokenizer=tokenizer)["accuracy"]
+        == results["rte"]["value"]
+    )
+    assert main(["export", str(plain), "--cell", cell, "--output_dir", str(tmp_path / "y")]) == 2
+    assert "kept no trained weights" in capsys.readouterr().err
