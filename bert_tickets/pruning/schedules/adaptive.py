@@ -64,16 +64,16 @@ class AdaptiveSchedule(SparsitySchedule):
         max_barrier: float = 0.01,
     ):
         super().__init__(target_sparsity, max_levels)
-        checks = {
-            "initial_step": 0.0 < initial_step < 1.0,
-            "step_growth": step_growth > 1.0,
-            "step_shrink": 0.0 < step_shrink < 1.0,
-            "min_step": 0.0 < min_step <= initial_step,
-            "max_barrier": max_barrier >= 0.0,
-        }
-        for name, ok in checks.items():
+        checks = (
+            ("initial_step", initial_step, 0.0 < initial_step < 1.0, "in (0, 1)"),
+            ("step_growth", step_growth, step_growth > 1.0, "> 1"),
+            ("step_shrink", step_shrink, 0.0 < step_shrink < 1.0, "in (0, 1)"),
+            ("min_step", min_step, 0.0 < min_step <= initial_step, "in (0, initial_step]"),
+            ("max_barrier", max_barrier, max_barrier >= 0.0, ">= 0"),
+        )
+        for name, value, ok, allowed in checks:
             if not ok:
-                raise ValueError(f"adaptive schedule: {name} out of range (got {locals()[name]})")
+                raise ValueError(f"adaptive schedule: {name} must be {allowed}, got {value}")
         self.initial_step, self.step_growth, self.step_shrink = initial_step, step_growth, step_shrink
         self.min_step, self.max_barrier = min_step, max_barrier
 
