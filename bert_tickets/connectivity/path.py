@@ -120,3 +120,23 @@ def error_barrier(values: Sequence[float], higher_is_better: bool) -> float:
         raise ValueError("a path value is NaN (e.g. Pearson of constant predictions): the barrier is undefined")
     ends = statistics.fmean([values[0], values[-1]])
     return ends - min(values) if higher_is_better else max(values) - ends
+
+
+def chord_barrier(values: Sequence[float], higher_is_better: bool) -> float:
+    """The largest excess of the path's error over the straight chord between its ends' errors:
+    ``max_i (e_i − ((1 − α_i)·e_0 + α_i·e_n))`` with α evenly spaced, e = the value (lower is
+    better) or −value (higher is better). Unlike :func:`error_barrier` it is 0 for a path that
+    runs straight from one end's value to the other's, so two ends that differ (two copies
+    trained to different quality) do not count as a barrier; it measures only the bump. Reported
+    next to the paper's barrier (Frankle et al. 2020 define the latter).
+
+    Raises:
+        ValueError: fewer than 2 values, or a NaN among them.
+    """
+    if len(values) < 2:
+        raise ValueError(f"a path needs at least 2 values, got {len(values)}")
+    if any(math.isnan(v) for v in values):
+        raise ValueError("a path value is NaN (e.g. Pearson of constant predictions): the barrier is undefined")
+    errors = [-v for v in values] if higher_is_better else list(values)
+    n = len(errors) - 1
+    return max(0.0, max(e - ((1 - i / n) * errors[0] + (i / n) * errors[-1]) for i, e in enumerate(errors)))

@@ -28,7 +28,7 @@ from typing import Any
 
 from transformers import AutoTokenizer, TrainingArguments
 
-from ..connectivity import error_barrier, evaluate_linear_path
+from ..connectivity import chord_barrier, error_barrier, evaluate_linear_path
 from ..results import RunLock, RunRecord
 from ..results.figures import linear_path_plot
 from ..results.record import read_run
@@ -206,6 +206,10 @@ def _analyse(args: StabilityArguments, record: RunRecord, hp: dict, k: int, tick
             metric: error_barrier([p.metrics[metric] for p in path], higher_is_better=True),
             "loss": error_barrier([p.metrics["loss"] for p in path], higher_is_better=False),
         },
+        "chord_barrier": {
+            metric: chord_barrier([p.metrics[metric] for p in path], higher_is_better=True),
+            "loss": chord_barrier([p.metrics["loss"] for p in path], higher_is_better=False),
+        },
         "barrier_rule": f"{metric}: mean of the two ends minus the lowest value on the path (the barrier of 1 - {metric}); "
         "loss: the highest loss on the path minus the mean of the two ends",
         "wall_s": time.perf_counter() - started,
@@ -284,6 +288,10 @@ def successive_barriers(args: StabilityArguments) -> dict[str, Any]:
                 "barrier": {
                     metric: error_barrier([p.metrics[metric] for p in path], higher_is_better=True),
                     "loss": error_barrier([p.metrics["loss"] for p in path], higher_is_better=False),
+                },
+                "chord_barrier": {
+                    metric: chord_barrier([p.metrics[metric] for p in path], higher_is_better=True),
+                    "loss": chord_barrier([p.metrics["loss"] for p in path], higher_is_better=False),
                 },
                 "barrier_rule": "as for the instability analysis; the ends are the trained levels L-1 and L (different masks)",
                 "wall_s": time.perf_counter() - started,

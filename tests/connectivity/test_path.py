@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
-from bert_tickets.connectivity import error_barrier, evaluate_linear_path, interpolate_state
+from bert_tickets.connectivity import chord_barrier, error_barrier, evaluate_linear_path, interpolate_state
 from bert_tickets.pruning import prune_ticket
 from bert_tickets.ticket import TicketMask
 
@@ -96,3 +96,14 @@ def test_interpolation_refuses_what_is_not_a_line():
         interpolate_state(a, {"w": torch.zeros(2), "ids": torch.arange(3) + 1}, 0.5)
     with pytest.raises(ValueError, match="at least 2"):
         evaluate_linear_path(nn.Linear(1, 1), {}, {}, lambda m: {}, points=1)
+
+
+def test_chord_barrier_counts_only_the_bump():
+    # a straight path between unequal ends: the paper's barrier is half the gap, the chord's is 0
+    straight = [0.81 - 0.0015 * i for i in range(11)]
+    assert math.isclose(error_barrier(straight, higher_is_better=True), (0.81 - straight[-1]) / 2)
+    assert chord_barrier(straight, higher_is_better=True) == pytest.approx(0.0, abs=1e-12)
+    # a bump of 0.1 below the chord at the middle
+    bumped = [0.8, 0.65, 0.7]  # the chord is 0.75 at the middle
+    assert math.isclose(chord_barrier(bumped, higher_is_better=True), 0.1)
+    assert math.isclose(chord_barrier([1.0, 1.6, 1.2], higher_is_better=False), 0.5)
