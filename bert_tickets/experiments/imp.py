@@ -227,7 +227,11 @@ class IMPRunner:
         # A schedule that steps back or reads barriers needs the trained weights of earlier levels.
         self.keep_trained = imp_args.save_trained or self.schedule.adaptive or self.schedule.uses_barrier
         self.planned = None if self.schedule.adaptive else self.schedule.preview()
-        get_criterion(imp_args.pruning_method)
+        if get_criterion(imp_args.pruning_method).needs_data:
+            raise ValueError(
+                f"--pruning_method {imp_args.pruning_method} scores weights on training data, for pruning at initialisation; "
+                "IMP prunes trained weights with magnitude (or random as a baseline)"
+            )
         if imp_args.pruning_scope not in SCOPES:
             raise ValueError(f"unknown pruning scope {imp_args.pruning_scope!r}; choose one of {', '.join(SCOPES)}")
         if imp_args.pruning_scope == "layerwise" and imp_args.max_tensor_sparsity is not None:

@@ -4,6 +4,7 @@ scores the weights, :func:`~.select.select` picks exactly ``round(s · N)`` of t
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from ..ticket import TicketMask
 from .criteria import get_criterion
@@ -19,6 +20,7 @@ def prune_ticket(
     seed: int = 0,
     scope: str = "global",
     max_tensor_sparsity: float | None = None,
+    **context: Any,
 ) -> TicketMask:
     """Next IMP level's :class:`~bert_tickets.ticket.TicketMask` from ``model``'s current weights.
 
@@ -38,6 +40,8 @@ def prune_ticket(
         seed: seed of a random criterion.
         scope: ``"global"`` or ``"layerwise"``.
         max_tensor_sparsity: per-tensor cap (global scope only), a fraction in (0, 1], or ``None``.
+        **context: what a data-dependent criterion needs (``snip``: ``batches``, a list of
+            model-input dicts with labels); ``model`` is always passed to the criterion.
 
     Returns:
         A new :class:`~bert_tickets.ticket.TicketMask` with exactly ``round(sparsity · N)``
@@ -56,7 +60,7 @@ def prune_ticket(
         raise ValueError(f"cannot prune: the model has no parameter for mask key {missing[0]!r}")
     weights = {n: targets[n] for n in ticket.masks}
     shapes = {n: w.shape for n, w in weights.items()}
-    new = select(shapes, criterion.scorer(weights, seed=seed), sparsity, ticket.masks, scope, max_tensor_sparsity)
+    new = select(shapes, criterion.scorer(weights, seed=seed, model=model, **context), sparsity, ticket.masks, scope, max_tensor_sparsity)
     meta = copy.deepcopy(ticket.metadata)
     meta.level += 1
     meta.target_sparsity = sparsity

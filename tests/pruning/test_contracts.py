@@ -19,6 +19,7 @@ from bert_tickets.pruning import (
     register_schedule,
     target_count,
 )
+from bert_tickets.pruning import prune_ticket as _prune_ticket
 from bert_tickets.ticket import TicketMask
 
 from conftest import TINY_PRUNABLE, tiny_config
@@ -70,10 +71,21 @@ def model():
     return BertForSequenceClassification(tiny_config())
 
 
+def _batches(seed=0):
+    """Two tiny labelled batches: what a data-dependent criterion (snip) gets as context."""
+    g = torch.Generator().manual_seed(seed)
+    return [{"input_ids": torch.randint(5, 99, (4, 12), generator=g), "labels": torch.randint(0, 2, (4,), generator=g)} for _ in range(2)]
+
+
 # ------------------------------------------------------------------------------ criteria
 @pytest.mark.parametrize("scope", ["global", "layerwise"])
 def test_every_criterion_exact_monotone_deterministic(criterion, scope, model):
     name = criterion
+    batches = _batches()
+
+    def prune_ticket(*args, **kw):  # every criterion gets the same context; data-free ones ignore it
+        return _prune_ticket(*args, batches=batches, **kw)
+
     dense = TicketMask.dense(model)
     t1 = prune_ticket(dense, model, 0.3, name, seed=1, scope=scope)
     assert isinstance(t1, TicketMask) and t1.metadata.pruning_method == name and t1.metadata.level == 1
@@ -109,7 +121,7 @@ def test_registry_refuses_a_second_class_under_a_taken_name():
 
     with pytest.raises(ValueError, match="already registered"):
         register_criterion(Impostor)
-    with pytest.raises(ValueError, match="unknown pruning method 'nope'; choose one of magnitude, random"):
+    with pytest.raises(ValueError, match="unknown pruning method 'nope'; choose one of magnitude, random, snip"):
         prune_ticket(None, None, 0.1, "nope")
 
 
@@ -169,3 +181,34 @@ def test_linear_and_geometric_values():
         make_schedule("linear", 0.5, prune_step=0.0)
     with pytest.raises(ValueError, match="unknown schedule"):
         make_schedule("cosine")
+
+
+def test_snip_scores_are_gradient_times_weight(model):
+    """snip = |dL/dw * w| with L summed over the batches (Lee et al. 2019, Eq. 6), against a
+    reference autograd computation; other batches give another mask; the weights, the grads and
+    the training mode are left as they were."""
+    from bert_tickets.pruning.criteria.snip import snip_scores
+    from bert_tickets.ticket import prunable_parameters
+
+    batches = _batches()
+    weights = prunable_parameters(model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model.train()
+    scores = snip_scores(model, weights, batches)
+    reference = BertForSequenceClassification(tiny_config())
+    reference.load_state_dict(model.state_dict())
+    reference.eval()
+    loss = sum(reference(**b).loss for b in batches)
+    ref_weights = prunable_parameters(reference)
+    grads = torch.autograd.grad(loss, [ref_weights[n] for n in weights])
+    for (n, w), g in zip(weights.items(), grads):
+        assert torch.allclose(scores[n], (g * w).abs(), rtol=1e-5, atol=1e-9), n
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters()) and model.training
+    assert all(p.grad is None for p in model.parameters())
+    dense = TicketMask.dense(model)
+    a = _prune_ticket(dense, model, 0.5, "snip", batches=batches)
+    b = _prune_ticket(dense, model, 0.5, "snip", batches=_batches(seed=1))
+    assert a.num_pruned == b.num_pruned == target_count(0.5, TINY_PRUNABLE)
+    assert any(not torch.equal(a.masks[n], b.masks[n]) for n in a.masks)
+    with pytest.raises(ValueError, match="at least one batch"):
+        _prune_ticket(dense, model, 0.5, "snip")

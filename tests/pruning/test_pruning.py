@@ -152,7 +152,7 @@ def test_prune_ticket_on_model(config):
     assert t1.num_pruned == target_count(0.3, TINY_PRUNABLE) and t1.metadata.level == 1
     assert t1.metadata.pruning_method == "magnitude" and t0.metadata.level == 0
     with pytest.raises(ValueError, match="unknown pruning method"):
-        prune_ticket(t0, model, 0.3, method="snip")
+        prune_ticket(t0, model, 0.3, method="grasp")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

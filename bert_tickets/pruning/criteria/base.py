@@ -29,6 +29,8 @@ class PruningCriterion:
     name: ClassVar[str] = ""
     #: One line for ``--help`` and the README.
     summary: ClassVar[str] = ""
+    #: ``True`` when the scores need training data (``batches`` in the context), as SNIP's do.
+    needs_data: ClassVar[bool] = False
 
     def scorer(self, weights: Mapping[str, torch.Tensor], *, seed: int = 0, **context: Any) -> Scorer:
         """The score function over ``weights``.
