@@ -139,6 +139,13 @@ def main_() -> None:
             ],
         ),
         ("plot: not a run directory", ["plot", str(root / "nowhere")]),
+        ("find: a criterion that needs data", find("--pruning_method", "snip")),
+        ("find: adaptive schedule option out of range", find("--schedule", "adaptive", "--step_growth", "0.5")),
+        ("stability: same data seed twice", ["stability", str(done), "--level", "1", "--seeds", "3", "3"]),
+        ("stability: no such level", ["stability", str(done), "--level", "7"]),
+        ("stability: successive without trained weights", ["stability", str(done), "--successive"]),
+        ("export: no trained weights kept", ["export", str(done), "--level", "1", "--output_dir", str(root / "x")]),
+        ("export: output dir exists", ["export", str(done), "--level", "1", "--output_dir", str(root / "a_file")]),
     ]
     print("| bad input | exit | lines | dir changed | message |")
     print("|---|---|---|---|---|")
