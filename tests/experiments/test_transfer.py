@@ -175,6 +175,9 @@ def test_criteria_on_known_numbers():
     e = m["entries"]
     assert [e[r]["t"]["beats_trivial"] for r in ("dense", "t", "mlm", "random")] == [True, True, True, False]
     assert e["t"]["t"]["matching"] is True and "≤trivial" in format_matrix(m) and m["trivial"]["t"]["value"] == 0.71
+    # ≥own marks transferred tickets only: the mlm row, not the dense row (which is above own too)
+    table = {line.split(" |")[0]: line for line in format_matrix(m).splitlines() if line.startswith("| ")}
+    assert "≥own" in table["| mlm"] and "≥own" not in table["| dense"] and e["dense"]["t"]["transfer_ge_own"] is True
     # a dense row at the trivial baseline: the dense model did not learn, matching is undefined
     m = build_matrix(cells, tolerance=0.5, trivial={"t": TrivialBaseline("accuracy", 0.82, "always 'no'", "above it")})
     assert all(m["entries"][r]["t"]["matching"] is None for r in m["rows"]) and "dense did not learn" in m["rules"]["t"]
