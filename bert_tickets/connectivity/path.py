@@ -114,10 +114,7 @@ def error_barrier(values: Sequence[float], higher_is_better: bool) -> float:
     Raises:
         ValueError: fewer than 2 values, or a NaN among them.
     """
-    if len(values) < 2:
-        raise ValueError(f"a path needs at least 2 values, got {len(values)}")
-    if any(math.isnan(v) for v in values):
-        raise ValueError("a path value is NaN (e.g. Pearson of constant predictions): the barrier is undefined")
+    _check_path_values(values)
     ends = statistics.fmean([values[0], values[-1]])
     return ends - min(values) if higher_is_better else max(values) - ends
 
@@ -133,10 +130,14 @@ def chord_barrier(values: Sequence[float], higher_is_better: bool) -> float:
     Raises:
         ValueError: fewer than 2 values, or a NaN among them.
     """
+    _check_path_values(values)
+    errors = [-v for v in values] if higher_is_better else list(values)
+    n = len(errors) - 1
+    return max(0.0, max(e - ((1 - i / n) * errors[0] + (i / n) * errors[-1]) for i, e in enumerate(errors)))
+
+
+def _check_path_values(values: Sequence[float]) -> None:
     if len(values) < 2:
         raise ValueError(f"a path needs at least 2 values, got {len(values)}")
     if any(math.isnan(v) for v in values):
         raise ValueError("a path value is NaN (e.g. Pearson of constant predictions): the barrier is undefined")
-    errors = [-v for v in values] if higher_is_better else list(values)
-    n = len(errors) - 1
-    return max(0.0, max(e - ((1 - i / n) * errors[0] + (i / n) * errors[-1]) for i, e in enumerate(errors)))

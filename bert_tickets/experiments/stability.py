@@ -33,7 +33,7 @@ from ..results import RunLock, RunRecord
 from ..results.figures import linear_path_plot
 from ..results.record import read_run
 from ..tasks import get_kind, get_task
-from ..ticket import TicketMask, get_backbone
+from ..ticket import TicketMask, get_backbone, hub_revision
 from ..training.finetune import evaluate_model, finetune
 from ..training.weights import RewindPointCapture, load_into, load_theta0
 
@@ -85,13 +85,22 @@ def _training_args(hparams: dict, output_dir: Path, data_seed: int | None = None
     )
 
 
+def _barriers(path, metric: str) -> dict[str, dict[str, float]]:
+    """The path's ``barrier`` (Frankle et al.) and ``chord_barrier`` on the metric and the loss."""
+    values = {metric: [p.metrics[metric] for p in path], "loss": [p.metrics["loss"] for p in path]}
+    higher = {metric: True, "loss": False}
+    return {
+        "barrier": {k: error_barrier(v, higher_is_better=higher[k]) for k, v in values.items()},
+        "chord_barrier": {k: chord_barrier(v, higher_is_better=higher[k]) for k, v in values.items()},
+    }
+
+
 def _run_inputs(hp: dict):
     """The run's task, θ0 (name and loadable revision: a local checkpoint's ``sha256:`` is not
     one), tokenizer and prepared data, from its recorded hyperparameters."""
     task = get_task(hp["data"]["task"])
     model_name = hp["model"]["model_name_or_path"]
-    revision = hp["model"].get("revision")
-    revision = None if revision is None or str(revision).startswith("sha256:") else revision
+    revision = hub_revision(hp["model"].get("revision"))
     tokenizer = AutoTokenizer.from_pretrained(model_name, revision=revision)
     d = hp["data"]
     data = get_kind(task.kind).prepare(
@@ -202,14 +211,7 @@ def _analyse(args: StabilityArguments, record: RunRecord, hp: dict, k: int, tick
         "seed": run_seed,
         "points": [{"alpha": p.alpha, "metrics": p.metrics} for p in path],
         "end_metrics": end_metrics,
-        "barrier": {
-            metric: error_barrier([p.metrics[metric] for p in path], higher_is_better=True),
-            "loss": error_barrier([p.metrics["loss"] for p in path], higher_is_better=False),
-        },
-        "chord_barrier": {
-            metric: chord_barrier([p.metrics[metric] for p in path], higher_is_better=True),
-            "loss": chord_barrier([p.metrics["loss"] for p in path], higher_is_better=False),
-        },
+        **_barriers(path, metric),
         "barrier_rule": f"{metric}: mean of the two ends minus the lowest value on the path (the barrier of 1 - {metric}); "
         "loss: the highest loss on the path minus the mean of the two ends",
         "wall_s": time.perf_counter() - started,
@@ -285,14 +287,7 @@ def successive_barriers(args: StabilityArguments) -> dict[str, Any]:
                 "sparsity": [info.levels[lv - 1]["sparsity"], info.levels[lv]["sparsity"]],
                 "metric": metric,
                 "points": [{"alpha": p.alpha, "metrics": p.metrics} for p in path],
-                "barrier": {
-                    metric: error_barrier([p.metrics[metric] for p in path], higher_is_better=True),
-                    "loss": error_barrier([p.metrics["loss"] for p in path], higher_is_better=False),
-                },
-                "chord_barrier": {
-                    metric: chord_barrier([p.metrics[metric] for p in path], higher_is_better=True),
-                    "loss": chord_barrier([p.metrics["loss"] for p in path], higher_is_better=False),
-                },
+                **_barriers(path, metric),
                 "barrier_rule": "as for the instability analysis; the ends are the trained levels L-1 and L (different masks)",
                 "wall_s": time.perf_counter() - started,
                 "title": f"{task.name}: trained level {lv - 1} -> trained level {lv}",

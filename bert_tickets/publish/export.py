@@ -17,7 +17,7 @@ from pathlib import Path
 from ..results import RunRecord
 from ..results.record import read_run
 from ..tasks import get_kind, get_task
-from ..ticket import TicketMask
+from ..ticket import TicketMask, hub_revision
 from ..ticket.hub import is_hub_repo_id
 
 
@@ -51,8 +51,7 @@ def export_level(run_dir: str | os.PathLike, level: int, output_dir: str | os.Pa
     hp = run.config["hyperparameters"]
     task = get_task(hp["data"]["task"])
     base = hp["model"]["model_name_or_path"]
-    revision = hp["model"].get("revision")
-    revision = None if revision is None or str(revision).startswith("sha256:") else revision
+    revision = hub_revision(hp["model"].get("revision"))
     model = get_kind(task.kind).load_model(task, base, revision=revision)
     _load_strict(model, record.load_trained_model(level), f"level {level}")
     ticket = record.load_ticket(level)

@@ -25,6 +25,7 @@ import torch
 
 from .._io import atomic_write_text, read_json, save_tensors, write_json
 from ..ticket import TicketMask
+from ..ticket.base_model import LOCAL_REVISION_PREFIX
 from .lock import RunLock
 from .matching import LevelResult, is_matching, matching_margin
 from .paths import TICKET_DIR, RunPaths
@@ -88,7 +89,7 @@ class RunRecord:
             old = read_json(cfg)
             if old.get("hash") != run_hash:
                 changed = changed_hyperparameters(old.get("hyperparameters", {}), hparams)
-                if "model.revision" in changed and str(hparams["model"]["revision"]).startswith("sha256:"):
+                if "model.revision" in changed and str(hparams["model"]["revision"]).startswith(LOCAL_REVISION_PREFIX):
                     raise ValueError(
                         f"{self.root} was run on another θ0: the weights of {hparams['model']['model_name_or_path']} changed "
                         f"(now {hparams['model']['revision'][:19]}…, the run has {old['hyperparameters']['model']['revision'][:19]}…); "
@@ -337,7 +338,7 @@ def changed_hyperparameters(before: dict, after: dict) -> list[str]:
     before, after = _by_global_batch(before), _by_global_batch(after)
     out = []
     old_rev, new_rev = before.get("model", {}).get("revision"), after.get("model", {}).get("revision")
-    shas = all(str(r).startswith("sha256:") for r in (old_rev, new_rev))
+    shas = all(str(r).startswith(LOCAL_REVISION_PREFIX) for r in (old_rev, new_rev))
     for group in sorted(set(before) | set(after)):
         b, a = before.get(group, {}), after.get(group, {})
         for key in sorted(set(b) | set(a)):
@@ -347,7 +348,11 @@ def changed_hyperparameters(before: dict, after: dict) -> list[str]:
             if (group, key) in (("model", "model_name_or_path"), ("data", "data_dir")):
                 if same_dir(x, y) or (key == "model_name_or_path" and shas and old_rev == new_rev):
                     continue
-            if (group, key) == ("model", "revision") and not str(x).startswith("sha256:") and str(y).startswith("sha256:"):
+            if (
+                (group, key) == ("model", "revision")
+                and not str(x).startswith(LOCAL_REVISION_PREFIX)
+                and str(y).startswith(LOCAL_REVISION_PREFIX)
+            ):
                 continue  # recorded before local checkpoints had a content revision
             out.append(f"{group}.{key}")
     return out

@@ -19,6 +19,12 @@ LOCAL_REVISION_PREFIX = "sha256:"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
 
 
+def hub_revision(revision: str | None) -> str | None:
+    """``revision`` as ``from_pretrained`` takes it: ``None`` for a local checkpoint's content
+    hash (``sha256:…``, not a Hub revision), else unchanged."""
+    return None if revision is None or str(revision).startswith(LOCAL_REVISION_PREFIX) else revision
+
+
 def resolve_model_path(name: str) -> str:
     """A local checkpoint directory as an absolute path with symlinks resolved (so a run or a
     ticket names the same θ0 from any working directory); a Hub id unchanged."""
