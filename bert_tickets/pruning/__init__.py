@@ -16,17 +16,19 @@ from .criteria import (
     random_pruning,
     register_criterion,
 )
-from .prune import prune_ticket, sparsity_schedule
+from .prune import COST_KEYS, add_cost, prune_ticket, sparsity_schedule
 from .schedules import SCHEDULES as SCHEDULES_REGISTRY
 from .schedules import SparsitySchedule, StaticSchedule, make_schedule, register_schedule, schedule_names
 from .select import SCOPES, select, target_count
 
 __all__ = [
+    "COST_KEYS",
     "CRITERIA_REGISTRY",
     "SCHEDULES_REGISTRY",
     "SCOPES",
     "PruningCriterion",
     "SparsitySchedule",
+    "add_cost",
     "StaticSchedule",
     "collapse_options_hint",
     "collapsed_tensors",

@@ -40,8 +40,11 @@ def prune_ticket(
         seed: seed of a random criterion.
         scope: ``"global"`` or ``"layerwise"``.
         max_tensor_sparsity: per-tensor cap (global scope only), a fraction in (0, 1], or ``None``.
-        **context: what a data-dependent criterion needs (``snip``: ``batches``, a list of
-            model-input dicts with labels); ``model`` is always passed to the criterion.
+        **context: what a criterion needs (``snip``: ``batches``, a list of model-input dicts
+            with labels; ``synflow``: ``score_iterations``); ``model`` and the current mask
+            (``masks``) are always passed to the criterion. An iterative criterion (SynFlow)
+            re-scores and selects once per :meth:`~.criteria.PruningCriterion.sparsity_steps`
+            entry; the scoring passes are added to the ticket's cost record (:func:`add_cost`).
 
     Returns:
         A new :class:`~bert_tickets.ticket.TicketMask` with exactly ``round(sparsity · N)``
@@ -60,14 +63,52 @@ def prune_ticket(
         raise ValueError(f"cannot prune: the model has no parameter for mask key {missing[0]!r}")
     weights = {n: targets[n] for n in ticket.masks}
     shapes = {n: w.shape for n, w in weights.items()}
-    new = select(shapes, criterion.scorer(weights, seed=seed, model=model, **context), sparsity, ticket.masks, scope, max_tensor_sparsity)
+    new = ticket.masks
+    steps = criterion.sparsity_steps(ticket.sparsity, sparsity, **context)
+    for step_sparsity in steps:  # one selection, or a criterion's rounds (SynFlow) re-scoring the survivors
+        scorer = criterion.scorer(
+            weights,
+            seed=seed,
+            model=model,
+            masks=new,
+            sparsity=step_sparsity,
+            scope=scope,
+            max_tensor_sparsity=max_tensor_sparsity,
+            **context,
+        )
+        new = select(shapes, scorer, step_sparsity, new, scope, max_tensor_sparsity)
     meta = copy.deepcopy(ticket.metadata)
+    add_cost(meta, criterion.passes(len(steps), **context))
     meta.level += 1
     meta.target_sparsity = sparsity
     meta.pruning_method = method
     meta.pruning_scope = scope
     meta.max_tensor_sparsity = max_tensor_sparsity
     return TicketMask(new, meta)
+
+
+#: Keys of a ticket's cost record (``TicketMetadata.extra["cost"]``): what producing its mask
+#: spent, summed over its history — optimizer steps of training (IMP levels, Gem-Miner's score
+#: training, rewinding) and forward / backward passes spent on scoring (SNIP, SynFlow).
+COST_KEYS = ("train_steps", "score_forward", "score_backward")
+
+
+def add_cost(metadata, cost: dict[str, int]) -> dict[str, int]:
+    """Add ``cost`` (keys of :data:`COST_KEYS`, non-negative ints) to ``metadata.extra["cost"]``
+    (created with zeros when absent; nothing is written for an empty ``cost`` on a ticket
+    without a record) and return the record.
+
+    Raises:
+        ValueError: an unknown key or a negative count.
+    """
+    if not cost and "cost" not in metadata.extra:
+        return {}
+    record = metadata.extra.setdefault("cost", dict.fromkeys(COST_KEYS, 0))
+    for key, value in cost.items():
+        if key not in COST_KEYS or int(value) < 0:
+            raise ValueError(f"cost: {key}={value} is not one of {', '.join(COST_KEYS)} with a count >= 0")
+        record[key] = int(record.get(key, 0)) + int(value)
+    return record
 
 
 def sparsity_schedule(

@@ -121,7 +121,7 @@ def test_registry_refuses_a_second_class_under_a_taken_name():
 
     with pytest.raises(ValueError, match="already registered"):
         register_criterion(Impostor)
-    with pytest.raises(ValueError, match="unknown pruning method 'nope'; choose one of magnitude, random, snip"):
+    with pytest.raises(ValueError, match="unknown pruning method 'nope'; choose one of gem_miner, magnitude, random, snip, synflow"):
         prune_ticket(None, None, 0.1, "nope")
 
 

@@ -32,6 +32,19 @@ class PruningCriterion:
     #: ``True`` when the scores need training data (``batches`` in the context), as SNIP's do.
     needs_data: ClassVar[bool] = False
 
+    def sparsity_steps(self, start: float, sparsity: float, **context: Any) -> list[float]:
+        """The sparsities of the successive selections that take a mask at ``start`` to
+        ``sparsity`` (fractions; the last is ``sparsity``), each re-scoring the surviving
+        weights. One selection (``[sparsity]``) unless the criterion is iterative (SynFlow)."""
+        return [sparsity]
+
+    def passes(self, steps: int, **context: Any) -> dict[str, int]:
+        """What scoring cost, for the ticket's cost record (``TicketMetadata.extra["cost"]``):
+        counts of forward / backward passes (``score_forward``, ``score_backward``) and
+        optimizer steps (``train_steps``) spent over ``steps`` selections. Magnitude and random
+        scores cost none (``{}``)."""
+        return {}
+
     def scorer(self, weights: Mapping[str, torch.Tensor], *, seed: int = 0, **context: Any) -> Scorer:
         """The score function over ``weights``.
 
@@ -39,8 +52,10 @@ class PruningCriterion:
             weights: name -> the model's current weight tensor (any float dtype and device;
                 backbone-relative names, the ticket's keys).
             seed: seed of a random criterion (ignored by deterministic ones).
-            **context: what a data-dependent criterion needs (e.g. batches); unused by the
-                built-in ones.
+            **context: what a criterion needs beyond the weights: ``model`` (always passed by
+                :func:`~bert_tickets.pruning.prune_ticket`), ``masks`` (the current mask),
+                ``batches`` (training data: SNIP, Gem-Miner), criterion options
+                (``score_iterations``, ``gem_miner``); magnitude and random ignore it.
         """
         raise NotImplementedError
 

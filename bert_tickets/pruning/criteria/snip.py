@@ -65,6 +65,10 @@ class SnipCriterion(PruningCriterion):
     needs_data = True
     summary = "connection sensitivity |dL/dw * w| on training batches (Lee et al. 2019), for pruning at initialisation"
 
+    def passes(self, steps: int, **context) -> dict[str, int]:
+        n = steps * len(context.get("batches") or [])
+        return {"score_forward": n, "score_backward": n}
+
     def scorer(self, weights, *, seed=0, model=None, batches=None, **context):
         if model is None:
             raise ValueError("snip needs the model (context model=)")
