@@ -24,7 +24,7 @@ from .ticket import CONFIG_FILE, TicketMask
 
 logger = logging.getLogger("bert_tickets")
 
-USAGE = """usage: bert-tickets {find,info,push,transfer,plot} ...
+USAGE = """usage: bert-tickets {find,info,push,transfer,plot,stability,export,prune-at-init} ...
 
   bert-tickets find [--task rte] [--model bert-base-uncased] [--output_dir runs/rte] [options]
   bert-tickets find config.json
@@ -34,6 +34,7 @@ USAGE = """usage: bert-tickets {find,info,push,transfer,plot} ...
   bert-tickets plot RUN_DIR [--out PNG] [--transfer MATRIX_DIR ...]
   bert-tickets stability RUN_DIR --level L [--rewind_step K] [--seeds 1 2] [--points 11] | --successive
   bert-tickets export RUN_DIR --level L --output_dir DIR | MATRIX_DIR --cell ID --output_dir DIR
+  bert-tickets prune-at-init --task stsb --criterion {snip,synflow,gem_miner} --sparsity 0.5 [--sanity layer_shuffle reinit] [--no_finetune]
 
 Run 'bert-tickets find --help' for every option (IMP, data, model and all TrainingArguments)."""
 
@@ -179,6 +180,39 @@ def transfer_main(argv: list[str]) -> int:
         lock.release()
     if matrix.record.is_main:
         print((matrix.record.root / "matrix.md").read_text() if result["rows"] else "no complete cell")
+    return 0
+
+
+def prune_at_init_main(argv: list[str]) -> int:
+    """``bert-tickets prune-at-init --task T --criterion C --sparsity S``: a ticket found at θ0 by a
+    criterion, fine-tuned next to its sanity checks (see :mod:`bert_tickets.experiments.prune_at_init`)."""
+    _setup_logging()
+    from .arguments import ArgumentError, parse_experiment_args
+    from .experiments import prune_at_init
+
+    try:
+        try:
+            model_args, data_args, args, training_args = parse_experiment_args("prune-at-init", argv)
+        except ArgumentError as err:
+            raise CLIError(str(err)) from None
+        except SystemExit as exc:
+            return 0 if exc.code == 0 else 2
+        if not any(a == "--output_dir" or a.startswith("--output_dir=") for a in argv):
+            training_args.output_dir = f"runs/{data_args.task}-{args.criterion}-{args.sparsity:g}"
+        result = prune_at_init.run(model_args, data_args, args, training_args)
+    except (CLIError, ValueError, FileNotFoundError, OSError, RunLockedError) as err:
+        print(
+            f"bert-tickets prune-at-init: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}",
+            file=sys.stderr,
+        )
+        return 2
+    if result["matrix"] is not None:
+        print((Path(training_args.output_dir) / prune_at_init.REPORT_FILE).read_text())
+    else:
+        t = result["ticket"]
+        print(
+            f"{args.criterion} ticket at sparsity {t.sparsity:.4f} ({t.num_pruned}/{t.num_prunable} pruned): {training_args.output_dir}/ticket"
+        )
     return 0
 
 
@@ -404,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         "plot": plot_main,
         "stability": stability_main,
         "export": export_main,
+        "prune-at-init": prune_at_init_main,
     }
     if command in commands:
         try:
@@ -414,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bert-tickets {command}: interrupted — re-run the same command to resume", file=sys.stderr)
             return 130
     print(
-        f"bert-tickets: error: unknown command {command!r} (choose find, info, push, transfer, plot, stability or export)\n{USAGE}",
+        f"bert-tickets: error: unknown command {command!r} (choose find, info, push, transfer, plot, stability, export or prune-at-init)\n{USAGE}",
         file=sys.stderr,
     )
     return 2

@@ -61,3 +61,60 @@ class DataArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be a positive number, got {value}")
+
+
+@dataclass
+class CriterionArguments:
+    """Options of the criteria that find a mask at θ0 (``prune-at-init`` and the criterion rows of
+    ``transfer``); see each criterion's module for the defaults and their sources."""
+
+    score_batches: int = field(
+        default=1, metadata={"help": "snip: training batches the scores are summed over (Lee et al. 2019: one mini-batch)."}
+    )
+    score_iterations: int = field(
+        default=100, metadata={"help": "synflow: pruning rounds on the exponential schedule (Tanaka et al. 2020: 100)."}
+    )
+    gem_steps: int | None = field(default=None, metadata={"help": "gem_miner: score-training steps (default: one epoch)."})
+    gem_learning_rate: float = field(default=1e-2, metadata={"help": "gem_miner: Adam learning rate of the scores."})
+    gem_head_learning_rate: float = field(default=1e-4, metadata={"help": "gem_miner: AdamW learning rate of the task head."})
+    gem_penalty: float = field(default=1e-4, metadata={"help": "gem_miner: L2 penalty on the scores (the released configs' 1e-4)."})
+    gem_prune_period: int | None = field(
+        default=None, metadata={"help": "gem_miner: steps between global pruning rounds (default: steps // 5)."}
+    )
+    gem_score_init: float = field(default=0.75, metadata={"help": "gem_miner: initial score, in (0.5, 1]."})
+
+    def __post_init__(self):
+        if self.score_batches < 1:
+            raise ValueError(f"--score_batches must be >= 1, got {self.score_batches}")
+        if self.score_iterations < 1:
+            raise ValueError(f"--score_iterations must be >= 1, got {self.score_iterations}")
+        self.gem_miner_options().check()
+
+    def gem_miner_options(self):
+        """The :class:`~bert_tickets.pruning.criteria.gem_miner.GemMinerOptions` these arguments give."""
+        from ..pruning.criteria.gem_miner import GemMinerOptions
+
+        return GemMinerOptions(
+            steps=self.gem_steps,
+            learning_rate=self.gem_learning_rate,
+            head_learning_rate=self.gem_head_learning_rate,
+            penalty=self.gem_penalty,
+            prune_period=self.gem_prune_period,
+            score_init=self.gem_score_init,
+        )
+
+    def options_for(self, criterion: str) -> dict:
+        """The options that change ``criterion``'s mask (part of a cell's id), JSON-ready."""
+        if criterion == "snip":
+            return {"score_batches": self.score_batches}
+        if criterion == "synflow":
+            return {"score_iterations": self.score_iterations}
+        if criterion == "gem_miner":
+            from dataclasses import asdict
+
+            return asdict(self.gem_miner_options())
+        return {}
+
+
+#: Criteria whose masks are found at θ0 before any fine-tuning (rows of ``transfer``, ``prune-at-init``).
+AT_INIT_CRITERIA = ("snip", "synflow", "gem_miner")

@@ -29,6 +29,7 @@ from transformers import AutoTokenizer
 
 from ..connectivity import error_barrier, evaluate_linear_path
 from ..pruning import (
+    add_cost,
     collapse_options_hint,
     collapsed_tensors,
     get_criterion,
@@ -230,7 +231,7 @@ class IMPRunner:
         if get_criterion(imp_args.pruning_method).needs_data:
             raise ValueError(
                 f"--pruning_method {imp_args.pruning_method} scores weights on training data, for pruning at initialisation; "
-                "IMP prunes trained weights with magnitude (or random as a baseline)"
+                "IMP prunes trained weights with magnitude (or random as a baseline); use bert-tickets prune-at-init"
             )
         if imp_args.pruning_scope not in SCOPES:
             raise ValueError(f"unknown pruning scope {imp_args.pruning_scope!r}; choose one of {', '.join(SCOPES)}")
@@ -502,6 +503,9 @@ class IMPRunner:
                 )
                 next_ticket.metadata.level = level + 1
                 next_ticket.metadata.extra["parent_level"] = base
+                # what produced this mask: the training of every level on its lineage (the base
+                # level's record carries the levels before it), all seeds
+                add_cost(next_ticket.metadata, {"train_steps": self.record.train_steps(base)})
                 # every rank pruned its own copy of the trained weights: the masks must agree
                 check_same_on_all_ranks(next_ticket.mask_sha256(), f"the level-{level + 1} mask")
                 self.record.save_ticket(level + 1, next_ticket)

@@ -15,10 +15,11 @@ the complete cells after each one (:class:`bert_tickets.results.cells.MatrixReco
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +28,19 @@ from transformers import AutoTokenizer
 
 from ..pruning import prune_ticket
 from ..results import RunLock, RunPaths, check_output_dir
-from ..results.cells import BASELINES, TICKET_ROW, CellResult, CellSpec, MatrixRecord
+from ..results.cells import BASELINES, SANITY_CHECKS, TICKET_ROW, CellResult, CellSpec, MatrixRecord
 from ..results.figures import transfer_heatmap
 from ..tasks import get_kind, get_task
 from ..ticket import CONFIG_FILE, TicketMask, TicketMetadata, is_hub_repo_id, read_ticket_config
-from ..training.finetune import finetune, training_hyperparameters
+from ..training.finetune import finetune, training_batches, training_hyperparameters
 from ..training.weights import load_theta0, reinitialize_backbone, shuffle_weights
+from .common import AT_INIT_CRITERIA, CriterionArguments
 
 logger = logging.getLogger("bert_tickets")
 
 EXECUTORS = ("local", "ray")
+#: Folder of a matrix directory holding the masks the criterion rows found (one per search).
+MASKS_DIR = "masks"
 #: Fault injection for tests: when this environment variable names a directory, a Ray worker
 #: exits abruptly (as a preempted node would) on the first attempt of every cell, leaving a
 #: marker file there; the retry then runs normally.
@@ -44,9 +48,10 @@ CRASH_ONCE_ENV = "BERT_TICKETS_TEST_CRASH_CELLS_ONCE"
 
 
 @dataclass
-class TransferArguments:
+class TransferArguments(CriterionArguments):
     """Arguments of ``bert-tickets transfer`` (with ``TrainingArguments``; ``--output_dir`` is
-    the matrix directory)."""
+    the matrix directory). The criterion options (:class:`~.common.CriterionArguments`) apply to
+    the criterion rows (``--baselines snip synflow gem_miner``)."""
 
     tickets: list[str] = field(
         default_factory=list,
@@ -61,7 +66,17 @@ class TransferArguments:
     seeds: list[int] = field(default_factory=lambda: [42], metadata={"help": "Fine-tuning seeds of every cell."})
     baselines: list[str] = field(
         default_factory=lambda: list(BASELINES),
-        metadata={"help": f"Reference rows (Table 2 of Chen et al. 2020): any of {', '.join(BASELINES)}; 'own' is implicit."},
+        metadata={
+            "help": f"Reference rows (Table 2 of Chen et al. 2020): any of {', '.join(BASELINES)}; 'own' is implicit; and masks "
+            f"found at θ0 of the target by a criterion: {', '.join(AT_INIT_CRITERIA)}."
+        },
+    )
+    sanity: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": f"Sanity checks (Frankle et al. 2021) of every ticket, oneshot and criterion row: any of {', '.join(SANITY_CHECKS)} "
+            "(layer_shuffle: the mask permuted within each tensor; reinit: the mask on re-initialised weights)."
+        },
     )
     model_name_or_path: str | None = field(
         default=None, metadata={"aliases": ["--model"], "help": "θ0 (default: the base model the tickets name; they must agree)."}
@@ -120,6 +135,46 @@ class Source:
     @property
     def task(self) -> str | None:
         return self.ticket.metadata.task
+
+
+def criterion_ticket(
+    dense: TicketMask,
+    model,
+    criterion: str,
+    sparsity: float,
+    options: CriterionArguments,
+    task,
+    data,
+    training_args,
+    *,
+    seed: int,
+    tokenizer=None,
+) -> TicketMask:
+    """The mask ``criterion`` (one of :data:`~.common.AT_INIT_CRITERIA`) finds at θ0 of ``model``
+    (with its fresh head) at ``sparsity``, scoring on the training batches the cell's fine-tune
+    would draw first with ``seed`` (snip: ``--score_batches``; gem_miner: one epoch, or
+    ``--gem_steps``). Its cost and wall time are in ``metadata.extra`` (``cost``,
+    ``mask_wall_s``), with the options (``criterion_options``).
+
+    Raises:
+        ValueError: bad options (one line).
+    """
+    started = time.perf_counter()
+    context: dict[str, Any] = {}
+    if criterion == "snip":
+        context["batches"] = training_batches(
+            model, task, data, training_args, seed=seed, num_batches=options.score_batches, tokenizer=tokenizer
+        )
+    elif criterion == "synflow":
+        context["score_iterations"] = options.score_iterations
+    elif criterion == "gem_miner":
+        gem = options.gem_miner_options()
+        context["batches"] = training_batches(model, task, data, training_args, seed=seed, num_batches=gem.steps, tokenizer=tokenizer)
+        context["gem_miner"] = gem
+    ticket = prune_ticket(dense, model, sparsity, criterion, seed=seed, **context)
+    ticket.metadata.extra["criterion_options"] = options.options_for(criterion)
+    ticket.metadata.extra["mask_wall_s"] = time.perf_counter() - started
+    return ticket
 
 
 def _mask_hash(ticket: TicketMask) -> str:
@@ -253,9 +308,14 @@ class TransferMatrix:
         self.args = args
         if not args.tasks:
             raise ValueError("give at least one target task with --tasks")
-        unknown = [b for b in args.baselines if b not in BASELINES]
+        unknown = [b for b in args.baselines if b not in BASELINES and b not in AT_INIT_CRITERIA]
         if unknown:
-            raise ValueError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(BASELINES)} ('own' is implicit)")
+            raise ValueError(
+                f"unknown baseline {unknown[0]!r}; choose from {', '.join((*BASELINES, *AT_INIT_CRITERIA))} ('own' is implicit)"
+            )
+        unknown = [c for c in getattr(args, "sanity", []) if c not in SANITY_CHECKS]
+        if unknown:
+            raise ValueError(f"unknown sanity check {unknown[0]!r}; choose from {', '.join(SANITY_CHECKS)}")
         if args.executor not in EXECUTORS:
             raise ValueError(f"unknown executor {args.executor!r}; choose one of {', '.join(EXECUTORS)}")
         if args.executor == "ray":
@@ -319,10 +379,12 @@ class TransferMatrix:
     # ----------------------------------------------------------------- planning
     def _context(self, spec: CellSpec) -> dict[str, Any]:
         mask = next((s.mask_hash for s in self.sources if s.origin == spec.source), None)
+        extra = {"criterion": self.args.options_for(spec.row)} if spec.row in AT_INIT_CRITERIA else {}
         return {
+            **extra,
             "base_model": self.base_model,
             "mask": mask,
-            "prunable": self.prunable if spec.row in ("dense", "random", "oneshot") else None,
+            "prunable": self.prunable if spec.row in ("dense", "random", "oneshot", *AT_INIT_CRITERIA) else None,
             "training": self.spec["training"][spec.target],
             "data": {
                 **self.spec["data"],
@@ -338,7 +400,8 @@ class TransferMatrix:
     def plan(self) -> dict[str, CellSpec]:
         """Every cell of the matrix, by cell id (no duplicates): every source × target × seed,
         and per target and seed each requested baseline (``reinit`` / ``shuffle`` only where the
-        target has an ``own`` ticket; otherwise they are left out with a logged note)."""
+        target has an ``own`` ticket; otherwise they are left out with a logged note), and each
+        ``--sanity`` check of every ticket, ``oneshot`` and criterion row (labelled ``ROW (check)``)."""
         s = self.args.sparsity
         cells: dict[str, CellSpec] = {}
         for target in self.targets:
@@ -351,6 +414,9 @@ class TransferMatrix:
                             specs.append(CellSpec(b, b, own.origin, own.task, target, s, seed))
                     else:
                         specs.append(CellSpec(b, b, "", None, target, 0.0 if b == "dense" else s, seed))
+                for spec in list(specs):
+                    if spec.row in (TICKET_ROW, "oneshot", *AT_INIT_CRITERIA):
+                        specs += [replace(spec, label=f"{spec.label} ({c})", sanity=c) for c in getattr(self.args, "sanity", [])]
                 for spec in specs:
                     cells[spec.cell_id(self._context(spec))] = spec
             if own is None and {"reinit", "shuffle"} & set(self.args.baselines):
@@ -377,7 +443,15 @@ class TransferMatrix:
         return self._trivial[target]
 
     def cell_ticket(self, spec: CellSpec, model) -> TicketMask:
-        """The mask a cell trains under (``model`` holds θ0 of the target task)."""
+        """The mask a cell trains under (``model`` holds θ0 of the target task, with the cell's
+        fresh head), its ``--sanity`` check applied (``layer_shuffle`` permutes it here;
+        ``reinit`` re-initialises the weights in :meth:`run_cell`)."""
+        ticket = self._row_ticket(spec, model)
+        if spec.sanity == "layer_shuffle":
+            ticket = ticket.layer_shuffled(spec.seed)
+        return ticket
+
+    def _row_ticket(self, spec: CellSpec, model) -> TicketMask:
         if spec.row in (TICKET_ROW, "reinit", "shuffle"):
             return next(s.ticket for s in self.sources if s.origin == spec.source)
         patterns, exclude = self.prunable
@@ -388,6 +462,35 @@ class TransferMatrix:
             return prune_ticket(dense, model, spec.sparsity, "random", seed=spec.seed)
         if spec.row == "oneshot":
             return prune_ticket(dense, model, spec.sparsity, "magnitude")
+        if spec.row in AT_INIT_CRITERIA:
+            # One search per (criterion, target, seed): a cell's sanity variants and a re-run reuse
+            # it from MATRIX/masks/<hash>/ (synflow needs no data: one search for every seed).
+            key_spec = {
+                "row": spec.row,
+                "target": spec.target,
+                "sparsity": spec.sparsity,
+                "seed": None if spec.row == "synflow" else spec.seed,
+            }
+            context = {k: v for k, v in self._context(spec).items() if k != "mask"}
+            key = hashlib.sha256(json.dumps({**key_spec, "context": context}, sort_keys=True, default=str).encode()).hexdigest()[:12]
+            cached = self.record.root / MASKS_DIR / key
+            if (cached / CONFIG_FILE).is_file():
+                return TicketMask.from_pretrained(cached)
+            ticket = criterion_ticket(
+                dense,
+                model,
+                spec.row,
+                spec.sparsity,
+                self.args,
+                self.targets[spec.target],
+                self._prepared(spec.target),
+                self.training_args[spec.target],
+                seed=spec.seed,
+                tokenizer=self._tokenizer,
+            )
+            if self.record.is_main:
+                ticket.save_pretrained(cached)
+            return ticket
         raise ValueError(f"unknown row {spec.row!r}")
 
     def run_cell(self, cell_id: str, spec: CellSpec, placement: dict[str, Any] | None = None) -> CellResult:
@@ -398,7 +501,7 @@ class TransferMatrix:
         started = time.perf_counter()
         model = load_theta0(task, self.base_model, spec.seed)
         ticket = self.cell_ticket(spec, model)
-        if spec.row == "reinit":
+        if spec.row == "reinit" or spec.sanity == "reinit":
             reinitialize_backbone(model, spec.seed)
         elif spec.row == "shuffle":
             shuffle_weights(model, list(ticket.masks), spec.seed)
@@ -423,6 +526,7 @@ class TransferMatrix:
             out.metrics,
             time.perf_counter() - started,
             placement={**(placement or _placement(self.args.executor)), **_batch(self.training_args[spec.target])},
+            mask_cost=dict(ticket.metadata.extra.get("cost", {})),
         )
         self.record.write_result(result)
         return result

@@ -10,6 +10,7 @@ Layout of a matrix directory (``--output_dir``)::
     cells/<cell_id>/result.json its metrics (written last = complete)
     cells/<cell_id>/trainer/    the Trainer's output_dir
     cells/<cell_id>/ticket/, trained_model.safetensors  the cell's mask and fine-tuned model (--save_trained)
+    masks/<hash>/               a criterion row's mask (snip, synflow, gem_miner), one per search
     results.csv, results.json   one row per complete cell (tidy)
     matrix.json, matrix.md      mean ± std of the primary metric per row × target, Δ, criteria
     heatmap.png                 Δ vs dense (Figure 2 style)
@@ -40,6 +41,9 @@ from .paths import TICKET_DIR, TRAINED_MODEL_FILE
 BASELINES = ("dense", "random", "reinit", "shuffle", "oneshot")
 #: Row kind of a cell that fine-tunes a source ticket.
 TICKET_ROW = "ticket"
+#: Sanity checks of a mask (Frankle et al. 2021, Section 5): ``layer_shuffle`` = the mask
+#: permuted within each tensor on θ0; ``reinit`` = the mask on re-initialised weights.
+SANITY_CHECKS = ("layer_shuffle", "reinit")
 
 CONFIG_FILE = "transfer_config.json"
 CELLS_DIR = "cells"
@@ -60,7 +64,12 @@ class CellSpec:
         source_task: the source ticket's task (``None`` when there is none).
         target: target task name.
         sparsity: the matrix's target sparsity (fraction).
-        seed: fine-tuning seed (also seeds the head, random masks, re-initialisation, shuffles).
+        seed: fine-tuning seed (also seeds the head, random masks, re-initialisation, shuffles,
+            and the training batches a data-dependent criterion scores on).
+        sanity: ``None``, or a check of :data:`SANITY_CHECKS` applied to the row's mask.
+
+    A ``row`` may also name a pruning criterion (``snip``, ``synflow``, ``gem_miner``): the mask
+    that criterion finds at θ0 of the target (a baseline row, like ``oneshot`` for magnitude).
     """
 
     row: str
@@ -70,18 +79,25 @@ class CellSpec:
     target: str
     sparsity: float
     seed: int
+    sanity: str | None = None
 
     def cell_id(self, context: dict[str, Any]) -> str:
         """12 hex digits of the sha256 of this spec plus ``context`` (base model, mask sha,
-        the target's training hyperparameters, data options): another budget is another cell."""
-        blob = json.dumps({"spec": asdict(self), "context": context}, sort_keys=True, default=str).encode()
+        the target's training hyperparameters, data options): another budget is another cell.
+        A spec without ``sanity`` hashes as before the field existed (old cells keep their ids)."""
+        spec = asdict(self)
+        if spec["sanity"] is None:
+            del spec["sanity"]
+        blob = json.dumps({"spec": spec, "context": context}, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
 @dataclass
 class CellResult:
-    """A complete cell: its spec, id, metrics, wall time (seconds) and where it ran (executor,
-    host, pid, ``CUDA_VISIBLE_DEVICES``, Ray GPU ids)."""
+    """A complete cell: its spec, id, metrics, wall time (seconds), where it ran (executor,
+    host, pid, ``CUDA_VISIBLE_DEVICES``, Ray GPU ids) and what finding its mask cost (the
+    ticket's cost record, keys of :data:`bert_tickets.pruning.COST_KEYS`; ``{}`` when the mask
+    cost nothing or the ticket predates cost records)."""
 
     spec: CellSpec
     cell_id: str
@@ -90,6 +106,7 @@ class CellResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
     placement: dict[str, Any] = field(default_factory=dict)
+    mask_cost: dict[str, int] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
         """The tidy results row (every metric as its own column)."""
@@ -102,6 +119,7 @@ class CellResult:
             "executor": self.placement.get("executor"),
         }
         out.update({f"metric_{k}": v for k, v in self.metrics.items() if isinstance(v, (int, float)) and v is not None})
+        out.update({f"mask_{k}": v for k, v in self.mask_cost.items()})
         return out
 
 
@@ -172,7 +190,14 @@ class MatrixRecord:
             return None
         raw = read_json(path)
         return CellResult(
-            CellSpec(**raw["spec"]), raw["cell_id"], raw["metric"], raw["value"], raw["metrics"], raw["wall_s"], raw.get("placement", {})
+            CellSpec(**raw["spec"]),
+            raw["cell_id"],
+            raw["metric"],
+            raw["value"],
+            raw["metrics"],
+            raw["wall_s"],
+            raw.get("placement", {}),
+            raw.get("mask_cost", {}),
         )
 
     def write_cell_spec(self, cell_id: str, spec: CellSpec, context: dict[str, Any]) -> None:
@@ -234,17 +259,20 @@ def build_matrix(results: list[CellResult], tolerance: float, trivial: dict[str,
 
     Returns:
         ``{"targets": [...], "rows": [...], "metric": {target: name}, "entries": {row: {target:
-        {mean, std, n, seeds, delta_dense, delta_own, matching, transfer_ge_own, beats_trivial}}},
-        "own": {target: row}, "rules": {target: rule}, "trivial": {target: baseline dict}}``.
+        {mean, std, n, seeds, delta_dense, delta_own, matching, transfer_ge_own, beats_trivial,
+        mask_train_steps, mask_score_passes}}}, "kinds": {row: its cell kind, e.g. "ticket",
+        "snip", "snip+layer_shuffle"}, "own": {target: row}, "rules": {target: rule},
+        "trivial": {target: baseline dict}}``.
     """
     trivial = trivial or {}
     targets = sorted({r.spec.target for r in results})
     labels: list[str] = []
-    for r in sorted(
-        results, key=lambda r: (r.spec.row != TICKET_ROW, BASELINES.index(r.spec.row) if r.spec.row in BASELINES else -1, r.spec.label)
-    ):
+    order = (TICKET_ROW, "dense", "oneshot", "random")
+    kinds: dict[str, str] = {}
+    for r in sorted(results, key=lambda r: (order.index(r.spec.row) if r.spec.row in order else len(order), r.spec.label)):
         if r.spec.label not in labels:
             labels.append(r.spec.label)
+            kinds[r.spec.label] = r.spec.row if r.spec.sanity is None else f"{r.spec.row}+{r.spec.sanity}"
     groups: dict[tuple[str, str], list[CellResult]] = {}
     for r in results:
         groups.setdefault((r.spec.label, r.spec.target), []).append(r)
@@ -275,7 +303,10 @@ def build_matrix(results: list[CellResult], tolerance: float, trivial: dict[str,
                 continue
             metric[t] = cells[0].metric
             mean, std = _mean_std([c.value for c in cells])
+            costs = [c.mask_cost for c in cells if c.mask_cost]
             entries[label][t] = {
+                "mask_train_steps": statistics.fmean(c.get("train_steps", 0) for c in costs) if costs else None,
+                "mask_score_passes": statistics.fmean(c.get("score_forward", 0) for c in costs) if costs else None,
                 "mean": mean,
                 "std": std,
                 "n": len(cells),
@@ -289,6 +320,7 @@ def build_matrix(results: list[CellResult], tolerance: float, trivial: dict[str,
     return {
         "targets": targets,
         "rows": labels,
+        "kinds": kinds,
         "metric": metric,
         "entries": entries,
         "own": own,
@@ -299,11 +331,15 @@ def build_matrix(results: list[CellResult], tolerance: float, trivial: dict[str,
 
 def format_matrix(matrix: dict[str, Any]) -> str:
     """The matrix as a markdown table: ``mean ± std (Δ vs dense)`` and flags ``M`` (matching) and
-    ``≥own`` per entry, one column per target."""
+    ``≥own`` per entry, one column per target; when any mask has a cost record, a last column
+    with the training steps (and scoring passes) spent finding each row's mask."""
     targets = matrix["targets"]
-    head = "| row | " + " | ".join(f"{t} ({matrix['metric'].get(t, '?')})" for t in targets) + " |"
-    lines = [head, "|" + "---|" * (len(targets) + 1)]
+    kinds = matrix.get("kinds", {})
+    costed = any(e.get("mask_train_steps") is not None for row in matrix["entries"].values() for e in row.values())
+    head = "| row | " + " | ".join(f"{t} ({matrix['metric'].get(t, '?')})" for t in targets) + " |" + (" mask cost |" if costed else "")
+    lines = [head, "|" + "---|" * (len(targets) + 1 + costed)]
     for label in matrix["rows"]:
+        transferred = kinds.get(label, TICKET_ROW if label not in BASELINES else label) == TICKET_ROW
         cells = []
         for t in targets:
             e = matrix["entries"][label].get(t)
@@ -317,7 +353,7 @@ def format_matrix(matrix: dict[str, Any]) -> str:
                 f
                 for f, on in (
                     ("M", e["matching"]),
-                    ("≥own", e["transfer_ge_own"] and matrix["own"].get(t) != label and label not in BASELINES),
+                    ("≥own", e["transfer_ge_own"] and matrix["own"].get(t) != label and transferred),
                     ("≤trivial", e.get("beats_trivial") is False),
                 )
                 if on
@@ -326,12 +362,27 @@ def format_matrix(matrix: dict[str, Any]) -> str:
                 text += " " + " ".join(flags)
             cells.append(text)
         tag = " (own on " + ", ".join(t for t, o in matrix["own"].items() if o == label) + ")" if label in matrix["own"].values() else ""
-        lines.append(f"| {label}{tag} | " + " | ".join(cells) + " |")
+        cost = ""
+        if costed:
+            first = next((e for e in matrix["entries"][label].values() if e.get("mask_train_steps") is not None), None)
+            cost = " – |"
+            if first is not None:
+                cost = f" {first['mask_train_steps']:.0f} steps" + (
+                    f" + {first['mask_score_passes']:.0f} scoring passes" if first["mask_score_passes"] else ""
+                )
+                cost += " |"
+        lines.append(f"| {label}{tag} | " + " | ".join(cells) + " |" + cost)
     lines.append("")
     lines.append(
         "Entries: mean ± sample std over seeds of the target's primary metric (Δ vs dense). M = matching; ≥own = a transferred ticket at least "
         "as good as the target's own; "
         "≤trivial = does not beat the target's trivial baseline."
+        + (
+            " Mask cost: optimizer steps (mean over cells) that produced the mask — IMP levels on its lineage, Gem-Miner's score "
+            "training — plus forward/backward passes spent scoring (SNIP, SynFlow); – = free (magnitude, random) or not recorded."
+            if costed
+            else ""
+        )
     )
     for t, rule in matrix["rules"].items():
         lines.append(f"- {t}: matching = {rule}")

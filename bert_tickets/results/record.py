@@ -197,6 +197,14 @@ class RunRecord:
             write_json(self.paths.log_history(level, seed), history)
 
     # ----------------------------------------------------------------- weights
+    def train_steps(self, level: int) -> int:
+        """Optimizer steps the level's fine-tunes took, summed over its seeds (the last ``step``
+        of each seed's ``log_history.json``; 0 for a level without logs)."""
+        total = 0
+        for path in sorted(self.paths.level(level).glob("seed_*/log_history.json")):
+            total += max((int(h.get("step", 0)) for h in read_json(path)), default=0)
+        return total
+
     def _save(self, path: Path, state: dict[str, torch.Tensor]) -> None:
         if self.is_main:
             save_tensors(path, state)

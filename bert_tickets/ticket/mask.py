@@ -28,6 +28,7 @@ leaves a half-written ticket.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -158,6 +159,21 @@ class TicketMask:
     def per_tensor_sparsity(self) -> dict[str, float]:
         """Name -> fraction of that tensor's weights pruned."""
         return {n: 1.0 - int(m.count_nonzero()) / m.numel() for n, m in self.masks.items()}
+
+    def layer_shuffled(self, seed: int) -> TicketMask:
+        """The sanity check of Frankle et al. 2021 (*Pruning Neural Networks at Initialization:
+        Why are We Missing the Mark?*, Section 5): each tensor's mask entries permuted at random
+        (a ``torch.Generator`` seeded with ``seed * 100003 + i`` for the i-th tensor), so every
+        tensor keeps its count of pruned weights (its per-tensor sparsity) but not *which*
+        weights. Metadata is copied with ``extra["sanity"] = "layer_shuffle"`` and the seed."""
+        out = {}
+        for i, (name, m) in enumerate(self.masks.items()):
+            gen = torch.Generator().manual_seed(int(seed) * 100_003 + i)
+            flat = m.reshape(-1)
+            out[name] = flat[torch.randperm(flat.numel(), generator=gen)].reshape(m.shape)
+        meta = copy.deepcopy(self.metadata)
+        meta.extra["sanity"] = {"kind": "layer_shuffle", "seed": int(seed)}
+        return TicketMask(out, meta)
 
     # ----------------------------------------------------------------- model I/O
     def validate(self, model: nn.Module) -> dict[str, nn.Parameter]:

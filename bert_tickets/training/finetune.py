@@ -130,6 +130,43 @@ def finetune(
     return FinetuneResult(metrics, model, list(trainer.state.log_history), int(trainer.state.global_step))
 
 
+def training_batches(
+    model: torch.nn.Module,
+    task: TaskSpec,
+    data: PreparedData,
+    training_args: Any,
+    *,
+    seed: int,
+    num_batches: int | None,
+    tokenizer: Any = None,
+) -> list[dict[str, torch.Tensor]]:
+    """The first ``num_batches`` training batches (``None``: one epoch) exactly as
+    :func:`finetune` would draw them with ``seed`` — the Trainer's own data loader, collator and
+    per-device batch size — as model-input dicts with labels on CPU. What a criterion that scores
+    on data (SNIP, Gem-Miner) is given.
+
+    Raises:
+        ValueError: ``num_batches`` < 1.
+    """
+    if num_batches is not None and num_batches < 1:
+        raise ValueError(f"need at least one training batch, got {num_batches}")
+    kind = get_kind(task.kind)
+    args = replace(training_args, seed=seed)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=data.train,
+        processing_class=tokenizer,
+        **kind.trainer_kwargs(task, tokenizer, data),
+    )
+    out: list[dict[str, torch.Tensor]] = []
+    for batch in trainer.get_train_dataloader():
+        out.append({k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+        if num_batches is not None and len(out) >= num_batches:
+            break
+    return out
+
+
 def evaluate_model(
     model: torch.nn.Module, task: TaskSpec, data: PreparedData, training_args: Any, *, output_dir: str, tokenizer: Any = None
 ) -> dict[str, float]:

@@ -87,6 +87,16 @@ def test_find_four_levels_exact_sparsity_and_zeros(tiny_checkpoint, glue_dir, tm
         assert "accuracy" in ticket.metadata.extra
         if prev is not None:  # IMP never revives a pruned weight
             assert all(bool((ticket.masks[n] <= prev.masks[n]).all()) for n in ticket.masks)
+        # the cost record: the optimizer steps of every level before this one (its lineage)
+        logged = [
+            json.loads((out / f"level_{lv:02d}" / "seed_42" / "log_history.json").read_text())[-1]["step"] for lv in range(r["level"])
+        ]
+        if r["level"] == 0:
+            assert "cost" not in ticket.metadata.extra
+        else:
+            assert (
+                ticket.metadata.extra["cost"] == {"train_steps": sum(logged), "score_forward": 0, "score_backward": 0} and sum(logged) > 0
+            )
         prev = ticket
     assert levels[0]["delta"] == 0.0 and levels[0]["matching"] is (True if summary["dense_learned"] else None)
     csv_lines = (out / "summary.csv").read_text().strip().splitlines()
@@ -240,6 +250,16 @@ def test_layer_collapse_reported_and_avoided(small_pooler_checkpoint, glue_dir, 
     assert summary["levels"][1]["collapsed_tensors"] == {"pooler.dense.weight": 1.0}
     assert main(["info", str(out / "level_01")]) == 0
     assert "collapsed" in capsys.readouterr().out
+
+    # SynFlow at θ0 of the same checkpoint keeps the down-scaled pooler alive (Tanaka et al.'s
+    # point), where one-shot magnitude of θ0 empties it
+    for criterion, alive in (("magnitude", False), ("synflow", True)):
+        pai = tmp_path / f"pai_{criterion}"
+        argv = ["--task", "rte", "--model", str(small_pooler_checkpoint), "--data_dir", str(glue_dir), "--output_dir", str(pai)]
+        assert main(["prune-at-init", *argv, "--criterion", criterion, "--sparsity", "0.5", "--no_finetune"]) == 0
+        ticket = TicketMask.from_pretrained(pai / "ticket")
+        assert ticket.num_pruned == target_count(0.5, TINY_PRUNABLE)
+        assert (int(ticket.masks["pooler.dense.weight"].sum()) > 0) is alive
 
     capped = tmp_path / "capped"
     assert find(small_pooler_checkpoint, glue_dir, capped, "--max_levels", "1", "--prune_step", "0.5", "--max_tensor_sparsity", "0.9") == 0

@@ -126,6 +126,7 @@ def gem_miner_scores(
     model.requires_grad_(False)  # θ0 is frozen: no gradient reaches the model's own parameters
     model.train()
     generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
     order: list[int] = []
     fork = torch.random.fork_rng(devices=[])
     try:
@@ -134,7 +135,7 @@ def gem_miner_scores(
             for step in range(1, steps + 1):
                 if not order:
                     order = torch.randperm(len(batches), generator=generator).tolist()
-                batch = batches[order.pop()]
+                batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batches[order.pop()].items()}
                 params = dict(head)
                 for n in names:
                     s = scores[n]

@@ -41,8 +41,9 @@ def snip_scores(
         p.grad = None
     try:
         with torch.enable_grad():
+            device = next(model.parameters()).device
             for batch in batches:
-                out = model(**batch)
+                out = model(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
                 if getattr(out, "loss", None) is None:
                     raise ValueError("snip: the model returned no loss for a batch (does it carry labels?)")
                 out.loss.backward()

@@ -1,0 +1,258 @@
+"""``bert-tickets prune-at-init``: a ticket found at θ0 by a criterion (SNIP, SynFlow, Gem-Miner,
+or one-shot magnitude / random) in one command, then fine-tuned like a transfer cell next to its
+sanity checks (Frankle et al. 2021, *Pruning Neural Networks at Initialization: Why are We
+Missing the Mark?*, Section 5).
+
+Layout of ``--output_dir``::
+
+    ticket/          the mask (a ticket directory; metadata names the criterion, its options,
+                     its cost in steps and scoring passes, and the wall time of the search)
+    finetune/        a transfer matrix on the task: the ticket (its own row), --baselines and
+                     the --sanity rows (see :mod:`.transfer`); cells resume as there
+    report.md        the matrix and, per sanity check, whether the mask beats it
+
+A re-run with the same arguments reuses the ticket and every finished cell; other mask
+arguments in the same directory are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer
+
+from .._io import atomic_write_text
+from ..pruning import criterion_names, prune_ticket
+from ..pruning.select import SCOPES
+from ..results import check_output_dir
+from ..results.cells import SANITY_CHECKS
+from ..results.paths import TICKET_DIR
+from ..tasks import get_kind, get_task
+from ..ticket import CONFIG_FILE, DEFAULT_PRUNABLE_PATTERNS, TicketMask, TicketMetadata
+from ..training.weights import load_theta0
+from .common import AT_INIT_CRITERIA, CriterionArguments, DataArguments, ModelArguments
+from .transfer import TransferArguments, TransferMatrix, criterion_ticket
+
+logger = logging.getLogger("bert_tickets")
+
+FINETUNE_DIR = "finetune"
+REPORT_FILE = "report.md"
+
+
+@dataclass
+class PruneAtInitArguments(CriterionArguments):
+    """Arguments of ``bert-tickets prune-at-init`` (with the model, data and ``TrainingArguments``;
+    ``--output_dir`` holds the ticket and its fine-tunes)."""
+
+    criterion: str = field(
+        default="synflow",
+        metadata={"help": f"How the mask is found at θ0: {', '.join(AT_INIT_CRITERIA)}, or magnitude (one-shot) / random."},
+    )
+    sparsity: float = field(default=0.5, metadata={"help": "Fraction of the prunable weights removed, in (0, 1)."})
+    seeds: list[int] = field(default_factory=lambda: [42], metadata={"help": "Fine-tuning seeds (each also seeds its own search)."})
+    sanity: list[str] = field(
+        default_factory=lambda: ["layer_shuffle"],
+        metadata={"help": f"Sanity checks fine-tuned next to the mask: any of {', '.join(SANITY_CHECKS)} (none: --sanity with no value)."},
+    )
+    baselines: list[str] = field(
+        default_factory=lambda: ["dense"], metadata={"help": "Rows fine-tuned next to it (any transfer baseline or criterion)."}
+    )
+    no_finetune: bool = field(default=False, metadata={"help": "Stop after writing the ticket."})
+    exclude: list[str] = field(default_factory=list, metadata={"help": "Regexes of prunable weights to leave out (e.g. the pooler)."})
+    pruning_scope: str = field(default="global", metadata={"help": f"Selection scope: {', '.join(SCOPES)}."})
+    max_tensor_sparsity: float | None = field(default=None, metadata={"help": "Per-tensor cap of global selection (fraction)."})
+    tolerance: float = field(default=0.01, metadata={"help": "With one seed: the margin of matching and of 'beats its sanity check'."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        allowed = (*AT_INIT_CRITERIA, "magnitude", "random")
+        if self.criterion not in allowed or self.criterion not in criterion_names():
+            raise ValueError(f"--criterion {self.criterion!r}: choose one of {', '.join(allowed)}")
+        if not (0.0 < self.sparsity < 1.0):
+            raise ValueError(f"--sparsity must be a fraction in (0, 1), got {self.sparsity}")
+        bad = [c for c in self.sanity if c not in SANITY_CHECKS]
+        if bad:
+            raise ValueError(f"unknown sanity check {bad[0]!r}; choose from {', '.join(SANITY_CHECKS)}")
+        if self.pruning_scope not in SCOPES:
+            raise ValueError(f"--pruning_scope {self.pruning_scope!r}: choose one of {', '.join(SCOPES)}")
+        if not self.seeds:
+            raise ValueError("give at least one seed with --seeds")
+
+
+def _spec(model_args: ModelArguments, data_args: DataArguments, args: PruneAtInitArguments, seed: int) -> dict[str, Any]:
+    """What determines the mask (stored with the ticket; a re-run must match it)."""
+    return {
+        "criterion": args.criterion,
+        "sparsity": args.sparsity,
+        "options": args.options_for(args.criterion),
+        "base_model": model_args.model_name_or_path,
+        "task": get_task(data_args.task).name,
+        "seed": seed,
+        "exclude": list(args.exclude),
+        "pruning_scope": args.pruning_scope,
+        "max_tensor_sparsity": args.max_tensor_sparsity,
+        "max_train_samples": data_args.max_train_samples,
+        "max_seq_length": data_args.max_seq_length,
+    }
+
+
+def find_ticket(model_args: ModelArguments, data_args: DataArguments, args: PruneAtInitArguments, training_args) -> TicketMask:
+    """The criterion's ticket at θ0 (``OUTPUT_DIR/ticket``), found now or reused when the
+    directory already holds the one these arguments give. The search is seeded with
+    ``--seed`` (snip's batch, gem_miner's data order; synflow and magnitude are deterministic).
+
+    Raises:
+        ValueError: the directory holds a ticket found with other arguments.
+    """
+    out = Path(training_args.output_dir) / TICKET_DIR
+    spec = _spec(model_args, data_args, args, training_args.seed)
+    if (out / CONFIG_FILE).is_file():
+        old = TicketMask.from_pretrained(out)
+        if old.metadata.extra.get("prune_at_init") != spec:
+            changed = sorted(k for k in spec if old.metadata.extra.get("prune_at_init", {}).get(k) != spec[k])
+            raise ValueError(f"{out} holds a ticket found with other arguments (changed: {', '.join(changed)}); use another --output_dir")
+        logger.info("ticket already found: %s (%s at sparsity %.4f)", out, args.criterion, old.sparsity)
+        return old
+    task = get_task(data_args.task)
+    started = time.perf_counter()
+    model = load_theta0(task, model_args.model_name_or_path, training_args.seed, revision=model_args.revision)
+    meta = TicketMetadata(
+        base_model=model_args.model_name_or_path,
+        base_model_revision=model_args.revision,
+        task=task.name,
+        exclude_patterns=list(args.exclude),
+        prunable_patterns=list(DEFAULT_PRUNABLE_PATTERNS),
+    )
+    dense = TicketMask.dense(model, meta.prunable_patterns, meta.exclude_patterns, meta)
+    if args.criterion in AT_INIT_CRITERIA:
+        tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.revision)
+        data = get_kind(task.kind).prepare(
+            task,
+            tokenizer,
+            data_args.data_dir,
+            model_args.cache_dir,
+            data_args.max_seq_length,
+            data_args.max_train_samples,
+            data_args.max_eval_samples,
+        )
+        ticket = criterion_ticket(
+            dense, model, args.criterion, args.sparsity, args, task, data, training_args, seed=training_args.seed, tokenizer=tokenizer
+        )
+    else:
+        ticket = prune_ticket(dense, model, args.sparsity, args.criterion, seed=training_args.seed)
+    ticket.metadata.extra["prune_at_init"] = spec
+    ticket.metadata.extra["mask_wall_s"] = time.perf_counter() - started
+    ticket.save_pretrained(out)
+    cost = ticket.metadata.extra.get("cost", {})
+    logger.info(
+        "%s at θ0: sparsity %.4f (%d/%d pruned), %s, %.1fs -> %s",
+        args.criterion,
+        ticket.sparsity,
+        ticket.num_pruned,
+        ticket.num_prunable,
+        ", ".join(f"{k} {v}" for k, v in cost.items()) or "no training or scoring passes",
+        ticket.metadata.extra["mask_wall_s"],
+        out,
+    )
+    return ticket
+
+
+def sanity_verdicts(matrix: dict[str, Any], task: str, tolerance: float) -> list[dict[str, Any]]:
+    """Per sanity row of ``matrix`` (a :func:`~bert_tickets.results.cells.build_matrix` result):
+    whether the row it checks *beats* it — its mean exceeds the check's mean by more than the
+    check's sample std over seeds (``tolerance`` with one seed), the matching rule's margin."""
+    out = []
+    kinds = matrix.get("kinds", {})
+    for label, kind in kinds.items():
+        if "+" not in kind:
+            continue
+        base_label, check = label.rsplit(" (", 1)[0], kind.split("+", 1)[1]
+        base, sane = matrix["entries"].get(base_label, {}).get(task), matrix["entries"][label].get(task)
+        if base is None or sane is None:
+            continue
+        margin = sane["std"] if sane["std"] is not None else tolerance
+        out.append(
+            {
+                "row": base_label,
+                "check": check,
+                "mean": base["mean"],
+                "check_mean": sane["mean"],
+                "margin": margin,
+                "beats": bool(base["mean"] - sane["mean"] > margin),
+            }
+        )
+    return out
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, args: PruneAtInitArguments, training_args) -> dict[str, Any]:
+    """Find the ticket, then (unless ``--no_finetune``) fine-tune it with ``--seeds`` next to
+    ``--baselines`` and ``--sanity`` rows as a transfer matrix on the task, and write the report.
+
+    Returns:
+        ``{"ticket": TicketMask, "matrix": matrix or None, "verdicts": [...]}``.
+
+    Raises:
+        ValueError / FileNotFoundError: bad arguments, data or output directory (one line, before
+            any work).
+    """
+    task = get_task(data_args.task)
+    check_output_dir(training_args.output_dir)
+    if data_args.data_dir is not None:
+        get_kind(task.kind).validate_inputs(task, data_args.data_dir)
+    root = Path(training_args.output_dir)
+    targs = TransferArguments(
+        **{k: v for k, v in asdict(args).items() if k in CriterionArguments.__dataclass_fields__},
+        tickets=[str(root / TICKET_DIR)],
+        tasks=[task.name],
+        sparsity=args.sparsity,
+        seeds=list(args.seeds),
+        baselines=list(args.baselines),
+        sanity=list(args.sanity),
+        model_name_or_path=model_args.model_name_or_path,
+        data_dir=[data_args.data_dir] if data_args.data_dir else None,
+        max_seq_length=data_args.max_seq_length,
+        max_train_samples=[str(data_args.max_train_samples)] if data_args.max_train_samples else None,
+        max_eval_samples=data_args.max_eval_samples,
+        tolerance=args.tolerance,
+    )
+    if not args.no_finetune:  # the fine-tuning arguments are checked before the search starts
+        bad = [b for b in targs.baselines if b not in ("dense", "random", "oneshot", "reinit", "shuffle", *AT_INIT_CRITERIA)]
+        if bad:
+            raise ValueError(f"unknown baseline {bad[0]!r}")
+    ticket = find_ticket(model_args, data_args, args, training_args)
+    if args.no_finetune:
+        return {"ticket": ticket, "matrix": None, "verdicts": []}
+    matrix_runner = TransferMatrix(targs, {task.name: replace(training_args, output_dir=str(root / FINETUNE_DIR))})
+    matrix = matrix_runner.run()
+    verdicts = sanity_verdicts(matrix, task.name, args.tolerance)
+    report = [
+        f"# {args.criterion} at θ0: {task.name}, sparsity {args.sparsity:g}",
+        "",
+        f"Ticket: `{root / TICKET_DIR}`; cost: {ticket.metadata.extra.get('cost') or 'none (no training or scoring passes)'}; "
+        f"search wall time {ticket.metadata.extra.get('mask_wall_s', 0.0):.1f} s.",
+        "",
+        (root / FINETUNE_DIR / "matrix.md").read_text(),
+    ]
+    for v in verdicts:
+        report.append(
+            f"- the {args.criterion} mask (row {v['row']}) {'beats' if v['beats'] else 'does NOT beat'} its {v['check']} check: "
+            f"{v['mean']:.4f} vs {v['check_mean']:.4f} (margin {v['margin']:.4f})"
+        )
+    atomic_write_text(root / REPORT_FILE, "\n".join(report) + "\n")
+    return {"ticket": ticket, "matrix": matrix, "verdicts": verdicts, "mean": _mean_of(matrix, task.name)}
+
+
+def _mean_of(matrix: dict[str, Any], task: str) -> float | None:
+    own = matrix["own"].get(task)
+    entry = matrix["entries"].get(own, {}).get(task) if own else None
+    return None if entry is None else entry["mean"]
+
+
+#: The argument dataclasses of ``prune-at-init`` (before ``TrainingArguments``).
+ARGUMENTS = (ModelArguments, DataArguments, PruneAtInitArguments)
+
+__all__ = ["ARGUMENTS", "PruneAtInitArguments", "find_ticket", "run", "sanity_verdicts"]
