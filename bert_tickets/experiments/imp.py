@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer
 
+from .._io import read_json
 from ..connectivity import error_barrier, evaluate_linear_path
 from ..pruning import (
     add_cost,
@@ -49,6 +50,7 @@ from ..ticket import (
     prunable_parameters,
     resolve_model_path,
 )
+from ..training.data_diet import REWIND_DATA, easy_subset, mean_el2n, random_subset
 from ..training.distributed import check_same_on_all_ranks
 from ..training.finetune import evaluate_model, finetune, optimizer_steps, training_hyperparameters
 from ..training.weights import RewindPointCapture, head_state, load_into, load_theta0
@@ -109,6 +111,17 @@ class IMPArguments:
         default=0,
         metadata={"help": "Rewind surviving weights to θ0 (0) or to the weights after this many steps of level-0 (dense) fine-tuning."},
     )
+    rewind_data: str = field(
+        default="full",
+        metadata={
+            "help": "Data of the first --rewind_step steps (the rewind point; Paul et al. 2022, 'Lottery Tickets on a Data Diet'): "
+            "full (level-0 training itself), random or easy (a separate pre-training on --rewind_subset_size examples, chosen "
+            "at random or as the lowest-EL2N ones); the IMP levels train on the full data."
+        },
+    )
+    rewind_subset_size: int | None = field(default=None, metadata={"help": "Training examples of a random / easy rewind subset."})
+    el2n_models: int = field(default=10, metadata={"help": "easy: short runs whose EL2N scores are averaged (lth_diet: 10)."})
+    el2n_steps: int | None = field(default=None, metadata={"help": "easy: optimizer steps of each short run (default: --rewind_step)."})
     keep_trained_head: bool = field(
         default=False,
         metadata={
@@ -149,6 +162,8 @@ class IMPArguments:
         return list(self.prunable_patterns) if self.prunable_patterns else list(DEFAULT_PRUNABLE_PATTERNS)
 
 
+#: ``find`` options of data-diet rewinding (part of a run's hash only with ``--rewind_data`` random / easy).
+DIET_OPTIONS = ("rewind_data", "rewind_subset_size", "el2n_models", "el2n_steps")
 #: ``find`` options of the adaptive schedule (part of a run's hash only with ``--schedule adaptive``).
 ADAPTIVE_OPTIONS = ("initial_step", "step_growth", "step_shrink", "min_step", "max_barrier", "barrier_points")
 
@@ -164,6 +179,12 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
         imp.pop(key)
     if imp_args.schedule != "adaptive":  # other schedules ignore them (and runs recorded before them stay the same)
         for key in ADAPTIVE_OPTIONS:
+            imp.pop(key)
+    if imp_args.rewind_data == "full":  # (and runs recorded before data diets keep their hash)
+        for key in DIET_OPTIONS:
+            imp.pop(key)
+    elif imp_args.rewind_data == "random":
+        for key in ("el2n_models", "el2n_steps"):
             imp.pop(key)
     # Local paths are resolved (the same run from any working directory), and a local
     # checkpoint's revision is the sha256 of its weights: a changed θ0 is another run.
@@ -239,6 +260,17 @@ class IMPRunner:
             raise ValueError("--max_tensor_sparsity applies to --pruning_scope global only (layer-wise pruning cannot collapse a layer)")
         if imp_args.rewind_step < 0:
             raise ValueError(f"--rewind_step must be >= 0, got {imp_args.rewind_step}")
+        if imp_args.rewind_data not in REWIND_DATA:
+            raise ValueError(f"--rewind_data {imp_args.rewind_data!r}: choose one of {', '.join(REWIND_DATA)}")
+        if imp_args.rewind_data != "full":
+            if imp_args.rewind_step < 1:
+                raise ValueError(f"--rewind_data {imp_args.rewind_data} needs a rewind point: --rewind_step >= 1")
+            if imp_args.rewind_subset_size is None or imp_args.rewind_subset_size < 1:
+                raise ValueError(f"--rewind_data {imp_args.rewind_data} needs --rewind_subset_size >= 1")
+            if imp_args.el2n_models < 1 or (imp_args.el2n_steps is not None and imp_args.el2n_steps < 1):
+                raise ValueError("--el2n_models and --el2n_steps must be >= 1")
+            if get_task(data_args.task).kind != "glue":
+                raise ValueError(f"--rewind_data {imp_args.rewind_data}: EL2N and subsets are defined for GLUE tasks here")
         if imp_args.tolerance < 0:
             raise ValueError(f"--tolerance must be >= 0, got {imp_args.tolerance}")
         self.kind = get_kind(self.task.kind)
@@ -325,6 +357,67 @@ class IMPRunner:
         steps = optimizer_steps(self.training_args, len(self.data.train))
         if self.imp_args.rewind_step > steps:
             raise ValueError(f"--rewind_step {self.imp_args.rewind_step} exceeds the {steps} optimizer steps of level-0 training")
+        size = self.imp_args.rewind_subset_size
+        if self.imp_args.rewind_data != "full" and size > len(self.data.train):
+            raise ValueError(f"--rewind_subset_size {size} exceeds the {len(self.data.train)} training examples")
+
+    def diet_rewind_point(self) -> int:
+        """Data-diet rewinding (:mod:`bert_tickets.training.data_diet`): make the rewind point by
+        training the dense network (θ0, the first seed's initial head) on the chosen subset for
+        ``--rewind_step`` steps of the run's learning-rate schedule (the subset is cycled), and
+        save it with the subset (and the EL2N scores for ``easy``; scores already saved are
+        reused). Returns the optimizer steps spent (short EL2N runs + pre-training), read back
+        from ``data_diet/subset.json`` when the run already has its diet rewind point."""
+        k, a = self.imp_args.rewind_step, self.imp_args
+        done = self.record.paths.data_diet() / "subset.json"
+        if self.record.has_rewind_point(k) and done.is_file():
+            return int(read_json(done).get("spent_steps", 0))
+        self.prepare()
+        seed, spent = self.seeds[0], 0
+        out = self.record.paths.data_diet()
+        dense = TicketMask.dense(self._load_model(seed), a.prunable_patterns, a.exclude)
+        if a.rewind_data == "easy":
+            scores = self.record.load_el2n()
+            if scores is None or len(scores) != len(self.data.train):
+                steps = a.el2n_steps or k
+                scores = mean_el2n(
+                    self._load_model,
+                    dense,
+                    self.task,
+                    self.data,
+                    self.training_args,
+                    models=a.el2n_models,
+                    steps=steps,
+                    seed=seed + 1,
+                    output_dir=str(out / "el2n"),
+                    tokenizer=self.tokenizer,
+                )
+                spent += a.el2n_models * steps
+                self.record.save_el2n(
+                    scores, {"models": a.el2n_models, "steps": steps, "seeds": [seed + 1 + i for i in range(a.el2n_models)]}
+                )
+            subset = easy_subset(scores, a.rewind_subset_size)
+        else:
+            subset = random_subset(len(self.data.train), a.rewind_subset_size, seed)
+        total = optimizer_steps(self.training_args, len(self.data.train))
+        diet = replace(self.data, train=self.data.train.select(subset.tolist()))
+        model = self._load_model(seed)  # θ0 with the first seed's initial head (the one level 0 starts from)
+        capture = RewindPointCapture(k, lambda state: self.record.save_rewind_point(k, state), stop=True)
+        finetune(
+            model,
+            dense,
+            self.task,
+            diet,
+            replace(self.training_args, max_steps=total),  # the full run's schedule, cycling the subset, stopped at k
+            seed=seed,
+            output_dir=str(out / "rewind"),
+            tokenizer=self.tokenizer,
+            callbacks=[capture],
+        )
+        info = {"rewind_data": a.rewind_data, "size": len(subset), "spent_steps": spent + k, "indices": subset.tolist()}
+        self.record.save_rewind_subset(info)  # last: its presence marks the diet complete
+        logger.info("data diet: rewind point at step %d trained on %d %s examples (%s)", k, len(subset), a.rewind_data, out)
+        return spent + k
 
     def trivial_baseline(self):
         """The task's :class:`~bert_tickets.tasks.TrivialBaseline` on this run's evaluation data
@@ -392,7 +485,7 @@ class IMPRunner:
                 )
                 self.record.remove_checkpoints(level, seed)
                 resume = None
-            if level == 0 and seed == self.seeds[0] and k > 0 and resume is None:
+            if level == 0 and seed == self.seeds[0] and k > 0 and resume is None and self.imp_args.rewind_data == "full":
                 capture = RewindPointCapture(k, lambda state: self.record.save_rewind_point(k, state))
                 extra.append(capture)
             try:
@@ -452,6 +545,9 @@ class IMPRunner:
         )
         history: list[LevelResult] = []
         next_ticket: TicketMask | None = self.dense_ticket
+        diet_steps = 0
+        if self.imp_args.rewind_data != "full":
+            diet_steps = self.diet_rewind_point()
         while (target := self.schedule.next(self._judged(history))) is not None:
             level = len(history)
             done = self.record.completed_level(level)
@@ -505,7 +601,7 @@ class IMPRunner:
                 next_ticket.metadata.extra["parent_level"] = base
                 # what produced this mask: the training of every level on its lineage (the base
                 # level's record carries the levels before it), all seeds
-                add_cost(next_ticket.metadata, {"train_steps": self.record.train_steps(base)})
+                add_cost(next_ticket.metadata, {"train_steps": self.record.train_steps(base) + (diet_steps if base == 0 else 0)})
                 # every rank pruned its own copy of the trained weights: the masks must agree
                 check_same_on_all_ranks(next_ticket.mask_sha256(), f"the level-{level + 1} mask")
                 self.record.save_ticket(level + 1, next_ticket)

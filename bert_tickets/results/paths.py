@@ -97,6 +97,11 @@ class RunPaths:
     def rewind_point(self, step: int) -> Path:
         return self.root / f"rewind_step{step}.safetensors"
 
+    def data_diet(self) -> Path:
+        """``data_diet/``: the EL2N scores (``el2n.safetensors``), the rewind subset
+        (``subset.json``) and the short runs' Trainer directories of data-diet rewinding."""
+        return self.root / "data_diet"
+
     def level(self, level: int) -> Path:
         return self.root / f"level_{level:02d}"
 

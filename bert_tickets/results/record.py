@@ -227,6 +227,22 @@ class RunRecord:
     def load_rewind_point(self, step: int) -> dict[str, torch.Tensor]:
         return self._load(self.paths.rewind_point(step))
 
+    def load_el2n(self) -> torch.Tensor | None:
+        """The run's saved EL2N scores (float32 ``(n,)``), or ``None``."""
+        path = self.paths.data_diet() / "el2n.safetensors"
+        return self._load(path)["el2n"] if path.is_file() else None
+
+    def save_el2n(self, scores: torch.Tensor, info: dict) -> None:
+        """Save the EL2N scores with how they were computed (``el2n.json``)."""
+        if self.is_main:
+            self._save(self.paths.data_diet() / "el2n.safetensors", {"el2n": scores.float().contiguous()})
+            write_json(self.paths.data_diet() / "el2n.json", info)
+
+    def save_rewind_subset(self, info: dict) -> None:
+        """The indices of the training examples the rewind point was trained on, and how chosen."""
+        if self.is_main:
+            write_json(self.paths.data_diet() / "subset.json", info)
+
     def save_trained_model(self, level: int, state: Mapping[str, torch.Tensor]) -> None:
         """The level's fine-tuned task model (``state_dict``; tied tensors are stored once each
         under every name, as independent copies)."""

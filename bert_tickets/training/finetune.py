@@ -167,6 +167,21 @@ def training_batches(
     return out
 
 
+def predict_logits(
+    model: torch.nn.Module, dataset: Any, task: TaskSpec, data: PreparedData, training_args: Any, *, output_dir: str, tokenizer: Any = None
+):
+    """The model's outputs on every example of ``dataset`` (evaluation mode, dataset order) and
+    their labels, through the Trainer's prediction loop: ``(logits, labels)`` as float32 /
+    label-dtype tensors of shapes ``(n, num_labels)`` and ``(n,)``."""
+    kind = get_kind(task.kind)
+    args = replace(training_args, output_dir=str(output_dir))
+    trainer = Trainer(model=model, args=args, processing_class=tokenizer, **kind.trainer_kwargs(task, tokenizer, data))
+    trainer.compute_metrics = None  # raw predictions only
+    out = trainer.predict(dataset)
+    logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+    return torch.as_tensor(logits, dtype=torch.float32), torch.as_tensor(out.label_ids)
+
+
 def evaluate_model(
     model: torch.nn.Module, task: TaskSpec, data: PreparedData, training_args: Any, *, output_dir: str, tokenizer: Any = None
 ) -> dict[str, float]:

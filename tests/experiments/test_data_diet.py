@@ -1,0 +1,96 @@
+"""Data-diet rewinding (Paul et al. 2022): EL2N on known logits, the easy and random subsets, and
+``find --rewind_data`` end to end on tiny inputs (scores saved and reused, the rewind point
+trained on the subset, the cost in the level-1 ticket, the run hash, bad input)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bert_tickets.cli import main
+from bert_tickets.ticket import TicketMask
+from bert_tickets.training.data_diet import easy_subset, el2n_scores, random_subset
+
+from tiny_assets import IMP_TRAIN_ARGS, write_imp_inputs
+
+
+def test_el2n_on_known_logits():
+    logits = torch.tensor([[0.0, 0.0], [10.0, -10.0], [math.log(3.0), 0.0]])
+    labels = torch.tensor([0, 1, 0])
+    # softmax: (1/2, 1/2), (~1, ~0), (3/4, 1/4); minus onehot; L2 norm
+    expected = torch.tensor([math.sqrt(0.5), math.sqrt(2.0), math.sqrt(2 * 0.25**2)])
+    torch.testing.assert_close(el2n_scores(logits, labels, regression=False), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        el2n_scores(torch.tensor([[2.5], [0.0]]), torch.tensor([3.0, -1.0]), regression=True), torch.tensor([0.5, 1.0])
+    )
+    with pytest.raises(ValueError, match="a label outside"):
+        el2n_scores(logits, torch.tensor([0, 2, 0]), regression=False)
+
+
+def test_easy_subset_is_the_m_lowest_and_random_is_seeded():
+    scores = torch.tensor([0.9, 0.1, 0.5, 0.1, 0.3, 0.7])
+    assert easy_subset(scores, 3).tolist() == [1, 3, 4]  # 0.1, 0.1 (ties: earlier first), 0.3
+    assert easy_subset(scores, 1).tolist() == [1]
+    a, b, c = random_subset(100, 10, 1), random_subset(100, 10, 1), random_subset(100, 10, 2)
+    assert a.tolist() == b.tolist() != c.tolist() and len(set(a.tolist())) == 10 and a.tolist() == sorted(a.tolist())
+    with pytest.raises(ValueError, match=r"--rewind_subset_size must be in \[1, 6\]"):
+        easy_subset(scores, 7)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return write_imp_inputs(tmp_path_factory.mktemp("diet"))
+
+
+def _find(inputs, out, *extra):
+    ckpt, glue = inputs
+    argv = ["find", "--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), "--output_dir", str(out), *IMP_TRAIN_ARGS]
+    return main([*argv, "--max_levels", "2", *extra])
+
+
+def test_find_with_an_easy_rewind_subset(inputs, tmp_path, capsys):
+    out = tmp_path / "easy"
+    diet = ("--rewind_step", "2", "--rewind_data", "easy", "--rewind_subset_size", "8", "--el2n_models", "2", "--el2n_steps", "1")
+    assert _find(inputs, out, *diet) == 0
+    scores = load_file(out / "data_diet" / "el2n.safetensors")["el2n"]
+    n_train = sum(1 for _ in (inputs[1] / "RTE" / "train.tsv").read_text().splitlines()[1:])
+    assert scores.shape == (n_train,) and bool((scores >= 0).all())
+    subset = json.loads((out / "data_diet" / "subset.json").read_text())
+    assert subset["indices"] == easy_subset(scores, 8).tolist() and subset["spent_steps"] == 2 * 1 + 2
+    assert json.loads((out / "data_diet" / "el2n.json").read_text())["models"] == 2
+    assert (out / "rewind_step2.safetensors").is_file()
+    # the level-1 mask cost: level 0's steps + the short EL2N runs + the pre-training to step 2
+    level0 = json.loads((out / "level_00" / "seed_42" / "log_history.json").read_text())[-1]["step"]
+    t1 = TicketMask.from_pretrained(out / "level_01" / "ticket")
+    assert t1.metadata.extra["cost"]["train_steps"] == level0 + 4
+    # a re-run reuses everything
+    stamps = {p: p.stat().st_mtime_ns for p in [out / "data_diet" / "el2n.safetensors", out / "rewind_step2.safetensors"]}
+    assert _find(inputs, out, *diet) == 0
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    # the diet is part of the run: the same directory with full-data rewinding is another run
+    capsys.readouterr()
+    assert _find(inputs, out, "--rewind_step", "2") == 2
+    assert "rewind_data" in capsys.readouterr().err
+
+
+def test_random_rewind_subset_and_bad_input(inputs, tmp_path, capsys):
+    out = tmp_path / "random"
+    assert _find(inputs, out, "--max_levels", "1", "--rewind_step", "2", "--rewind_data", "random", "--rewind_subset_size", "8") == 0
+    subset = json.loads((out / "data_diet" / "subset.json").read_text())
+    assert subset["indices"] == random_subset(32, 8, 42).tolist()  # 32 tiny training examples, the run's seed
+    assert not (out / "data_diet" / "el2n.safetensors").exists()
+    for extra, message in (
+        (("--rewind_data", "easy", "--rewind_subset_size", "8"), "needs a rewind point: --rewind_step >= 1"),
+        (("--rewind_data", "easy", "--rewind_step", "2"), "needs --rewind_subset_size >= 1"),
+        (("--rewind_data", "hard", "--rewind_step", "2"), "--rewind_data 'hard': choose one of full, random, easy"),
+        (("--rewind_data", "random", "--rewind_step", "2", "--rewind_subset_size", "100000"), "exceeds the"),
+    ):
+        capsys.readouterr()
+        assert _find(inputs, tmp_path / "bad", *extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        # one error line (the last check runs once the data is read, after its progress bars)
+        assert sum("error" in line for line in err) == 1 and message in err[-1], err
