@@ -12,6 +12,11 @@ evaluations are counted separately (forward passes over the evaluation split, no
 steps). Steps of a level are read from its Trainer log (``log_history.json``: the last
 ``step``), summed over seeds; "to ticket" sums every level run up to and including the one
 that gave the highest matching sparsity (failed levels of the adaptive search included).
+
+``--also`` adds more IMP runs (e.g. data-diet runs) and transfer / prune-at-init matrix
+directories (criterion rows) to one cost table: method, sparsity, metric after fine-tuning, Δ vs
+dense, matching, and the optimizer steps and scoring passes spent finding the mask (from the
+tickets' cost records; magnitude and random masks cost none).
 """
 
 from __future__ import annotations
@@ -54,12 +59,20 @@ def cost_to_ticket(run: Path) -> dict:
 
 def main(argv: list[str]) -> int:
     if "--" not in argv:
-        print("usage: bench_time_to_ticket.py --out DIR [--target_sparsity 0.9] -- FIND_ARGS...", file=sys.stderr)
+        print(
+            "usage: bench_time_to_ticket.py --out DIR [--target_sparsity 0.9] [--also RUN_OR_MATRIX ...] -- FIND_ARGS...", file=sys.stderr
+        )
         return 2
     split = argv.index("--")
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--target_sparsity", default="0.9")
+    parser.add_argument(
+        "--also",
+        nargs="*",
+        default=[],
+        help="more IMP run directories (e.g. data-diet runs) and transfer / prune-at-init matrix directories to put in the cost table",
+    )
     args = parser.parse_args(argv[:split])
     find_args = argv[split + 1 :]
     out = Path(args.out)
@@ -81,8 +94,86 @@ def main(argv: list[str]) -> int:
         print(f"adaptive / linear: {ada['steps_to_ticket'] / lin['steps_to_ticket']:.3f} of the optimizer steps to their tickets")
     if lin["dense_learned"] is False or ada["dense_learned"] is False:
         print("note: dense did not learn at this budget: neither number is a ticket")
-    print(json.dumps(results))
+    table = [run_row(f"IMP {name}", out / name) for name in ("linear", "adaptive")]
+    for path in map(Path, args.also):
+        table += matrix_rows(path) if (path / "matrix.json").is_file() else [run_row(f"IMP {path.name}", path)]
+    print()
+    print(format_cost_table(table))
+    print(json.dumps({**results, "cost_table": table}))
     return 0
+
+
+def run_row(name: str, run: Path) -> dict:
+    """The cost-table row of an IMP run: its highest matching level (else its last level), the
+    metric, Δ vs dense, and the optimizer steps of every level run up to it (all seeds; for a
+    data-diet run the ticket's cost record, which adds the short EL2N runs and the pre-training)."""
+    summary = json.loads(RunPaths(run).summary_json.read_text())
+    rows = summary["levels"]
+    best = summary["highest_matching_sparsity"]
+    row = next((r for r in rows if best is not None and abs(r["sparsity"] - best) < 1e-12), rows[-1])
+    steps = sum(level_steps(run, r["level"]) for r in rows if r["level"] < row["level"])
+    cost = {}
+    ticket_config = RunPaths(run).ticket(row["level"]) / "ticket_config.json"
+    if ticket_config.is_file():
+        cost = json.loads(ticket_config.read_text()).get("extra", {}).get("cost", {})
+    return {
+        "method": name,
+        "sparsity": row["sparsity"],
+        "metric": row["metric"],
+        "mean": row["mean"],
+        "std": row.get("std"),
+        "delta": row.get("delta"),
+        "matching": row.get("matching"),
+        "steps": max(steps, cost.get("train_steps", 0)) if row["level"] > 0 else 0,
+        "scoring_passes": cost.get("score_forward", 0),
+        "note": "highest matching level" if best is not None else "no matching level: the last one",
+    }
+
+
+def matrix_rows(matrix_dir: Path) -> list[dict]:
+    """Cost-table rows of a transfer / prune-at-init matrix: every row on its (first) target, with
+    the mask cost its cells recorded."""
+    matrix = json.loads((matrix_dir / "matrix.json").read_text())
+    out = []
+    for target in matrix["targets"]:
+        for label in matrix["rows"]:
+            e = matrix["entries"][label].get(target)
+            if e is None:
+                continue
+            out.append(
+                {
+                    "method": f"{label} ({matrix_dir.name})",
+                    "sparsity": None
+                    if label == "dense"
+                    else json.loads((matrix_dir / "transfer_config.json").read_text())["spec"]["sparsity"],
+                    "metric": matrix["metric"][target],
+                    "mean": e["mean"],
+                    "std": e["std"],
+                    "delta": e["delta_dense"],
+                    "matching": e["matching"],
+                    "steps": e.get("mask_train_steps") or 0,
+                    "scoring_passes": e.get("mask_score_passes") or 0,
+                    "note": f"{target}, {e['n']} seeds",
+                }
+            )
+    return out
+
+
+def format_cost_table(rows: list[dict]) -> str:
+    """One markdown table: method, sparsity, metric after fine-tuning, Δ vs dense, matching,
+    optimizer steps and scoring passes spent finding the mask."""
+    lines = [
+        "| method | sparsity | metric after fine-tuning | Δ vs dense | matching | steps to find the mask | scoring passes | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        value = f"{r['metric']} {r['mean']:.4f}" + (f" ± {r['std']:.4f}" if r.get("std") is not None else "")
+        delta = "–" if r.get("delta") is None else f"{r['delta']:+.4f}"
+        sparsity = "0 (dense)" if not r["sparsity"] else f"{r['sparsity']:.4f}"
+        lines.append(
+            f"| {r['method']} | {sparsity} | {value} | {delta} | {r['matching']} | {r['steps']:.0f} | {r['scoring_passes']:.0f} | {r['note']} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
