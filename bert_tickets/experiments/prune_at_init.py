@@ -56,7 +56,7 @@ class PruneAtInitArguments(CriterionArguments):
     seeds: list[int] = field(default_factory=lambda: [42], metadata={"help": "Fine-tuning seeds (each also seeds its own search)."})
     sanity: list[str] = field(
         default_factory=lambda: ["layer_shuffle"],
-        metadata={"help": f"Sanity checks fine-tuned next to the mask: any of {', '.join(SANITY_CHECKS)} (none: --sanity with no value)."},
+        metadata={"help": f"Sanity checks fine-tuned next to the mask: any of {', '.join(SANITY_CHECKS)}, or none."},
     )
     baselines: list[str] = field(
         default_factory=lambda: ["dense"], metadata={"help": "Rows fine-tuned next to it (any transfer baseline or criterion)."}
@@ -74,6 +74,8 @@ class PruneAtInitArguments(CriterionArguments):
             raise ValueError(f"--criterion {self.criterion!r}: choose one of {', '.join(allowed)}")
         if not (0.0 < self.sparsity < 1.0):
             raise ValueError(f"--sparsity must be a fraction in (0, 1), got {self.sparsity}")
+        if list(self.sanity) == ["none"]:
+            self.sanity = []
         bad = [c for c in self.sanity if c not in SANITY_CHECKS]
         if bad:
             raise ValueError(f"unknown sanity check {bad[0]!r}; choose from {', '.join(SANITY_CHECKS)}")

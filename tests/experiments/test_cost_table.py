@@ -1,0 +1,51 @@
+"""The time-to-ticket benchmark's cost table (scripts/bench_time_to_ticket.py) on a tiny run and
+a tiny prune-at-init matrix: the steps it reports are the ones the logs and cost records hold."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from bert_tickets.cli import main
+from bert_tickets.pruning import target_count
+
+from conftest import TINY_PRUNABLE
+from tiny_assets import IMP_TRAIN_ARGS, write_imp_inputs
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_time_to_ticket.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_time_to_ticket", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cost_table_rows_of_a_run_and_a_matrix(bench, tmp_path):
+    ckpt, glue = write_imp_inputs(tmp_path)
+    common = ["--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), *IMP_TRAIN_ARGS]
+    run = tmp_path / "run"
+    assert main(["find", *common, "--output_dir", str(run), "--max_levels", "2", "--tolerance", "1.0"]) == 0
+    row = bench.run_row("IMP linear", run)
+    # tolerance 1: every level matches, so the row is the last level (2); its mask cost the
+    # steps of levels 0 and 1 (from their logs), as its ticket's cost record says
+    logged = [json.loads((run / f"level_{lv:02d}" / "seed_42" / "log_history.json").read_text())[-1]["step"] for lv in (0, 1)]
+    assert (
+        row["sparsity"] == target_count(0.2, TINY_PRUNABLE) / TINY_PRUNABLE
+        and row["steps"] == sum(logged) > 0
+        and row["scoring_passes"] == 0
+    )
+    pai = tmp_path / "pai"
+    extra = ["--criterion", "synflow", "--sparsity", "0.3", "--score_iterations", "4", "--sanity", "none", "--baselines", "dense"]
+    assert main(["prune-at-init", *common, "--output_dir", str(pai), *extra]) == 0
+    rows = {r["method"]: r for r in bench.matrix_rows(pai / "finetune")}
+    assert set(rows) == {"rte (finetune)", "dense (finetune)"}
+    assert rows["rte (finetune)"]["scoring_passes"] == 4 and rows["rte (finetune)"]["steps"] == 0
+    assert rows["dense (finetune)"]["sparsity"] is None
+    table = bench.format_cost_table([row, *rows.values()])
+    assert table.count("\n") == 4 and "| IMP linear | 0.2000 |" in table
