@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from transformers import AutoTokenizer
 
-from ..pruning import prune_ticket
-from ..results import RunLock, RunPaths, check_output_dir
+from ..pruning import add_cost, prune_ticket
+from ..results import RunLock, RunPaths, RunRecord, check_output_dir
 from ..results.cells import BASELINES, SANITY_CHECKS, TICKET_ROW, CellResult, CellSpec, MatrixRecord
 from ..results.figures import transfer_heatmap
 from ..tasks import get_kind, get_task
@@ -219,7 +219,10 @@ def resolve_sources(args: TransferArguments) -> list[Source]:
     for origin in args.tickets:
         path = Path(origin)
         if RunPaths(path).run_config.is_file():
-            ticket = TicketMask.from_pretrained(_run_level_ticket(path, args.sparsity, args.level))
+            level_dir = _run_level_ticket(path, args.sparsity, args.level)
+            ticket = TicketMask.from_pretrained(level_dir)
+            if "cost" not in ticket.metadata.extra and ticket.metadata.level > 0:  # a run from before cost records
+                add_cost(ticket.metadata, {"train_steps": RunRecord(path).lineage_train_steps(ticket.metadata.level)})
         elif path.is_dir() or not is_hub_repo_id(origin.split("@", 1)[0]):
             ticket = TicketMask.from_pretrained(path)
         else:

@@ -205,6 +205,19 @@ class RunRecord:
             total += max((int(h.get("step", 0)) for h in read_json(path)), default=0)
         return total
 
+    def lineage_train_steps(self, level: int) -> int:
+        """Optimizer steps of every level on ``level``'s lineage (its parent, the parent's parent,
+        … down to level 0; the parent is the ticket's ``extra["parent_level"]``, else L − 1):
+        what produced its mask, for tickets written before cost records existed."""
+        total, current = 0, level
+        while current > 0:
+            parent = current - 1
+            if self.has_ticket(current):
+                parent = int(self.load_ticket(current).metadata.extra.get("parent_level", parent))
+            total += self.train_steps(parent)
+            current = parent
+        return total
+
     def _save(self, path: Path, state: dict[str, torch.Tensor]) -> None:
         if self.is_main:
             save_tensors(path, state)

@@ -49,3 +49,19 @@ def test_cost_table_rows_of_a_run_and_a_matrix(bench, tmp_path):
     assert rows["dense (finetune)"]["sparsity"] is None
     table = bench.format_cost_table([row, *rows.values()])
     assert table.count("\n") == 4 and "| IMP linear | 0.2000 |" in table
+
+
+def test_a_run_ticket_without_a_cost_record_gets_its_lineage_steps(tmp_path):
+    from bert_tickets.experiments.transfer import TransferArguments, resolve_sources
+
+    ckpt, glue = write_imp_inputs(tmp_path)
+    run = tmp_path / "run"
+    argv = ["find", "--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), "--output_dir", str(run), *IMP_TRAIN_ARGS]
+    assert main([*argv, "--max_levels", "2"]) == 0
+    config = run / "level_02" / "ticket" / "ticket_config.json"
+    raw = json.loads(config.read_text())
+    recorded = raw["extra"].pop("cost")  # as a run written before cost records has it
+    config.write_text(json.dumps(raw))
+    (source,) = resolve_sources(TransferArguments(tickets=[str(run)], tasks=["rte"], level=2))
+    logged = [json.loads((run / f"level_{lv:02d}" / "seed_42" / "log_history.json").read_text())[-1]["step"] for lv in (0, 1)]
+    assert source.ticket.metadata.extra["cost"] == recorded == {"train_steps": sum(logged), "score_forward": 0, "score_backward": 0}
