@@ -278,7 +278,7 @@ def build_matrix(results: list[CellResult], tolerance: float, trivial: dict[str,
         groups.setdefault((r.spec.label, r.spec.target), []).append(r)
     own = {}
     for r in results:
-        if r.spec.row == TICKET_ROW and r.spec.source_task == r.spec.target:
+        if r.spec.row == TICKET_ROW and r.spec.sanity is None and r.spec.source_task == r.spec.target:
             own[r.spec.target] = r.spec.label
     entries: dict[str, dict[str, Any]] = {label: {} for label in labels}
     rules, metric = {}, {}

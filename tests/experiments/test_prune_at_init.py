@@ -178,6 +178,7 @@ def test_sanity_verdicts_on_known_numbers():
         cell("rte (reinit)", 2, 0.80, sanity="reinit"),
     ]
     matrix = build_matrix(results, 0.01)
+    assert matrix["own"] == {"rte": "rte"}  # the own row is the ticket itself, not one of its sanity checks
     verdicts = {v["check"]: v for v in sanity_verdicts(matrix, "rte", 0.01)}
     # mask 0.79 vs shuffled 0.71 (std 0.01414): beats; vs reinit 0.785 (std 0.02121): does not
     assert verdicts["layer_shuffle"]["beats"] is True and verdicts["layer_shuffle"]["mean"] == pytest.approx(0.79)
