@@ -185,3 +185,20 @@ def test_sanity_verdicts_on_known_numbers():
     assert verdicts["reinit"]["beats"] is False and verdicts["reinit"]["margin"] == pytest.approx(0.0212132, abs=1e-6)
     md = format_matrix(matrix)
     assert "≥own" not in md.split("| rte (layer_shuffle)")[1].split("\n")[0]  # a sanity row is not a transferred ticket
+
+
+def test_the_sanity_field_keeps_old_cell_ids():
+    """A cell id is the sha256 of the spec and context; a spec without a sanity check must hash
+    exactly as specs did before the field existed (so older matrix directories still resume)."""
+    import hashlib
+    from dataclasses import asdict
+
+    from bert_tickets.results.cells import CellSpec
+
+    spec = CellSpec("ticket", "rte", "runs/rte", "rte", "mrpc", 0.5, 1)
+    context = {"base_model": "m", "mask": "abc"}
+    old_fields = {k: v for k, v in asdict(spec).items() if k != "sanity"}
+    before = hashlib.sha256(json.dumps({"spec": old_fields, "context": context}, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    assert spec.cell_id(context) == before
+    shuffled = CellSpec("ticket", "rte (layer_shuffle)", "runs/rte", "rte", "mrpc", 0.5, 1, "layer_shuffle")
+    assert shuffled.cell_id(context) != before
