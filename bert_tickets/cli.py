@@ -82,6 +82,9 @@ def find_main(argv: list[str]) -> int:
         runner.run()
     finally:
         lock.release()
+    from .training.distributed import close_process_group
+
+    close_process_group()
     return 0
 
 

@@ -36,3 +36,14 @@ def check_same_on_all_ranks(value: str, what: str) -> None:
     dist.all_gather_object(values, value)
     if len(set(values)) != 1:
         raise RuntimeError(f"{what} differs across ranks ({', '.join(f'rank {i}: {v}' for i, v in enumerate(values))}); stopping the run")
+
+
+def close_process_group() -> None:
+    """Wait for every rank, then destroy the process group (a no-op in one process). Called at
+    the end of a command: a gloo group left for interpreter exit can abort a rank there
+    ("terminate called without an active exception", SIGABRT) after all work is done."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
