@@ -27,15 +27,7 @@ import sys
 from pathlib import Path
 
 from bert_tickets.cli import main as cli_main
-from bert_tickets.results import RunPaths
-
-
-def level_steps(run: Path, level: int) -> int:
-    total = 0
-    for log in sorted(RunPaths(run).level(level).glob("seed_*/log_history.json")):
-        history = json.loads(log.read_text())
-        total += max((h.get("step", 0) for h in history), default=0)
-    return total
+from bert_tickets.results import RunPaths, RunRecord
 
 
 def cost_to_ticket(run: Path) -> dict:
@@ -43,7 +35,8 @@ def cost_to_ticket(run: Path) -> dict:
     rows = summary["levels"]
     best = summary["highest_matching_sparsity"]
     upto = max((r["level"] for r in rows if best is not None and abs(r["sparsity"] - best) < 1e-12), default=len(rows) - 1)
-    steps = [level_steps(run, r["level"]) for r in rows]
+    record = RunRecord(run)
+    steps = [record.train_steps(r["level"]) for r in rows]
     return {
         "levels_run": len(rows),
         "highest_matching_sparsity": best,
@@ -105,17 +98,17 @@ def main(argv: list[str]) -> int:
 
 def run_row(name: str, run: Path) -> dict:
     """The cost-table row of an IMP run: its highest matching level (else its last level), the
-    metric, Δ vs dense, and the optimizer steps of every level run up to it (all seeds; for a
-    data-diet run the ticket's cost record, which adds the short EL2N runs and the pre-training)."""
+    metric, Δ vs dense, and what its mask cost: the ticket's cost record (the levels on its
+    lineage, all seeds, plus a data diet's short EL2N runs and pre-training), or for a ticket
+    written before cost records the lineage's steps from the run's logs."""
     summary = json.loads(RunPaths(run).summary_json.read_text())
     rows = summary["levels"]
     best = summary["highest_matching_sparsity"]
     row = next((r for r in rows if best is not None and abs(r["sparsity"] - best) < 1e-12), rows[-1])
-    steps = sum(level_steps(run, r["level"]) for r in rows if r["level"] < row["level"])
-    cost = {}
-    ticket_config = RunPaths(run).ticket(row["level"]) / "ticket_config.json"
-    if ticket_config.is_file():
-        cost = json.loads(ticket_config.read_text()).get("extra", {}).get("cost", {})
+    record = RunRecord(run)
+    cost = record.load_ticket(row["level"]).metadata.extra.get("cost") if record.has_ticket(row["level"]) else None
+    if cost is None:
+        cost = {"train_steps": record.lineage_train_steps(row["level"])}
     return {
         "method": name,
         "sparsity": row["sparsity"],
@@ -124,7 +117,7 @@ def run_row(name: str, run: Path) -> dict:
         "std": row.get("std"),
         "delta": row.get("delta"),
         "matching": row.get("matching"),
-        "steps": max(steps, cost.get("train_steps", 0)) if row["level"] > 0 else 0,
+        "steps": cost.get("train_steps", 0),
         "scoring_passes": cost.get("score_forward", 0),
         "note": "highest matching level" if best is not None else "no matching level: the last one",
     }
@@ -134,6 +127,7 @@ def matrix_rows(matrix_dir: Path) -> list[dict]:
     """Cost-table rows of a transfer / prune-at-init matrix: every row on its (first) target, with
     the mask cost its cells recorded."""
     matrix = json.loads((matrix_dir / "matrix.json").read_text())
+    sparsity = json.loads((matrix_dir / "transfer_config.json").read_text())["spec"]["sparsity"]
     out = []
     for target in matrix["targets"]:
         for label in matrix["rows"]:
@@ -143,9 +137,7 @@ def matrix_rows(matrix_dir: Path) -> list[dict]:
             out.append(
                 {
                     "method": f"{label} ({matrix_dir.name})",
-                    "sparsity": None
-                    if label == "dense"
-                    else json.loads((matrix_dir / "transfer_config.json").read_text())["spec"]["sparsity"],
+                    "sparsity": None if label == "dense" else sparsity,
                     "metric": matrix["metric"][target],
                     "mean": e["mean"],
                     "std": e["std"],

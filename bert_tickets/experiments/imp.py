@@ -375,7 +375,7 @@ class IMPRunner:
         self.prepare()
         seed, spent = self.seeds[0], 0
         out = self.record.paths.data_diet()
-        dense = TicketMask.dense(self._load_model(seed), a.prunable_patterns, a.exclude)
+        dense = self.dense_ticket  # the run's prunable set; the diet trains every weight
         if a.rewind_data == "easy":
             scores = self.record.load_el2n()
             if scores is None or len(scores) != len(self.data.train):

@@ -26,7 +26,7 @@ from typing import Any
 from transformers import AutoTokenizer
 
 from .._io import atomic_write_text
-from ..pruning import criterion_names, prune_ticket
+from ..pruning import prune_ticket
 from ..pruning.select import SCOPES
 from ..results import check_output_dir
 from ..results.cells import SANITY_CHECKS
@@ -35,7 +35,7 @@ from ..tasks import get_kind, get_task
 from ..ticket import CONFIG_FILE, DEFAULT_PRUNABLE_PATTERNS, TicketMask, TicketMetadata
 from ..training.weights import load_theta0
 from .common import AT_INIT_CRITERIA, CriterionArguments, DataArguments, ModelArguments
-from .transfer import TransferArguments, TransferMatrix, criterion_ticket
+from .transfer import TransferArguments, TransferMatrix, check_rows, criterion_ticket
 
 logger = logging.getLogger("bert_tickets")
 
@@ -70,15 +70,13 @@ class PruneAtInitArguments(CriterionArguments):
     def __post_init__(self):
         super().__post_init__()
         allowed = (*AT_INIT_CRITERIA, "magnitude", "random")
-        if self.criterion not in allowed or self.criterion not in criterion_names():
+        if self.criterion not in allowed:
             raise ValueError(f"--criterion {self.criterion!r}: choose one of {', '.join(allowed)}")
         if not (0.0 < self.sparsity < 1.0):
             raise ValueError(f"--sparsity must be a fraction in (0, 1), got {self.sparsity}")
         if list(self.sanity) == ["none"]:
             self.sanity = []
-        bad = [c for c in self.sanity if c not in SANITY_CHECKS]
-        if bad:
-            raise ValueError(f"unknown sanity check {bad[0]!r}; choose from {', '.join(SANITY_CHECKS)}")
+        check_rows(self.baselines, self.sanity)
         if self.pruning_scope not in SCOPES:
             raise ValueError(f"--pruning_scope {self.pruning_scope!r}: choose one of {', '.join(SCOPES)}")
         if not self.seeds:
@@ -221,10 +219,6 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: PruneAtInitA
         max_eval_samples=data_args.max_eval_samples,
         tolerance=args.tolerance,
     )
-    if not args.no_finetune:  # the fine-tuning arguments are checked before the search starts
-        bad = [b for b in targs.baselines if b not in ("dense", "random", "oneshot", "reinit", "shuffle", *AT_INIT_CRITERIA)]
-        if bad:
-            raise ValueError(f"unknown baseline {bad[0]!r}")
     ticket = find_ticket(model_args, data_args, args, training_args)
     if args.no_finetune:
         return {"ticket": ticket, "matrix": None, "verdicts": []}
@@ -245,13 +239,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: PruneAtInitA
             f"{v['mean']:.4f} vs {v['check_mean']:.4f} (margin {v['margin']:.4f})"
         )
     atomic_write_text(root / REPORT_FILE, "\n".join(report) + "\n")
-    return {"ticket": ticket, "matrix": matrix, "verdicts": verdicts, "mean": _mean_of(matrix, task.name)}
-
-
-def _mean_of(matrix: dict[str, Any], task: str) -> float | None:
-    own = matrix["own"].get(task)
-    entry = matrix["entries"].get(own, {}).get(task) if own else None
-    return None if entry is None else entry["mean"]
+    return {"ticket": ticket, "matrix": matrix, "verdicts": verdicts}
 
 
 #: The argument dataclasses of ``prune-at-init`` (before ``TrainingArguments``).

@@ -137,6 +137,21 @@ class Source:
         return self.ticket.metadata.task
 
 
+def check_rows(baselines: list[str], sanity: list[str]) -> None:
+    """Check ``--baselines`` (:data:`~bert_tickets.results.cells.BASELINES` and
+    :data:`~.common.AT_INIT_CRITERIA`) and ``--sanity`` (:data:`~bert_tickets.results.cells.SANITY_CHECKS`).
+
+    Raises:
+        ValueError: an unknown name (one line listing the choices).
+    """
+    unknown = [b for b in baselines if b not in BASELINES and b not in AT_INIT_CRITERIA]
+    if unknown:
+        raise ValueError(f"unknown baseline {unknown[0]!r}; choose from {', '.join((*BASELINES, *AT_INIT_CRITERIA))} ('own' is implicit)")
+    unknown = [c for c in sanity if c not in SANITY_CHECKS]
+    if unknown:
+        raise ValueError(f"unknown sanity check {unknown[0]!r}; choose from {', '.join(SANITY_CHECKS)}")
+
+
 def criterion_ticket(
     dense: TicketMask,
     model,
@@ -311,14 +326,7 @@ class TransferMatrix:
         self.args = args
         if not args.tasks:
             raise ValueError("give at least one target task with --tasks")
-        unknown = [b for b in args.baselines if b not in BASELINES and b not in AT_INIT_CRITERIA]
-        if unknown:
-            raise ValueError(
-                f"unknown baseline {unknown[0]!r}; choose from {', '.join((*BASELINES, *AT_INIT_CRITERIA))} ('own' is implicit)"
-            )
-        unknown = [c for c in getattr(args, "sanity", []) if c not in SANITY_CHECKS]
-        if unknown:
-            raise ValueError(f"unknown sanity check {unknown[0]!r}; choose from {', '.join(SANITY_CHECKS)}")
+        check_rows(args.baselines, getattr(args, "sanity", []))
         if args.executor not in EXECUTORS:
             raise ValueError(f"unknown executor {args.executor!r}; choose one of {', '.join(EXECUTORS)}")
         if args.executor == "ray":

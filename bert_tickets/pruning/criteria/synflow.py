@@ -58,10 +58,10 @@ _LAYER_TENSORS = (
 )
 
 
-def _chain(model: torch.nn.Module) -> tuple[list[list[str]], str | None, int]:
-    """The linearised encoder's tensors: per layer the six matrices of ``_LAYER_TENSORS``
-    (backbone-relative names), the pooler's weight name (or ``None``) and the head count."""
-    params = backbone_parameters(model)
+def _chain(model: torch.nn.Module, params: Mapping[str, torch.Tensor]) -> tuple[list[list[str]], str | None, int]:
+    """The linearised encoder's tensors among ``params`` (the model's backbone parameters): per
+    layer the six matrices of ``_LAYER_TENSORS`` (backbone-relative names), the pooler's weight
+    name (or ``None``) and the head count."""
     config = get_backbone(model).config
     layers = [[f"encoder.layer.{i}.{t}" for t in _LAYER_TENSORS] for i in range(config.num_hidden_layers)]
     missing = [n for layer in layers for n in layer if n not in params]
@@ -101,12 +101,12 @@ def synflow_scores(
         ValueError: the model is not a BERT encoder, or a weight in ``weights`` is not one of
             the chain's matrices (embeddings, heads).
     """
-    layers, pooler, heads = _chain(model)
+    params = backbone_parameters(model)
+    layers, pooler, heads = _chain(model, params)
     chain = [n for layer in layers for n in layer] + ([pooler] if pooler else [])
     outside = [n for n in weights if n not in chain]
     if outside:
         raise ValueError(f"synflow scores the encoder's matrices and the pooler only, not {outside[0]!r}")
-    params = backbone_parameters(model)
     tensors = {}
     for n in chain:
         t = params[n].detach().to(torch.float64).abs()
