@@ -6,6 +6,7 @@ The bottom layer of the package: it imports nothing from ``bert_tickets``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,6 +17,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+
+def json_hash(obj: Any, digits: int = 12) -> str:
+    """The first ``digits`` hex digits of the sha256 of ``obj``'s key-sorted JSON (non-JSON values
+    by ``str``): how runs, cells, matrix specs and cached masks are named (open_lth-style hash-named
+    directories). The one spelling of that rule: changing it would rename every saved run."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:digits]
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of ``err``'s message, or its type name when the message is empty
+    (``KeyError()``, ``OSError()``): what every command prints after ``error:``."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def derived_seed(seed: int, index: int) -> int:
+    """Seed of the ``index``-th of several generators derived from one seed (random pruning of a
+    tensor, a layer-shuffle permutation, a re-initialised tensor): ``seed * 100_003 + index``.
+    Saved masks and cells depend on it, so it must not change."""
+    return int(seed) * 100_003 + int(index)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -114,7 +136,7 @@ def read_json(path: str | os.PathLike) -> Any:
     try:
         return json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is corrupt (not valid JSON: {str(err).splitlines()[0]}); delete it to redo that step") from None
+        raise ValueError(f"{path} is corrupt (not valid JSON: {first_line(err)}); delete it to redo that step") from None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

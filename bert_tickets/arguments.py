@@ -11,6 +11,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser, TrainingArguments
 
+from ._io import first_line
 from .experiments import EXPERIMENTS, DataArguments, ModelArguments
 from .experiments.imp import IMPArguments, run_hyperparameters
 from .results import hyperparameter_hash as run_hash
@@ -80,7 +81,7 @@ def parse_experiment_args(command: str, argv: list[str]):
             parser.set_defaults(save_strategy="steps")  # --save_steps alone turns mid-level checkpoints on
         return parser.parse_args_into_dataclasses(args=argv)
     except (ValueError, json.JSONDecodeError) as err:
-        raise ArgumentError(str(err).strip().splitlines()[0]) from None
+        raise ArgumentError(first_line(err)) from None
 
 
 def _task_overrides(entries: list[str] | None, targets: list[str]) -> dict[str, list[str]]:
@@ -133,4 +134,4 @@ def parse_transfer_args(argv: list[str]):
             per_target[name] = parser.parse_args_into_dataclasses(args=[*argv, *overrides[name]])[1]
         return args, per_target
     except (ValueError, json.JSONDecodeError) as err:
-        raise ArgumentError(str(err).strip().splitlines()[0]) from None
+        raise ArgumentError(first_line(err)) from None

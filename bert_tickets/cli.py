@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from ._io import read_json
+from ._io import first_line, read_json
 from .pruning import collapsed_tensors
 from .results import RunLock, RunLockedError, RunPaths, format_summary
 from .results.paths import TICKET_DIR
@@ -76,7 +76,7 @@ def find_main(argv: list[str]) -> int:
         runner.prepare()  # reads and checks the data; nothing is written before it passes
         lock = runner.record.lock().acquire()  # refuses while another run holds the directory
     except (CLIError, ValueError, FileNotFoundError, OSError, RunLockedError) as err:
-        print(f"bert-tickets find: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}", file=sys.stderr)
+        print(f"bert-tickets find: error: {first_line(err)}", file=sys.stderr)
         return 2
     try:
         runner.run()
@@ -111,9 +111,7 @@ def export_main(argv: list[str]) -> int:
         else:
             out = export_level(args.run_dir, args.level, args.output_dir)
     except (ValueError, FileNotFoundError, OSError) as err:
-        print(
-            f"bert-tickets export: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}", file=sys.stderr
-        )
+        print(f"bert-tickets export: error: {first_line(err)}", file=sys.stderr)
         return 2
     print(f"{f'cell {args.cell}' if args.cell else f'level {args.level}'} of {args.run_dir} exported to {out}")
     return 0
@@ -138,7 +136,7 @@ def stability_main(argv: list[str]) -> int:
         result = stability.run(args)
     except (ValueError, FileNotFoundError, OSError, RunLockedError) as err:
         print(
-            f"bert-tickets stability: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}",
+            f"bert-tickets stability: error: {first_line(err)}",
             file=sys.stderr,
         )
         return 2
@@ -173,9 +171,7 @@ def transfer_main(argv: list[str]) -> int:
         matrix = TransferMatrix(args, training_args)
         lock = RunLock(matrix.record.root, enabled=matrix.record.is_main).acquire()
     except (CLIError, ValueError, FileNotFoundError, OSError, RunLockedError) as err:
-        print(
-            f"bert-tickets transfer: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}", file=sys.stderr
-        )
+        print(f"bert-tickets transfer: error: {first_line(err)}", file=sys.stderr)
         return 2
     try:
         result = matrix.run()
@@ -205,7 +201,7 @@ def prune_at_init_main(argv: list[str]) -> int:
         result = prune_at_init.run(model_args, data_args, args, training_args)
     except (CLIError, ValueError, FileNotFoundError, OSError, RunLockedError) as err:
         print(
-            f"bert-tickets prune-at-init: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}",
+            f"bert-tickets prune-at-init: error: {first_line(err)}",
             file=sys.stderr,
         )
         return 2
@@ -252,7 +248,7 @@ def plot_main(argv: list[str]) -> int:
                     points.setdefault(f"{name} ({Path(directory).name} cells)", {})[0.0 if row == "dense" else sparsity] = entry["mean"]
         out = sparsity_curve(args.run_dir, args.out or Path(args.run_dir) / "sparsity_curve.png", points)
     except (ValueError, FileNotFoundError, OSError) as err:
-        print(f"bert-tickets plot: error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+        print(f"bert-tickets plot: error: {first_line(err)}", file=sys.stderr)
         return 2
     print(out)
     return 0
@@ -313,7 +309,7 @@ def info_main(argv: list[str]) -> int:
         else:
             raise FileNotFoundError(f"{path} is neither a ticket directory nor a bert-tickets run directory")
     except (ValueError, FileNotFoundError, OSError) as err:
-        print(f"bert-tickets info: error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}", file=sys.stderr)
+        print(f"bert-tickets info: error: {first_line(err)}", file=sys.stderr)
         return 2
     return 0
 
@@ -397,7 +393,7 @@ def push_main(argv: list[str]) -> int:
             force=args.force,
         )
     except (ValueError, FileNotFoundError, OSError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        message = first_line(err)
         print(f"bert-tickets push: error: {message}", file=sys.stderr)
         return 2
     print(describe_pushed(pushed, args.repo_id if args.save_dir is None else f"{args.save_dir} ({args.repo_id})"))

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer
 
-from .._io import read_json
+from .._io import first_line, read_json
 from ..connectivity import error_barrier, evaluate_linear_path
 from ..pruning import (
     add_cost,
@@ -52,7 +52,7 @@ from ..ticket import (
 )
 from ..training.data_diet import REWIND_DATA, easy_subset, mean_el2n, random_subset
 from ..training.distributed import check_same_on_all_ranks
-from ..training.finetune import evaluate_model, finetune, optimizer_steps, training_hyperparameters
+from ..training.finetune import evaluate_model, finetune, global_batch_size, optimizer_steps, training_hyperparameters
 from ..training.weights import RewindPointCapture, head_state, load_into, load_theta0
 from .common import DataArguments, ModelArguments
 
@@ -210,11 +210,6 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
     }
 
 
-def global_batch_size(training_args) -> int:
-    """Examples per optimizer step: per-device batch x processes x gradient accumulation."""
-    return training_args.per_device_train_batch_size * max(1, training_args.world_size) * training_args.gradient_accumulation_steps
-
-
 class IMPRunner:
     """Finds a lottery ticket by IMP on one task.
 
@@ -290,8 +285,7 @@ class IMPRunner:
                 model_args.model_name_or_path, revision=model_args.revision, cache_dir=model_args.cache_dir
             )
         except (OSError, ValueError, TypeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(f"--model {name}: its tokenizer cannot be loaded ({first.rstrip(': ')})") from None
+            raise ValueError(f"--model {name}: its tokenizer cannot be loaded ({first_line(err).rstrip(': ')})") from None
         probe = self._load_model(self.seeds[0])
         # What the kind knows about the loaded model (e.g. an MLM head that was not pre-trained).
         self.model_notes = self.kind.describe_model(probe)

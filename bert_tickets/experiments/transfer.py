@@ -15,7 +15,6 @@ the complete cells after each one (:class:`bert_tickets.results.cells.MatrixReco
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -26,13 +25,14 @@ from typing import Any
 import numpy as np
 from transformers import AutoTokenizer
 
+from .._io import json_hash
 from ..pruning import add_cost, prune_ticket
 from ..results import RunLock, RunPaths, RunRecord, check_output_dir
 from ..results.cells import BASELINES, SANITY_CHECKS, TICKET_ROW, CellResult, CellSpec, MatrixRecord
 from ..results.figures import transfer_heatmap
 from ..tasks import get_kind, get_task
 from ..ticket import CONFIG_FILE, TicketMask, TicketMetadata, is_hub_repo_id, read_ticket_config
-from ..training.finetune import finetune, training_batches, training_hyperparameters
+from ..training.finetune import finetune, global_batch_size, training_batches, training_hyperparameters
 from ..training.weights import load_theta0, reinitialize_backbone, shuffle_weights
 from .common import AT_INIT_CRITERIA, CriterionArguments
 
@@ -483,7 +483,7 @@ class TransferMatrix:
                 "seed": None if spec.row == "synflow" else spec.seed,
             }
             context = {k: v for k, v in self._context(spec).items() if k != "mask"}
-            key = hashlib.sha256(json.dumps({**key_spec, "context": context}, sort_keys=True, default=str).encode()).hexdigest()[:12]
+            key = json_hash({**key_spec, "context": context})
             cached = self.record.root / MASKS_DIR / key
             if (cached / CONFIG_FILE).is_file():
                 return TicketMask.from_pretrained(cached)
@@ -641,11 +641,7 @@ def _placement(executor: str) -> dict[str, Any]:
 
 def _batch(training_args) -> dict[str, int]:
     """The data-parallel processes of a cell and its global batch (examples per optimizer step)."""
-    world = max(1, training_args.world_size)
-    return {
-        "world_size": world,
-        "global_train_batch_size": training_args.per_device_train_batch_size * world * training_args.gradient_accumulation_steps,
-    }
+    return {"world_size": max(1, training_args.world_size), "global_train_batch_size": global_batch_size(training_args)}
 
 
 _WORKER_DATA: dict[tuple[str, str], Any] = {}

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._io import first_line
 from ..results import RunInfo, RunPaths, read_run
 from ..ticket import LIBRARY_NAME, TicketMask, is_hub_repo_id
 from ..ticket.hub import COMMIT_RE
@@ -285,7 +286,7 @@ def push_run(
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
-        raise ValueError(f"invalid repo id {repo_id!r}: {str(err).splitlines()[0]}") from None
+        raise ValueError(f"invalid repo id {repo_id!r}: {first_line(err)}") from None
     run = read_run(run_dir)
     if not force:
         _refuse_trivial(run, level)

@@ -19,7 +19,6 @@ Layout of a matrix directory (``--output_dir``)::
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -31,7 +30,7 @@ from typing import Any
 
 import torch
 
-from .._io import atomic_write_text, read_json, save_tensors, write_json
+from .._io import atomic_write_text, json_hash, read_json, save_tensors, write_json
 from ..tasks import TrivialBaseline
 from .matching import EPS, is_matching, matching_margin
 from .paths import TICKET_DIR, TRAINED_MODEL_FILE
@@ -88,8 +87,7 @@ class CellSpec:
         spec = asdict(self)
         if spec["sanity"] is None:
             del spec["sanity"]
-        blob = json.dumps({"spec": spec, "context": context}, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        return json_hash({"spec": spec, "context": context})
 
 
 @dataclass
@@ -165,7 +163,7 @@ class MatrixRecord:
 
     def check_config(self, spec: dict[str, Any]) -> str:
         """The spec's hash; raises ``ValueError`` when the directory holds another matrix spec."""
-        spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        spec_hash = json_hash(spec)
         path = self.root / CONFIG_FILE
         if path.is_file():
             old = read_json(path)

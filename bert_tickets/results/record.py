@@ -12,7 +12,6 @@ trained weights.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -23,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .._io import atomic_write_text, read_json, save_tensors, write_json
+from .._io import atomic_write_text, json_hash, read_json, save_tensors, write_json
 from ..ticket import TicketMask
 from ..ticket.base_model import LOCAL_REVISION_PREFIX
 from .lock import RunLock
@@ -50,8 +49,7 @@ SUMMARY_COLUMNS = (
 def hyperparameter_hash(hparams: dict) -> str:
     """Short stable hash of a run's hyperparameters (open_lth-style run naming): the first 12
     hex digits of the sha256 of their key-sorted JSON."""
-    blob = json.dumps(hparams, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
+    return json_hash(hparams)
 
 
 class RunRecord:

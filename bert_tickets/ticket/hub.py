@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._io import first_line
 from .format import CONFIG_FILE, MASK_FILE, read_ticket_config
 
 #: Value of ``library_name`` in Hub requests and model cards (the Hub's "library" facet).
@@ -121,7 +122,7 @@ def download_ticket(
         except EntryNotFoundError:
             raise TicketNotFoundError(f"{where} has no {filename}: not a bert-tickets ticket") from None
         except HfHubHTTPError as err:
-            raise OSError(f"ticket {where}: Hub error: {str(err).strip().splitlines()[0]}") from None
+            raise OSError(f"ticket {where}: Hub error: {first_line(err)}") from None
 
     config_path = fetch(CONFIG_FILE, revision)
     read_ticket_config(config_path, f"ticket {where}")  # format checked before the mask is fetched

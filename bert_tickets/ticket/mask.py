@@ -45,7 +45,7 @@ from safetensors.numpy import load as np_load_bytes
 from safetensors.numpy import save as np_save_bytes
 from torch import nn
 
-from .._io import atomic_write_bytes, atomic_write_dir, canonical_safetensors, library_versions
+from .._io import atomic_write_bytes, atomic_write_dir, canonical_safetensors, derived_seed, first_line, library_versions
 from .format import CONFIG_FILE, FORMAT_NAME, FORMAT_VERSION, MASK_FILE, README_FILE, read_ticket_config
 from .prunable import DEFAULT_PRUNABLE_PATTERNS, prunable_parameters, resolve_mask_targets
 
@@ -168,7 +168,7 @@ class TicketMask:
         weights. Metadata is copied with ``extra["sanity"] = "layer_shuffle"`` and the seed."""
         out = {}
         for i, (name, m) in enumerate(self.masks.items()):
-            gen = torch.Generator().manual_seed(int(seed) * 100_003 + i)
+            gen = torch.Generator().manual_seed(derived_seed(seed, i))
             flat = m.reshape(-1)
             out[name] = flat[torch.randperm(flat.numel(), generator=gen)].reshape(m.shape)
         meta = copy.deepcopy(self.metadata)
@@ -367,9 +367,7 @@ class TicketMask:
         try:
             packed = np_load_bytes(data)
         except (SafetensorError, OSError, ValueError) as err:
-            raise ValueError(
-                f"{mask_path} is corrupted or truncated: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
-            ) from None
+            raise ValueError(f"{mask_path} is corrupted or truncated: {first_line(err)}") from None
         shapes_cfg = cfg.get("shapes")
         if not isinstance(shapes_cfg, dict) or not shapes_cfg:
             raise ValueError(f"{cfg_path}: missing or empty 'shapes'")

@@ -41,6 +41,12 @@ def training_hyperparameters(training_args: Any) -> dict[str, Any]:
     return {k: (v.value if hasattr(v, "value") else v) for k, v in out.items()}
 
 
+def global_batch_size(training_args: Any) -> int:
+    """Examples per optimizer step: per-device batch x data-parallel processes x gradient
+    accumulation. A run's hash holds this number, not how it is split over processes."""
+    return training_args.per_device_train_batch_size * max(1, training_args.world_size) * training_args.gradient_accumulation_steps
+
+
 def optimizer_steps(training_args: Any, num_train_examples: int) -> int:
     """Optimizer steps one fine-tune takes: ``max_steps`` when set (> 0), else
     ``ceil(ceil(n / global batch) / accumulation) * ceil(epochs)``."""

@@ -13,6 +13,7 @@ import torch
 from transformers import TrainerCallback, set_seed
 from transformers.utils import logging as hf_logging
 
+from .._io import derived_seed
 from ..tasks import TaskSpec, get_kind
 from ..ticket import get_backbone
 from .callback import fix_loss_scaling
@@ -141,7 +142,7 @@ def shuffle_weights(model: torch.nn.Module, names: list[str] | tuple[str, ...], 
             p = params.get(name)
             if p is None:
                 continue
-            gen = torch.Generator().manual_seed(int(seed) * 100_003 + i)
+            gen = torch.Generator().manual_seed(derived_seed(seed, i))
             flat = p.detach().reshape(-1)
             p.copy_(flat[torch.randperm(flat.numel(), generator=gen).to(flat.device)].reshape(p.shape))
     return model

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 import torch
 
+from ..._io import derived_seed
 from ..select import Masks, Scorer, check_masks, select_global, target_count
 from .base import PruningCriterion, register_criterion
 
@@ -18,7 +19,7 @@ def random_scorer(shapes: Mapping[str, torch.Size], seed: int) -> Scorer:
     index = {n: i for i, n in enumerate(shapes)}
 
     def score(name: str, out: torch.Tensor | None) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(int(seed) * 100_003 + index[name])
+        gen = torch.Generator().manual_seed(derived_seed(seed, index[name]))
         return torch.rand(shapes[name], generator=gen)
 
     return score
