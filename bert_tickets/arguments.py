@@ -13,6 +13,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from ._io import first_line
 from .experiments import EXPERIMENTS, DataArguments, ModelArguments
+from .experiments.common import plugin_flags, plugin_keys
 from .experiments.imp import IMPArguments, run_hyperparameters
 from .results import hyperparameter_hash as run_hash
 from .tasks import get_task
@@ -73,8 +74,9 @@ def parse_experiment_args(command: str, argv: list[str]):
             path = Path(argv[0])
             if not path.is_file():
                 raise ArgumentError(f"config file not found: {path}")
-            config = json.loads(path.read_text())
+            config = plugin_keys(renamed_keys(json.loads(path.read_text()), parser.dataclass_types), _field_names(parser))
             return parser.parse_dict({**task_defaults(config.get("task", "rte")), **config})
+        argv = plugin_flags(argv, set(parser._option_string_actions))
         known, _ = parser.parse_known_args(argv)
         parser.set_defaults(**task_defaults(known.task))
         if any(a.startswith("--save_steps") for a in argv) and not any(a.startswith("--save_strategy") for a in argv):
@@ -82,6 +84,23 @@ def parse_experiment_args(command: str, argv: list[str]):
         return parser.parse_args_into_dataclasses(args=argv)
     except (ValueError, json.JSONDecodeError) as err:
         raise ArgumentError(first_line(err)) from None
+
+
+def _field_names(parser: HfArgumentParser) -> set[str]:
+    return {f.name for t in parser.dataclass_types for f in dataclasses.fields(t)}
+
+
+def renamed_keys(config: dict, types) -> dict:
+    """A JSON config with old spellings of renamed fields (a field's ``metadata["aliases"]``,
+    e.g. ``pruning_method`` for ``criterion``) under the field's name."""
+    out = dict(config)
+    for t in types:
+        for f in dataclasses.fields(t):
+            for alias in f.metadata.get("aliases", ()):
+                key = alias.lstrip("-")
+                if key in out and f.name not in out:
+                    out[f.name] = out.pop(key)
+    return out
 
 
 def _task_overrides(entries: list[str] | None, targets: list[str]) -> dict[str, list[str]]:
@@ -119,6 +138,7 @@ def parse_transfer_args(argv: list[str]):
     """
     parser = experiment_parser("transfer")
     try:
+        argv = plugin_flags(argv, set(parser._option_string_actions))
         parser.set_defaults(
             output_dir="transfer", save_strategy="no", report_to="none", logging_strategy="epoch", per_device_eval_batch_size=64
         )

@@ -1,5 +1,5 @@
-"""Argument dataclasses shared by every experiment: which checkpoint supplies θ0 and which task
-and data. ``HfArgumentParser`` turns them (with each experiment's own dataclass and
+"""Argument dataclasses shared by every experiment: which checkpoint supplies θ0, which task and
+data, and the options of the criteria a command uses (declared by each criterion). ``HfArgumentParser`` turns them (with each experiment's own dataclass and
 ``transformers.TrainingArguments``) into the command line and also reads them from JSON.
 """
 
@@ -7,6 +7,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
+
+from .._registry import option_names, options_help, split_assignments
+from ..pruning import CRITERIA_REGISTRY as CRITERIA
+from ..pruning import SCHEDULES_REGISTRY as SCHEDULES
+from ..pruning import criterion_options
 
 
 @dataclass
@@ -65,56 +71,95 @@ class DataArguments:
 
 @dataclass
 class CriterionArguments:
-    """Options of the criteria that find a mask at θ0 (``prune-at-init`` and the criterion rows of
-    ``transfer``); see each criterion's module for the defaults and their sources."""
+    """The options of the criteria used by a command (``prune-at-init``'s criterion, the criterion
+    rows of ``transfer``), as the criteria declare them (:attr:`PruningCriterion.Options
+    <bert_tickets.pruning.PruningCriterion.Options>`, in each criterion's file)."""
 
-    score_batches: int = field(
-        default=1, metadata={"help": "snip: training batches the scores are summed over (Lee et al. 2019: one mini-batch)."}
+    criterion_options: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Criterion options as KEY=VALUE (to every criterion used that has KEY) or NAME.KEY=VALUE, e.g. "
+            "score_iterations=100 gem_miner.penalty=1e-6; in a JSON config also a mapping. Each criterion lists its own "
+            "(bert_tickets.pruning.criteria): "
+            + " | ".join(f"{n}: {options_help(CRITERIA.get(n).Options)}" for n in CRITERIA.names() if CRITERIA.get(n).Options)
+            + ". The former flags (--score_iterations, --gem_steps, ...) still work."
+        },
     )
-    score_iterations: int = field(
-        default=100, metadata={"help": "synflow: pruning rounds on the exponential schedule (Tanaka et al. 2020: 100)."}
-    )
-    gem_steps: int | None = field(default=None, metadata={"help": "gem_miner: score-training steps (default: one epoch)."})
-    gem_learning_rate: float = field(default=1e-2, metadata={"help": "gem_miner: Adam learning rate of the scores."})
-    gem_head_learning_rate: float = field(default=1e-4, metadata={"help": "gem_miner: AdamW learning rate of the task head."})
-    gem_penalty: float = field(default=1e-4, metadata={"help": "gem_miner: L2 penalty on the scores (the released configs' 1e-4)."})
-    gem_prune_period: int | None = field(
-        default=None, metadata={"help": "gem_miner: steps between global pruning rounds (default: steps // 5)."}
-    )
-    gem_score_init: float = field(default=0.75, metadata={"help": "gem_miner: initial score, in (0.5, 1]."})
 
-    def __post_init__(self):
-        if self.score_batches < 1:
-            raise ValueError(f"--score_batches must be >= 1, got {self.score_batches}")
-        if self.score_iterations < 1:
-            raise ValueError(f"--score_iterations must be >= 1, got {self.score_iterations}")
-        self.gem_miner_options().check()
+    def criteria_used(self) -> list[str]:
+        """The criteria the command uses (the ones ``--criterion_options`` entries may address);
+        each command's arguments say."""
+        return []
 
-    def gem_miner_options(self):
-        """The :class:`~bert_tickets.pruning.criteria.gem_miner.GemMinerOptions` these arguments give."""
-        from ..pruning.criteria.gem_miner import GemMinerOptions
+    def criterion_configs(self, names: list[str] = ()) -> dict[str, Any]:
+        """The options instance (``None`` for a criterion without options) of each criterion in
+        ``names`` and :meth:`criteria_used`.
 
-        return GemMinerOptions(
-            steps=self.gem_steps,
-            learning_rate=self.gem_learning_rate,
-            head_learning_rate=self.gem_head_learning_rate,
-            penalty=self.gem_penalty,
-            prune_period=self.gem_prune_period,
-            score_init=self.gem_score_init,
-        )
+        Raises:
+            ValueError: an entry none of these criteria takes, or a value out of range.
+        """
+        used = sorted({*names, *self.criteria_used()})
+        return criterion_options(used, split_assignments(self.criterion_options, flag="--criterion_options"))
 
-    def options_for(self, criterion: str) -> dict:
-        """The options that change ``criterion``'s mask (part of a cell's id), JSON-ready."""
-        if criterion == "snip":
-            return {"score_batches": self.score_batches}
-        if criterion == "synflow":
-            return {"score_iterations": self.score_iterations}
-        if criterion == "gem_miner":
-            from dataclasses import asdict
-
-            return asdict(self.gem_miner_options())
-        return {}
+    def options_for(self, criterion: str) -> dict[str, Any]:
+        """The options that change ``criterion``'s mask (part of a cell's id and of a ticket's
+        record), JSON-ready; ``{}`` for a criterion without options."""
+        cls = CRITERIA.get(criterion)
+        return cls.options_dict(self.criterion_configs([cls.name])[cls.name])
 
 
-#: Criteria whose masks are found at θ0 before any fine-tuning (rows of ``transfer``, ``prune-at-init``).
-AT_INIT_CRITERIA = ("snip", "synflow", "gem_miner")
+def plugin_flags(argv: list[str], known: set[str]) -> list[str]:
+    """``argv`` with every ``--KEY VALUE`` (or ``--KEY=VALUE``) whose KEY is not an option of
+    the parser (``known``: its option strings) but an option (or alias) of a registered
+    schedule or criterion moved into ``--schedule_options`` / ``--criterion_options`` (merged
+    with entries given there). So every plug-in's options work as plain flags, as the built-in
+    ones did before plug-ins declared them (``--prune_step 0.5``, ``--score_iterations 20``).
+
+    Raises:
+        ValueError: a KEY that a schedule and a criterion both declare (give it in one of the
+            ``*_options`` lists), or a flag without a value.
+    """
+    schedule_keys = {k for n in SCHEDULES.names() for k in option_names(SCHEDULES.get(n).Options)}
+    criterion_keys = {k for n in CRITERIA.names() for k in option_names(CRITERIA.get(n).Options)}
+    lifted: dict[str, list[str]] = {"--schedule_options": [], "--criterion_options": []}
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        key, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if not key or arg.split("=", 1)[0] in known or (key not in schedule_keys and key not in criterion_keys):
+            out.append(arg)
+            i += 1
+            continue
+        if key in schedule_keys and key in criterion_keys:
+            raise ValueError(f"--{key} is an option of a schedule and of a criterion: give it as --schedule_options or --criterion_options")
+        if not eq:
+            if i + 1 >= len(argv):
+                raise ValueError(f"--{key} needs a value")
+            value = argv[i + 1]
+            i += 1
+        lifted["--schedule_options" if key in schedule_keys else "--criterion_options"].append(f"{key}={value}")
+        i += 1
+    for flag, entries in lifted.items():
+        if not entries:
+            continue
+        if flag in out:
+            at = out.index(flag) + 1
+            out[at:at] = entries
+        else:
+            out += [flag, *entries]
+    return out
+
+
+def plugin_keys(config: dict[str, Any], known: set[str]) -> dict[str, Any]:
+    """A JSON config with the keys that are not parser fields (``known``) but plug-in options
+    moved into ``schedule_options`` / ``criterion_options`` (:func:`plugin_flags` for configs)."""
+    schedule_keys = {k for n in SCHEDULES.names() for k in option_names(SCHEDULES.get(n).Options)}
+    criterion_keys = {k for n in CRITERIA.names() for k in option_names(CRITERIA.get(n).Options)}
+    out = dict(config)
+    for key in [k for k in config if k not in known and (k in schedule_keys or k in criterion_keys)]:
+        target = "schedule_options" if key in schedule_keys else "criterion_options"
+        merged = split_assignments(out.get(target), flag=f"--{target}")
+        merged.setdefault(key, out.pop(key))
+        out[target] = merged
+    return out

@@ -28,7 +28,10 @@ import torch
 from transformers import AutoTokenizer
 
 from .._io import first_line, read_json
+from .._registry import options_help, split_assignments
 from ..connectivity import error_barrier, evaluate_linear_path
+from ..pruning import CRITERIA_REGISTRY as CRITERIA
+from ..pruning import SCHEDULES_REGISTRY as SCHEDULES
 from ..pruning import (
     add_cost,
     collapse_options_hint,
@@ -37,6 +40,7 @@ from ..pruning import (
     low_scale_tensors,
     make_schedule,
     prune_ticket,
+    schedule_hash_entries,
 )
 from ..pruning.select import SCOPES
 from ..results import LevelResult, RunRecord, check_output_dir, format_summary, hyperparameter_hash, summarize
@@ -66,29 +70,32 @@ class IMPArguments:
     schedule: str = field(
         default="linear",
         metadata={
-            "help": "linear: every level prunes a further --prune_step of the ORIGINAL weights (10%%, 20%%, ...; "
-            "BERT-Tickets' code). geometric: every level prunes --prune_fraction of the REMAINING weights "
-            "(the algorithm box of Chen et al. 2020, open_lth)."
-            " Schedules are a registry: bert_tickets.pruning.schedules.",
+            "help": "How many weights each level prunes; a registry (bert_tickets.pruning.schedules): "
+            + "; ".join(f"{n}: {SCHEDULES.get(n).summary}" for n in SCHEDULES.names()).replace("%", "%%"),
         },
     )
-    prune_step: float = field(default=0.1, metadata={"help": "linear schedule: sparsity added per level (fraction)."})
-    prune_fraction: float = field(default=0.1, metadata={"help": "geometric schedule: fraction of the remaining weights pruned per level."})
-    initial_step: float = field(default=0.2, metadata={"help": "adaptive schedule: sparsity added by level 1 (fraction)."})
-    step_growth: float = field(default=1.5, metadata={"help": "adaptive schedule: step factor after a good level (> 1)."})
-    step_shrink: float = field(default=0.5, metadata={"help": "adaptive schedule: step factor after a miss or a barrier (in (0, 1))."})
-    min_step: float = field(default=0.025, metadata={"help": "adaptive schedule: stop when the step falls below this fraction."})
-    max_barrier: float = field(
-        default=0.01, metadata={"help": "adaptive schedule: largest error barrier (primary metric) of a good level to its parent."}
+    schedule_options: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Options of the schedule as KEY=VALUE (also --KEY VALUE; in a JSON config also a mapping): "
+            + " | ".join(f"{n}: {options_help(SCHEDULES.get(n).Options)}" for n in SCHEDULES.names()).replace("%", "%%"),
+        },
     )
     barrier_points: int = field(
         default=11, metadata={"help": "Points on the linear path when the schedule needs barriers between levels (>= 3)."}
     )
     target_sparsity: float = field(default=0.9, metadata={"help": "Stop after the level that reaches this sparsity (fraction in [0, 1))."})
     max_levels: int | None = field(default=None, metadata={"help": "Stop after this many pruned levels (level 0 is dense)."})
-    pruning_method: str = field(
+    criterion: str = field(
         default="magnitude",
-        metadata={"help": "magnitude: global magnitude pruning (IMP). random: seeded random pruning (baseline)."},
+        metadata={
+            "aliases": ["--pruning_method"],
+            "help": "Which weights each level prunes (a registry, bert_tickets.pruning.criteria): magnitude (IMP) or random "
+            "(baseline); criteria that score on training data belong to prune-at-init.",
+        },
+    )
+    criterion_options: list[str] | None = field(
+        default=None, metadata={"help": "Options of the criterion as KEY=VALUE (also --KEY VALUE), when it has any."}
     )
     pruning_scope: str = field(
         default="global",
@@ -157,15 +164,35 @@ class IMPArguments:
         },
     )
 
+    def __post_init__(self):
+        self.criterion = CRITERIA.canonical(self.criterion)  # unknown names refused here, before any work
+        self.schedule_config()
+        self.criterion_config()
+
     @property
     def patterns(self) -> list[str]:
         return list(self.prunable_patterns) if self.prunable_patterns else list(DEFAULT_PRUNABLE_PATTERNS)
 
+    def schedule_config(self) -> Any:
+        """The schedule's options (its ``Options`` instance, ``None`` if it has none) from
+        ``--schedule_options``.
+
+        Raises:
+            ValueError: unknown schedule, an option it does not have, or a value out of range.
+        """
+        return SCHEDULES.get(self.schedule).options(split_assignments(self.schedule_options, flag="--schedule_options"))
+
+    def criterion_config(self) -> Any:
+        """The criterion's options (``None`` if it has none) from ``--criterion_options``.
+
+        Raises:
+            ValueError: unknown criterion, an option it does not have, or a value out of range.
+        """
+        return CRITERIA.get(self.criterion).options(split_assignments(self.criterion_options, flag="--criterion_options"))
+
 
 #: ``find`` options of data-diet rewinding (part of a run's hash only with ``--rewind_data`` random / easy).
 DIET_OPTIONS = ("rewind_data", "rewind_subset_size", "el2n_models", "el2n_steps")
-#: ``find`` options of the adaptive schedule (part of a run's hash only with ``--schedule adaptive``).
-ADAPTIVE_OPTIONS = ("initial_step", "step_growth", "step_shrink", "min_step", "max_barrier", "barrier_points")
 
 
 def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, imp_args: IMPArguments, training_args) -> dict:
@@ -177,9 +204,16 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
     # (the levels already computed are checked against the new schedule instead).
     for key in ("max_levels", "target_sparsity", "collapse_threshold", "save_trained"):
         imp.pop(key)
-    if imp_args.schedule != "adaptive":  # other schedules ignore them (and runs recorded before them stay the same)
-        for key in ADAPTIVE_OPTIONS:
-            imp.pop(key)
+    # Plug-in options in the layout runs were recorded with before plug-ins declared them (so
+    # every earlier run keeps its hash): the criterion under "pruning_method", its options (if it
+    # has any) under "criterion_options", the schedule's options as flat keys.
+    imp["pruning_method"] = imp.pop("criterion")
+    del imp["criterion_options"], imp["schedule_options"]
+    imp.update(schedule_hash_entries(imp_args.schedule, imp_args.schedule_config()))
+    if (options := imp_args.criterion_config()) is not None:
+        imp["criterion_options"] = asdict(options)
+    if not SCHEDULES.get(imp_args.schedule).uses_barrier:  # barriers are computed only for such schedules
+        imp.pop("barrier_points")
     if imp_args.rewind_data == "full":  # (and runs recorded before data diets keep their hash)
         for key in DIET_OPTIONS:
             imp.pop(key)
@@ -231,22 +265,19 @@ class IMPRunner:
         self.seeds = list(imp_args.seeds) if imp_args.seeds else [training_args.seed]
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"--seeds must be distinct, got {self.seeds}")
+        options = imp_args.schedule_config()
         self.schedule = make_schedule(
-            imp_args.schedule,
-            imp_args.target_sparsity,
-            imp_args.max_levels,
-            prune_step=imp_args.prune_step,
-            prune_fraction=imp_args.prune_fraction,
-            **{k: getattr(imp_args, k) for k in ADAPTIVE_OPTIONS if k != "barrier_points"},
+            imp_args.schedule, imp_args.target_sparsity, imp_args.max_levels, **(asdict(options) if options is not None else {})
         )
         if self.schedule.uses_barrier and imp_args.barrier_points < 3:
             raise ValueError(f"--barrier_points must be >= 3, got {imp_args.barrier_points}")
         # A schedule that steps back or reads barriers needs the trained weights of earlier levels.
         self.keep_trained = imp_args.save_trained or self.schedule.adaptive or self.schedule.uses_barrier
         self.planned = None if self.schedule.adaptive else self.schedule.preview()
-        if get_criterion(imp_args.pruning_method).needs_data:
+        self.criterion = get_criterion(imp_args.criterion)
+        if self.criterion.needs_data:
             raise ValueError(
-                f"--pruning_method {imp_args.pruning_method} scores weights on training data, for pruning at initialisation; "
+                f"--criterion {imp_args.criterion} scores weights on training data, for pruning at initialisation; "
                 "IMP prunes trained weights with magnitude (or random as a baseline); use bert-tickets prune-at-init"
             )
         if imp_args.pruning_scope not in SCOPES:
@@ -305,7 +336,7 @@ class IMPRunner:
         self.low_scale = low_scale_tensors(prunable_parameters(probe, imp_args.prunable_patterns, imp_args.exclude))
         if (
             self.low_scale
-            and imp_args.pruning_method == "magnitude"
+            and self.criterion.ranks_by_magnitude
             and imp_args.pruning_scope == "global"
             and imp_args.max_tensor_sparsity is None
         ):
@@ -532,7 +563,7 @@ class IMPRunner:
             self.model_args.model_name_or_path,
             self.hash,
             ", ".join(f"{s:.4g}" for s in self.planned) if self.planned is not None else f"chosen by the {self.schedule.name} schedule",
-            self.imp_args.pruning_method,
+            self.imp_args.criterion,
             "θ0" if self.imp_args.rewind_step == 0 else f"step {self.imp_args.rewind_step}",
             self.seeds,
             self.run_dir,
@@ -586,10 +617,11 @@ class IMPRunner:
                     base_ticket,
                     base_model,
                     next_sparsity,
-                    self.imp_args.pruning_method,
+                    self.imp_args.criterion,
                     self.seeds[0],
                     self.imp_args.pruning_scope,
                     self.imp_args.max_tensor_sparsity,
+                    **({"options": o} if (o := self.imp_args.criterion_config()) is not None else {}),
                 )
                 next_ticket.metadata.level = level + 1
                 next_ticket.metadata.extra["parent_level"] = base

@@ -26,16 +26,16 @@ from typing import Any
 from transformers import AutoTokenizer
 
 from .._io import atomic_write_text
-from ..pruning import prune_ticket
+from ..pruning import CRITERIA_REGISTRY, at_init_criteria, get_criterion
 from ..pruning.select import SCOPES
 from ..results import check_output_dir
-from ..results.cells import SANITY_CHECKS
 from ..results.paths import TICKET_DIR
+from ..results.rows import SANITY_CHECKS, CriterionRow, check_rows, get_row
 from ..tasks import get_kind, get_task
 from ..ticket import CONFIG_FILE, DEFAULT_PRUNABLE_PATTERNS, TicketMask, TicketMetadata
 from ..training.weights import load_theta0
-from .common import AT_INIT_CRITERIA, CriterionArguments, DataArguments, ModelArguments
-from .transfer import TransferArguments, TransferMatrix, check_rows, criterion_ticket
+from .common import CriterionArguments, DataArguments, ModelArguments
+from .transfer import TransferArguments, TransferMatrix, criterion_ticket
 
 logger = logging.getLogger("bert_tickets")
 
@@ -50,7 +50,10 @@ class PruneAtInitArguments(CriterionArguments):
 
     criterion: str = field(
         default="synflow",
-        metadata={"help": f"How the mask is found at θ0: {', '.join(AT_INIT_CRITERIA)}, or magnitude (one-shot) / random."},
+        metadata={
+            "help": f"How the mask is found at θ0: any registered criterion ({', '.join(CRITERIA_REGISTRY.names())}; "
+            f"designed for it: {', '.join(at_init_criteria())})."
+        },
     )
     sparsity: float = field(default=0.5, metadata={"help": "Fraction of the prunable weights removed, in (0, 1)."})
     seeds: list[int] = field(default_factory=lambda: [42], metadata={"help": "Fine-tuning seeds (each also seeds its own search)."})
@@ -68,19 +71,31 @@ class PruneAtInitArguments(CriterionArguments):
     tolerance: float = field(default=0.01, metadata={"help": "With one seed: the margin of matching and of 'beats its sanity check'."})
 
     def __post_init__(self):
-        super().__post_init__()
-        allowed = (*AT_INIT_CRITERIA, "magnitude", "random")
-        if self.criterion not in allowed:
-            raise ValueError(f"--criterion {self.criterion!r}: choose one of {', '.join(allowed)}")
+        if self.criterion not in CRITERIA_REGISTRY:
+            raise ValueError(f"--criterion {self.criterion!r}: choose one of {', '.join(CRITERIA_REGISTRY.names())}")
+        self.criterion = CRITERIA_REGISTRY.canonical(self.criterion)
         if not (0.0 < self.sparsity < 1.0):
             raise ValueError(f"--sparsity must be a fraction in (0, 1), got {self.sparsity}")
         if list(self.sanity) == ["none"]:
             self.sanity = []
         check_rows(self.baselines, self.sanity)
+        self.criterion_configs()  # the options of every criterion used, checked before any work
         if self.pruning_scope not in SCOPES:
             raise ValueError(f"--pruning_scope {self.pruning_scope!r}: choose one of {', '.join(SCOPES)}")
         if not self.seeds:
             raise ValueError("give at least one seed with --seeds")
+
+    def criteria_used(self) -> list[str]:
+        """The criterion of the ticket and those of the ``--baselines`` criterion rows."""
+        rows = [get_row(b) for b in self.baselines]
+        return sorted({self.criterion, *(r.criterion for r in rows if isinstance(r, CriterionRow))})
+
+    def row_options(self) -> dict[str, Any]:
+        """The ``--criterion_options`` of the ``--baselines`` criterion rows, qualified by
+        criterion (``NAME.KEY``), for the transfer matrix that fine-tunes them."""
+        configs = self.criterion_configs()
+        rows = [r.criterion for r in map(get_row, self.baselines) if isinstance(r, CriterionRow)]
+        return {f"{n}.{k}": v for n in rows if configs[n] is not None for k, v in asdict(configs[n]).items()}
 
 
 def _spec(model_args: ModelArguments, data_args: DataArguments, args: PruneAtInitArguments, seed: int) -> dict[str, Any]:
@@ -128,7 +143,8 @@ def find_ticket(model_args: ModelArguments, data_args: DataArguments, args: Prun
         prunable_patterns=list(DEFAULT_PRUNABLE_PATTERNS),
     )
     dense = TicketMask.dense(model, meta.prunable_patterns, meta.exclude_patterns, meta)
-    if args.criterion in AT_INIT_CRITERIA:
+    tokenizer = data = None
+    if get_criterion(args.criterion).needs_data:
         tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.revision)
         data = get_kind(task.kind).prepare(
             task,
@@ -139,11 +155,10 @@ def find_ticket(model_args: ModelArguments, data_args: DataArguments, args: Prun
             data_args.max_train_samples,
             data_args.max_eval_samples,
         )
-        ticket = criterion_ticket(
-            dense, model, args.criterion, args.sparsity, args, task, data, training_args, seed=training_args.seed, tokenizer=tokenizer
-        )
-    else:
-        ticket = prune_ticket(dense, model, args.sparsity, args.criterion, seed=training_args.seed)
+    options = args.criterion_configs()[args.criterion]
+    ticket = criterion_ticket(
+        dense, model, args.criterion, args.sparsity, options, task, data, training_args, seed=training_args.seed, tokenizer=tokenizer
+    )
     ticket.metadata.extra["prune_at_init"] = spec
     ticket.metadata.extra["mask_wall_s"] = time.perf_counter() - started
     ticket.save_pretrained(out)
@@ -164,13 +179,14 @@ def find_ticket(model_args: ModelArguments, data_args: DataArguments, args: Prun
 def sanity_verdicts(matrix: dict[str, Any], task: str, tolerance: float) -> list[dict[str, Any]]:
     """Per sanity row of ``matrix`` (a :func:`~bert_tickets.results.cells.build_matrix` result):
     whether the row it checks *beats* it — its mean exceeds the check's mean by more than the
-    check's sample std over seeds (``tolerance`` with one seed), the matching rule's margin."""
+    check's sample std over seeds (``tolerance`` with one seed), the matching rule's margin. The
+    pairs come from the matrix's ``checks`` (which row each sanity row checks, from the cells'
+    specs)."""
     out = []
-    kinds = matrix.get("kinds", {})
-    for label, kind in kinds.items():
-        if "+" not in kind:
+    for label, info in matrix.get("checks", {}).items():
+        base_label, check = info["of"], info["check"]
+        if base_label is None:
             continue
-        base_label, check = label.rsplit(" (", 1)[0], kind.split("+", 1)[1]
         base, sane = matrix["entries"].get(base_label, {}).get(task), matrix["entries"][label].get(task)
         if base is None or sane is None:
             continue
@@ -205,7 +221,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: PruneAtInitA
         get_kind(task.kind).validate_inputs(task, data_args.data_dir)
     root = Path(training_args.output_dir)
     targs = TransferArguments(
-        **{k: v for k, v in asdict(args).items() if k in CriterionArguments.__dataclass_fields__},
+        criterion_options=args.row_options(),
         tickets=[str(root / TICKET_DIR)],
         tasks=[task.name],
         sparsity=args.sparsity,

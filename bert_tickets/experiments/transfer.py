@@ -2,9 +2,10 @@
 × seed fine-tuned from θ0 under the source mask with a fresh target head, next to the reference
 rows that say whether a mask carries information at all — ``dense`` (no mask), ``own`` (the
 target's own IMP ticket, when a source is on the target task), ``random`` (seeded global random
-pruning), ``reinit`` θ0′ (own mask on re-initialised weights), ``shuffle`` θ0″ (own mask on θ0
-with each prunable tensor's values permuted) and ``oneshot`` (global magnitude pruning of θ0
-itself, no training).
+pruning), ``reinit`` θ0′ (own mask on re-initialised weights), ``weight_shuffle`` θ0″ (own mask
+on θ0 with each prunable tensor's values permuted), ``magnitude`` (global magnitude pruning of θ0
+itself, no training) and the masks of criteria for pruning at initialisation. Every row kind is
+a registered class of :mod:`bert_tickets.results.rows`; this module names none of them.
 
 Every cell goes through :func:`bert_tickets.training.finetune.finetune` with the target task's
 budget (its ``tasks/<task>.toml`` defaults under the user's ``TrainingArguments``); cells are
@@ -26,15 +27,16 @@ import numpy as np
 from transformers import AutoTokenizer
 
 from .._io import json_hash
-from ..pruning import add_cost, prune_ticket
+from ..pruning import add_cost, get_criterion, prune_ticket
 from ..results import RunLock, RunPaths, RunRecord, check_output_dir
-from ..results.cells import BASELINES, SANITY_CHECKS, TICKET_ROW, CellResult, CellSpec, MatrixRecord
+from ..results.cells import BASELINES, CellResult, CellSpec, MatrixRecord
 from ..results.figures import transfer_heatmap
+from ..results.rows import SANITY_CHECKS, TICKET_ROW, CriterionRow, RowInputs, baseline_names, check_rows, get_check, get_row
 from ..tasks import get_kind, get_task
 from ..ticket import CONFIG_FILE, TicketMask, TicketMetadata, is_hub_repo_id, read_ticket_config
 from ..training.finetune import finetune, global_batch_size, training_batches, training_hyperparameters
-from ..training.weights import load_theta0, reinitialize_backbone, shuffle_weights
-from .common import AT_INIT_CRITERIA, CriterionArguments
+from ..training.weights import load_theta0
+from .common import CriterionArguments
 
 logger = logging.getLogger("bert_tickets")
 
@@ -67,14 +69,15 @@ class TransferArguments(CriterionArguments):
     baselines: list[str] = field(
         default_factory=lambda: list(BASELINES),
         metadata={
-            "help": f"Reference rows (Table 2 of Chen et al. 2020): any of {', '.join(BASELINES)}; 'own' is implicit; and masks "
-            f"found at θ0 of the target by a criterion: {', '.join(AT_INIT_CRITERIA)}."
+            "help": f"Reference rows (Table 2 of Chen et al. 2020; registered in bert_tickets.results.rows): any of "
+            f"{', '.join(baseline_names())} ('own' is implicit; the old names oneshot and shuffle still work); the criterion "
+            "rows are the masks those criteria find at θ0 of the target."
         },
     )
     sanity: list[str] = field(
         default_factory=list,
         metadata={
-            "help": f"Sanity checks (Frankle et al. 2021) of every ticket, oneshot and criterion row: any of {', '.join(SANITY_CHECKS)} "
+            "help": f"Sanity checks (Frankle et al. 2021) of every ticket and criterion row: any of {', '.join(SANITY_CHECKS)} "
             "(layer_shuffle: the mask permuted within each tensor; reinit: the mask on re-initialised weights)."
         },
     )
@@ -122,6 +125,10 @@ class TransferArguments(CriterionArguments):
         },
     )
 
+    def criteria_used(self) -> list[str]:
+        """The criteria of the ``--baselines`` criterion rows."""
+        return [r.criterion for r in map(get_row, self.baselines) if isinstance(r, CriterionRow)]
+
 
 @dataclass
 class Source:
@@ -137,27 +144,12 @@ class Source:
         return self.ticket.metadata.task
 
 
-def check_rows(baselines: list[str], sanity: list[str]) -> None:
-    """Check ``--baselines`` (:data:`~bert_tickets.results.cells.BASELINES` and
-    :data:`~.common.AT_INIT_CRITERIA`) and ``--sanity`` (:data:`~bert_tickets.results.cells.SANITY_CHECKS`).
-
-    Raises:
-        ValueError: an unknown name (one line listing the choices).
-    """
-    unknown = [b for b in baselines if b not in BASELINES and b not in AT_INIT_CRITERIA]
-    if unknown:
-        raise ValueError(f"unknown baseline {unknown[0]!r}; choose from {', '.join((*BASELINES, *AT_INIT_CRITERIA))} ('own' is implicit)")
-    unknown = [c for c in sanity if c not in SANITY_CHECKS]
-    if unknown:
-        raise ValueError(f"unknown sanity check {unknown[0]!r}; choose from {', '.join(SANITY_CHECKS)}")
-
-
 def criterion_ticket(
     dense: TicketMask,
     model,
     criterion: str,
     sparsity: float,
-    options: CriterionArguments,
+    options: Any,
     task,
     data,
     training_args,
@@ -165,30 +157,30 @@ def criterion_ticket(
     seed: int,
     tokenizer=None,
 ) -> TicketMask:
-    """The mask ``criterion`` (one of :data:`~.common.AT_INIT_CRITERIA`) finds at θ0 of ``model``
-    (with its fresh head) at ``sparsity``, scoring on the training batches the cell's fine-tune
-    would draw first with ``seed`` (snip: ``--score_batches``; gem_miner: one epoch, or
-    ``--gem_steps``). Its cost and wall time are in ``metadata.extra`` (``cost``,
-    ``mask_wall_s``), with the options (``criterion_options``).
+    """The mask the registered ``criterion`` finds at θ0 of ``model`` (with its fresh head) at
+    ``sparsity``, with ``options`` (its ``Options`` instance, ``None`` for defaults or none). A
+    criterion that needs ``batches`` scores on the training batches the cell's fine-tune would
+    draw first with ``seed`` (as many as :meth:`~bert_tickets.pruning.PruningCriterion.batches_needed`
+    says: snip ``score_batches``, gem_miner ``steps`` or one epoch). Its cost and wall time are in
+    ``metadata.extra`` (``cost``, ``mask_wall_s``), with the options (``criterion_options``)
+    when the criterion has any.
 
     Raises:
         ValueError: bad options (one line).
     """
     started = time.perf_counter()
+    found = get_criterion(criterion)
     context: dict[str, Any] = {}
-    if criterion == "snip":
+    if found.needs_data:
         context["batches"] = training_batches(
-            model, task, data, training_args, seed=seed, num_batches=options.score_batches, tokenizer=tokenizer
+            model, task, data, training_args, seed=seed, num_batches=found.batches_needed(options), tokenizer=tokenizer
         )
-    elif criterion == "synflow":
-        context["score_iterations"] = options.score_iterations
-    elif criterion == "gem_miner":
-        gem = options.gem_miner_options()
-        context["batches"] = training_batches(model, task, data, training_args, seed=seed, num_batches=gem.steps, tokenizer=tokenizer)
-        context["gem_miner"] = gem
+    if options is not None:
+        context["options"] = options
     ticket = prune_ticket(dense, model, sparsity, criterion, seed=seed, **context)
-    ticket.metadata.extra["criterion_options"] = options.options_for(criterion)
-    ticket.metadata.extra["mask_wall_s"] = time.perf_counter() - started
+    if found.Options is not None:
+        ticket.metadata.extra["criterion_options"] = found.options_dict(options)
+        ticket.metadata.extra["mask_wall_s"] = time.perf_counter() - started
     return ticket
 
 
@@ -326,7 +318,10 @@ class TransferMatrix:
         self.args = args
         if not args.tasks:
             raise ValueError("give at least one target task with --tasks")
-        check_rows(args.baselines, getattr(args, "sanity", []))
+        check_rows(args.baselines, args.sanity)
+        # each criterion row's options (its Options instance) and their JSON form (in the cells' ids)
+        self.criterion_configs = args.criterion_configs()
+        self.criterion_options = {n: get_criterion(n).options_dict(o) for n, o in self.criterion_configs.items()}
         if args.executor not in EXECUTORS:
             raise ValueError(f"unknown executor {args.executor!r}; choose one of {', '.join(EXECUTORS)}")
         if args.executor == "ray":
@@ -389,13 +384,16 @@ class TransferMatrix:
 
     # ----------------------------------------------------------------- planning
     def _context(self, spec: CellSpec) -> dict[str, Any]:
+        """What besides the spec enters the cell's id: base model, source mask sha, the prunable
+        set (rows that make their mask here), the row's own context (a criterion's options), the
+        target's training hyperparameters and data options."""
+        row = get_row(spec.row)
         mask = next((s.mask_hash for s in self.sources if s.origin == spec.source), None)
-        extra = {"criterion": self.args.options_for(spec.row)} if spec.row in AT_INIT_CRITERIA else {}
         return {
-            **extra,
+            **row.context(self.criterion_options),
             "base_model": self.base_model,
             "mask": mask,
-            "prunable": self.prunable if spec.row in ("dense", "random", "oneshot", *AT_INIT_CRITERIA) else None,
+            "prunable": self.prunable if row.builds_mask else None,
             "training": self.spec["training"][spec.target],
             "data": {
                 **self.spec["data"],
@@ -408,30 +406,35 @@ class TransferMatrix:
         """The source ticket found on ``target`` itself (the ``own`` row), if any."""
         return next((s for s in self.sources if s.task == target), None)
 
+    def _row_specs(self, target: str, seed: int) -> list[CellSpec]:
+        """The cells of one target and seed: every source ticket, each ``--baselines`` row (rows
+        that need the own ticket only where the target has one) and each ``--sanity`` check of
+        every row that finds a mask (labelled ``LABEL (check)``)."""
+        s, own = self.args.sparsity, self.own_source(target)
+        specs = [CellSpec(TICKET_ROW, src.label, src.origin, src.task, target, s, seed) for src in self.sources]
+        for name in self.args.baselines:
+            row = get_row(name)
+            key = row.spec_key
+            if not row.needs_own:
+                specs.append(CellSpec(key, key, "", None, target, s if row.masked else 0.0, seed))
+            elif own is not None:
+                specs.append(CellSpec(key, key, own.origin, own.task, target, s, seed))
+        for spec in list(specs):
+            if get_row(spec.row).checkable:
+                specs += [replace(spec, label=f"{spec.label} ({c})", sanity=c) for c in self.args.sanity]
+        return specs
+
     def plan(self) -> dict[str, CellSpec]:
-        """Every cell of the matrix, by cell id (no duplicates): every source × target × seed,
-        and per target and seed each requested baseline (``reinit`` / ``shuffle`` only where the
-        target has an ``own`` ticket; otherwise they are left out with a logged note), and each
-        ``--sanity`` check of every ticket, ``oneshot`` and criterion row (labelled ``ROW (check)``)."""
-        s = self.args.sparsity
+        """Every cell of the matrix, by cell id (no duplicates): :meth:`_row_specs` for every
+        target and seed; rows left out for want of an own ticket are logged."""
         cells: dict[str, CellSpec] = {}
         for target in self.targets:
-            own = self.own_source(target)
             for seed in self.args.seeds:
-                specs = [CellSpec(TICKET_ROW, src.label, src.origin, src.task, target, s, seed) for src in self.sources]
-                for b in self.args.baselines:
-                    if b in ("reinit", "shuffle"):
-                        if own is not None:
-                            specs.append(CellSpec(b, b, own.origin, own.task, target, s, seed))
-                    else:
-                        specs.append(CellSpec(b, b, "", None, target, 0.0 if b == "dense" else s, seed))
-                for spec in list(specs):
-                    if spec.row in (TICKET_ROW, "oneshot", *AT_INIT_CRITERIA):
-                        specs += [replace(spec, label=f"{spec.label} ({c})", sanity=c) for c in getattr(self.args, "sanity", [])]
-                for spec in specs:
+                for spec in self._row_specs(target, seed):
                     cells[spec.cell_id(self._context(spec))] = spec
-            if own is None and {"reinit", "shuffle"} & set(self.args.baselines):
-                logger.info("no source ticket on %s: its reinit and shuffle rows (which use the own mask) are left out", target)
+            left_out = [get_row(b).name for b in self.args.baselines if get_row(b).needs_own]
+            if self.own_source(target) is None and left_out:
+                logger.info("no source ticket on %s: its %s rows (which use the own mask) are left out", target, ", ".join(left_out))
         return cells
 
     # ----------------------------------------------------------------- one cell
@@ -455,54 +458,46 @@ class TransferMatrix:
 
     def cell_ticket(self, spec: CellSpec, model) -> TicketMask:
         """The mask a cell trains under (``model`` holds θ0 of the target task, with the cell's
-        fresh head), its ``--sanity`` check applied (``layer_shuffle`` permutes it here;
-        ``reinit`` re-initialises the weights in :meth:`run_cell`)."""
-        ticket = self._row_ticket(spec, model)
-        if spec.sanity == "layer_shuffle":
-            ticket = ticket.layer_shuffled(spec.seed)
-        return ticket
-
-    def _row_ticket(self, spec: CellSpec, model) -> TicketMask:
-        if spec.row in (TICKET_ROW, "reinit", "shuffle"):
-            return next(s.ticket for s in self.sources if s.origin == spec.source)
+        fresh head): its row's mask (:meth:`bert_tickets.results.rows.MatrixRow.mask`), with the
+        cell's ``--sanity`` check's change of the mask applied."""
+        own = next((s.ticket for s in self.sources if s.origin == spec.source), None)
         patterns, exclude = self.prunable
         dense = TicketMask.dense(model, patterns, exclude, TicketMetadata(base_model=self.base_model, task=spec.target))
-        if spec.row == "dense":
-            return dense
-        if spec.row == "random":
-            return prune_ticket(dense, model, spec.sparsity, "random", seed=spec.seed)
-        if spec.row == "oneshot":
-            return prune_ticket(dense, model, spec.sparsity, "magnitude")
-        if spec.row in AT_INIT_CRITERIA:
-            # One search per (criterion, target, seed): a cell's sanity variants and a re-run reuse
-            # it from MATRIX/masks/<hash>/ (synflow needs no data: one search for every seed).
-            key_spec = {
-                "row": spec.row,
-                "target": spec.target,
-                "sparsity": spec.sparsity,
-                "seed": None if spec.row == "synflow" else spec.seed,
-            }
-            context = {k: v for k, v in self._context(spec).items() if k != "mask"}
-            key = json_hash({**key_spec, "context": context})
-            cached = self.record.root / MASKS_DIR / key
-            if (cached / CONFIG_FILE).is_file():
-                return TicketMask.from_pretrained(cached)
-            ticket = criterion_ticket(
-                dense,
-                model,
-                spec.row,
-                spec.sparsity,
-                self.args,
-                self.targets[spec.target],
-                self._prepared(spec.target),
-                self.training_args[spec.target],
-                seed=spec.seed,
-                tokenizer=self._tokenizer,
-            )
-            if self.record.is_main:
-                ticket.save_pretrained(cached)
-            return ticket
-        raise ValueError(f"unknown row {spec.row!r}")
+        inputs = RowInputs(
+            dense, model, spec.sparsity, spec.seed, own, lambda criterion: self._criterion_mask(spec, dense, model, criterion)
+        )
+        ticket = get_row(spec.row).mask(inputs)
+        return get_check(spec.sanity).transform_mask(ticket, spec.seed) if spec.sanity else ticket
+
+    def _criterion_mask(self, spec: CellSpec, dense: TicketMask, model, criterion: str) -> TicketMask:
+        """The mask ``criterion`` finds at θ0 for ``spec``'s cell. A search that costs something
+        (training batches, score training or several rounds) runs once per (criterion, target,
+        seed): the cell's sanity variants and a re-run reuse it from ``MATRIX/masks/<hash>/``
+        (a criterion whose result does not depend on the seed, such as synflow, searches once for
+        every seed)."""
+        found = get_criterion(criterion)
+        if not found.needs & {"batches", "trains_scores", "iterates"}:
+            return prune_ticket(dense, model, spec.sparsity, criterion, seed=spec.seed)
+        key_spec = {"row": spec.row, "target": spec.target, "sparsity": spec.sparsity, "seed": spec.seed if "seed" in found.needs else None}
+        context = {k: v for k, v in self._context(spec).items() if k != "mask"}
+        cached = self.record.root / MASKS_DIR / json_hash({**key_spec, "context": context})
+        if (cached / CONFIG_FILE).is_file():
+            return TicketMask.from_pretrained(cached)
+        ticket = criterion_ticket(
+            dense,
+            model,
+            criterion,
+            spec.sparsity,
+            self.criterion_configs[criterion],
+            self.targets[spec.target],
+            self._prepared(spec.target),
+            self.training_args[spec.target],
+            seed=spec.seed,
+            tokenizer=self._tokenizer,
+        )
+        if self.record.is_main:
+            ticket.save_pretrained(cached)
+        return ticket
 
     def run_cell(self, cell_id: str, spec: CellSpec, placement: dict[str, Any] | None = None) -> CellResult:
         """Fine-tune one cell and write its result (atomically, last; by the main process only).
@@ -512,10 +507,9 @@ class TransferMatrix:
         started = time.perf_counter()
         model = load_theta0(task, self.base_model, spec.seed)
         ticket = self.cell_ticket(spec, model)
-        if spec.row == "reinit" or spec.sanity == "reinit":
-            reinitialize_backbone(model, spec.seed)
-        elif spec.row == "shuffle":
-            shuffle_weights(model, list(ticket.masks), spec.seed)
+        get_row(spec.row).prepare_weights(model, ticket, spec.seed)
+        if spec.sanity:
+            get_check(spec.sanity).prepare_weights(model, spec.seed)
         self.record.write_cell_spec(cell_id, spec, self._context(spec))
         out = finetune(
             model,
@@ -527,7 +521,7 @@ class TransferMatrix:
             output_dir=str(self.record.trainer_dir(cell_id)),
             tokenizer=self._tokenizer,
         )
-        if getattr(self.args, "save_trained", False):  # (getattr: a matrix pickled by an older version lacks it)
+        if self.args.save_trained:
             self.record.save_trained(cell_id, ticket, out.model.state_dict())
         result = CellResult(
             spec,

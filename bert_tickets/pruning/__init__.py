@@ -8,8 +8,11 @@ Layer: imports :mod:`bert_tickets.ticket` and :mod:`bert_tickets._io` only.
 from .collapse import collapse_options_hint, collapsed_tensors, low_scale_tensors
 from .criteria import CRITERIA as CRITERIA_REGISTRY
 from .criteria import (
+    NEEDS,
     PruningCriterion,
+    at_init_criteria,
     criterion_names,
+    criterion_options,
     get_criterion,
     global_magnitude_pruning,
     layerwise_magnitude_pruning,
@@ -18,11 +21,15 @@ from .criteria import (
 )
 from .prune import COST_KEYS, add_cost, prune_ticket, sparsity_schedule
 from .schedules import SCHEDULES as SCHEDULES_REGISTRY
-from .schedules import SparsitySchedule, StaticSchedule, make_schedule, register_schedule, schedule_names
+from .schedules import SparsitySchedule, StaticSchedule, make_schedule, register_schedule, schedule_hash_entries, schedule_names
 from .select import SCOPES, select, target_count
 
 __all__ = [
     "COST_KEYS",
+    "NEEDS",
+    "at_init_criteria",
+    "criterion_options",
+    "schedule_hash_entries",
     "CRITERIA_REGISTRY",
     "SCHEDULES_REGISTRY",
     "SCOPES",

@@ -6,9 +6,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .._registry import option_names
 from ..ticket import TicketMask
 from .criteria import get_criterion
-from .schedules import make_schedule
+from .schedules import SCHEDULES, make_schedule
 from .select import SCOPES, select
 
 
@@ -129,4 +130,6 @@ def sparsity_schedule(
         ValueError: unknown or adaptive schedule; target outside [0, 1); step/fraction outside
             (0, 1); negative ``max_levels``.
     """
-    return make_schedule(schedule, target_sparsity, max_levels, prune_step=prune_step, prune_fraction=prune_fraction).preview()
+    given = {"prune_step": prune_step, "prune_fraction": prune_fraction}
+    accepted = option_names(SCHEDULES.get(schedule).Options)
+    return make_schedule(schedule, target_sparsity, max_levels, **{k: v for k, v in given.items() if k in accepted}).preview()

@@ -34,15 +34,12 @@ from .._io import atomic_write_text, json_hash, read_json, save_tensors, write_j
 from ..tasks import TrivialBaseline
 from .matching import EPS, is_matching, matching_margin
 from .paths import TICKET_DIR, TRAINED_MODEL_FILE
+from .rows import TICKET_ROW, get_row, row_label
 
-#: Reference rows of the matrix, named as in Chen et al. 2020, Table 2 (``own`` is the target's
-#: own IMP ticket: the source row whose task is the target, not a separate cell).
-BASELINES = ("dense", "random", "reinit", "shuffle", "oneshot")
-#: Row kind of a cell that fine-tunes a source ticket.
-TICKET_ROW = "ticket"
-#: Sanity checks of a mask (Frankle et al. 2021, Section 5): ``layer_shuffle`` = the mask
-#: permuted within each tensor on θ0; ``reinit`` = the mask on re-initialised weights.
-SANITY_CHECKS = ("layer_shuffle", "reinit")
+#: The default reference rows of ``transfer`` (Chen et al. 2020, Table 2; ``own`` is the target's
+#: own IMP ticket: the source row whose task is the target, not a separate cell). Every row kind
+#: is a registered class of :mod:`.rows`.
+BASELINES = ("dense", "random", "reinit", "weight_shuffle", "magnitude")
 
 CONFIG_FILE = "transfer_config.json"
 CELLS_DIR = "cells"
@@ -55,9 +52,11 @@ class CellSpec:
     """What one cell computes.
 
     Attributes:
-        row: ``"ticket"`` (a source ticket) or a baseline of :data:`BASELINES`.
-        label: the matrix row: the source's label for ``ticket``, ``reinit`` and ``shuffle`` cells
-            are labelled by the baseline name; ``dense`` / ``random`` / ``oneshot`` likewise.
+        row: the row kind's spec key (:attr:`.rows.MatrixRow.spec_key`): ``"ticket"`` (a source
+            ticket), ``"dense"``, a criterion row (``"oneshot"`` = magnitude, ``"random"``,
+            ``"snip"``, ...), ``"reinit"`` or ``"shuffle"`` (= weight_shuffle).
+        label: the source's label for ``ticket``; the row key for the others (``ROW (check)`` for
+            a sanity variant). Tables show :func:`.rows.row_label` (renamed rows by their new name).
         source: where the mask came from (run dir, ticket dir, Hub id) — ``""`` for baselines
             that use no source mask; ``reinit`` / ``shuffle`` name the own ticket they use.
         source_task: the source ticket's task (``None`` when there is none).
@@ -67,8 +66,7 @@ class CellSpec:
             and the training batches a data-dependent criterion scores on).
         sanity: ``None``, or a check of :data:`SANITY_CHECKS` applied to the row's mask.
 
-    A ``row`` may also name a pruning criterion (``snip``, ``synflow``, ``gem_miner``): the mask
-    that criterion finds at θ0 of the target (a baseline row, like ``oneshot`` for magnitude).
+    Renamed rows keep their old spelling here, so saved cells keep their ids.
     """
 
     row: str
@@ -258,22 +256,31 @@ def build_matrix(results: list[CellResult], tolerance: float, trivial: dict[str,
     Returns:
         ``{"targets": [...], "rows": [...], "metric": {target: name}, "entries": {row: {target:
         {mean, std, n, seeds, delta_dense, delta_own, matching, transfer_ge_own, beats_trivial,
-        mask_train_steps, mask_score_passes}}}, "kinds": {row: its cell kind, e.g. "ticket",
-        "snip", "snip+layer_shuffle"}, "own": {target: row}, "rules": {target: rule},
-        "trivial": {target: baseline dict}}``.
+        mask_train_steps, mask_score_passes}}}, "kinds": {row: its row kind, e.g. "ticket",
+        "snip", "snip+layer_shuffle"}, "checks": {sanity row: {"of": the row it checks (``None``
+        when that row has no complete cell), "check": the check's name}}, "own": {target: row},
+        "rules": {target: rule}, "trivial": {target: baseline dict}}``. Row labels are
+        :func:`.rows.row_label`: renamed rows show their current name.
     """
     trivial = trivial or {}
     targets = sorted({r.spec.target for r in results})
     labels: list[str] = []
-    order = (TICKET_ROW, "dense", "oneshot", "random")
     kinds: dict[str, str] = {}
-    for r in sorted(results, key=lambda r: (order.index(r.spec.row) if r.spec.row in order else len(order), r.spec.label)):
-        if r.spec.label not in labels:
-            labels.append(r.spec.label)
-            kinds[r.spec.label] = r.spec.row if r.spec.sanity is None else f"{r.spec.row}+{r.spec.sanity}"
+    checks: dict[str, dict[str, str]] = {}
+    shown = {id(r): row_label(r.spec.row, r.spec.label, r.spec.sanity) for r in results}
+    # the row a sanity variant checks: the unchecked cell of the same row kind and source
+    unchecked = {(r.spec.row, r.spec.source): shown[id(r)] for r in results if r.spec.sanity is None}
+    for r in sorted(results, key=lambda r: (get_row(r.spec.row).order, shown[id(r)])):
+        label = shown[id(r)]
+        if label not in labels:
+            labels.append(label)
+            name = get_row(r.spec.row).name
+            kinds[label] = name if r.spec.sanity is None else f"{name}+{r.spec.sanity}"
+            if r.spec.sanity is not None:
+                checks[label] = {"of": unchecked.get((r.spec.row, r.spec.source)), "check": r.spec.sanity}
     groups: dict[tuple[str, str], list[CellResult]] = {}
     for r in results:
-        groups.setdefault((r.spec.label, r.spec.target), []).append(r)
+        groups.setdefault((shown[id(r)], r.spec.target), []).append(r)
     own = {}
     for r in results:
         if r.spec.row == TICKET_ROW and r.spec.sanity is None and r.spec.source_task == r.spec.target:
@@ -319,6 +326,7 @@ def build_matrix(results: list[CellResult], tolerance: float, trivial: dict[str,
         "targets": targets,
         "rows": labels,
         "kinds": kinds,
+        "checks": checks,
         "metric": metric,
         "entries": entries,
         "own": own,
@@ -337,7 +345,7 @@ def format_matrix(matrix: dict[str, Any]) -> str:
     head = "| row | " + " | ".join(f"{t} ({matrix['metric'].get(t, '?')})" for t in targets) + " |" + (" mask cost |" if costed else "")
     lines = [head, "|" + "---|" * (len(targets) + 1 + costed)]
     for label in matrix["rows"]:
-        transferred = kinds.get(label, TICKET_ROW if label not in BASELINES else label) == TICKET_ROW
+        transferred = kinds.get(label) == TICKET_ROW
         cells = []
         for t in targets:
             e = matrix["entries"][label].get(t)

@@ -86,11 +86,13 @@ def test_no_finetune_stops_at_the_mask(inputs, tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (("--criterion", "nope"), "--criterion 'nope': choose one of snip, synflow, gem_miner, magnitude, random"),
+        (("--criterion", "nope"), "--criterion 'nope': choose one of gem_miner, magnitude, random, snip, synflow"),
         (("--sparsity", "0"), "--sparsity must be a fraction in (0, 1), got 0.0"),
         (("--sanity", "flip"), "unknown sanity check 'flip'; choose from layer_shuffle, reinit"),
         (("--score_iterations", "0"), "--score_iterations must be >= 1, got 0"),
-        (("--gem_score_init", "0.2"), "--gem_score_init must be in (0.5, 1], got 0.2"),
+        (("--criterion", "gem_miner", "--gem_score_init", "0.2"), "--gem_score_init must be in (0.5, 1], got 0.2"),
+        (("--gem_score_init", "0.9"), "--criterion_options gem_score_init: no criterion used here (synflow) has this option"),
+        (("--criterion_options", "synflow.iters=3"), "criterion synflow has no option 'iters' (its options: score_iterations)"),
         (("--baselines", "nope"), "unknown baseline 'nope'"),
     ],
 )

@@ -3,6 +3,8 @@ known numbers, the output files, and one-line errors before any training."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 
@@ -12,7 +14,7 @@ import torch
 from bert_tickets.arguments import ArgumentError, parse_transfer_args
 from bert_tickets.cli import main
 from bert_tickets.pruning import prune_ticket, target_count
-from bert_tickets.results.cells import BASELINES, CellResult, CellSpec, build_matrix, format_matrix
+from bert_tickets.results.cells import CellResult, CellSpec, build_matrix, format_matrix
 from bert_tickets.tasks import get_task
 from bert_tickets.ticket import TicketMask, TicketMetadata
 from bert_tickets.training.weights import load_theta0, reinitialize_backbone, shuffle_weights
@@ -72,6 +74,30 @@ def argv(inputs, out, *extra, sparsity="0.2", model=True):
     ]
 
 
+def _old_rule_ids(matrix) -> set[str]:
+    """Cell ids by the rule written before rows were registered classes (the reference: saved
+    matrices were named by it): rows dense/random/oneshot and the criteria snip/synflow/gem_miner
+    carry the prunable set, the criteria their options under "criterion"."""
+    criteria = ("snip", "synflow", "gem_miner")
+    ids = set()
+    for spec in matrix.cells.values():
+        context = {
+            **({"criterion": matrix.criterion_options[spec.row]} if spec.row in criteria else {}),
+            "base_model": matrix.base_model,
+            "mask": next((s.mask_hash for s in matrix.sources if s.origin == spec.source), None),
+            "prunable": matrix.prunable if spec.row in ("dense", "random", "oneshot", *criteria) else None,
+            "training": matrix.spec["training"][spec.target],
+            "data": {
+                **matrix.spec["data"],
+                "max_train_samples": matrix.train_samples[spec.target],
+                "data_dirs": matrix.data_dirs[spec.target],
+            },
+        }
+        spec_dict = {k: v for k, v in dataclasses.asdict(spec).items() if k != "sanity" or v is not None}
+        ids.add(hashlib.sha256(json.dumps({"spec": spec_dict, "context": context}, sort_keys=True, default=str).encode()).hexdigest()[:12])
+    return ids
+
+
 def test_cells_results_resume_and_files(inputs, tmp_path, capsys):
     out = tmp_path / "matrix"
     from bert_tickets.experiments.transfer import TransferMatrix
@@ -81,7 +107,16 @@ def test_cells_results_resume_and_files(inputs, tmp_path, capsys):
     # 2 sources x 2 targets x 2 seeds + per target and seed: dense, random, oneshot, and
     # reinit/shuffle (both targets have an own ticket): 8 + 2*2*5 = 28 cells, no duplicates
     assert len(specs) == 28 == len(set(specs))
-    assert sum(s.row == "ticket" for s in specs) == 8 and {s.row for s in specs} == {"ticket", *BASELINES}
+    # renamed rows keep their old spelling in the specs (magnitude: "oneshot", weight_shuffle: "shuffle")
+    assert sum(s.row == "ticket" for s in specs) == 8 and {s.row for s in specs} == {
+        "ticket",
+        "dense",
+        "random",
+        "reinit",
+        "shuffle",
+        "oneshot",
+    }
+    assert _old_rule_ids(matrix) == set(matrix.cells)
     assert main(["transfer", *argv(inputs, out)]) == 0
     assert len(list((out / "cells").glob("*/result.json"))) == 28
     rows = json.loads((out / "results.json").read_text())

@@ -68,15 +68,15 @@ def test_gem_miner_keeps_an_existing_mask_pruned(model):
 @pytest.mark.parametrize(
     "options, message",
     [
-        (GemMinerOptions(steps=0), "--gem_steps must be >= 1"),
-        (GemMinerOptions(prune_period=0), "--gem_prune_period must be >= 1"),
-        (GemMinerOptions(score_init=0.5), r"--gem_score_init must be in \(0.5, 1\]"),
-        (GemMinerOptions(learning_rate=0.0), "--gem_learning_rate must be > 0"),
+        ({"steps": 0}, "--gem_steps must be >= 1"),
+        ({"prune_period": 0}, "--gem_prune_period must be >= 1"),
+        ({"score_init": 0.5}, r"--gem_score_init must be in \(0.5, 1\]"),
+        ({"learning_rate": 0.0}, "--gem_learning_rate must be > 0"),
     ],
 )
 def test_gem_miner_refuses_bad_options(model, options, message):
     dense = TicketMask.dense(model)
-    with pytest.raises(ValueError, match=message):
-        gem_miner_scores(model, dense.validate(model), _batches(), 0.5, options=options)
+    with pytest.raises(ValueError, match=message):  # refused when the options are made, before any scoring
+        gem_miner_scores(model, dense.validate(model), _batches(), 0.5, options=GemMinerOptions(**options))
     with pytest.raises(ValueError, match="gem_miner needs training batches"):
         gem_miner_scores(model, dense.validate(model), [], 0.5)

@@ -32,7 +32,7 @@ Choices the paper leaves open for BERT, and why:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -54,12 +54,21 @@ class GemMinerOptions:
         score_init: initial score of every surviving weight, in (0.5, 1].
     """
 
-    steps: int | None = None
-    learning_rate: float = 1e-2
-    head_learning_rate: float = 1e-4
-    penalty: float = 1e-4
-    prune_period: int | None = None
-    score_init: float = 0.75
+    steps: int | None = field(default=None, metadata={"aliases": ["gem_steps"], "help": "score-training steps (default: one epoch)"})
+    learning_rate: float = field(default=1e-2, metadata={"aliases": ["gem_learning_rate"], "help": "Adam learning rate of the scores"})
+    head_learning_rate: float = field(
+        default=1e-4, metadata={"aliases": ["gem_head_learning_rate"], "help": "AdamW learning rate of the task head"}
+    )
+    penalty: float = field(
+        default=1e-4, metadata={"aliases": ["gem_penalty"], "help": "L2 penalty on the scores (the released configs' 1e-4)"}
+    )
+    prune_period: int | None = field(
+        default=None, metadata={"aliases": ["gem_prune_period"], "help": "steps between global pruning rounds (default: steps // 5)"}
+    )
+    score_init: float = field(default=0.75, metadata={"aliases": ["gem_score_init"], "help": "initial score, in (0.5, 1]"})
+
+    def __post_init__(self):
+        self.check()
 
     def check(self) -> None:
         """Raises ``ValueError`` (one line) for an option outside its range."""
@@ -180,15 +189,21 @@ class GemMinerCriterion(PruningCriterion):
     ``sparsity`` (set by :func:`~bert_tickets.pruning.prune_ticket`)."""
 
     name = "gem_miner"
-    needs_data = True
+    needs = frozenset({"batches", "trains_scores", "seed"})
+    at_init = True
+    Options = GemMinerOptions
     summary = "scores trained at theta0 with a straight-through mask and periodic pruning (Sreenivasan et al. 2022)"
 
+    def batches_needed(self, options):
+        return (options or GemMinerOptions()).steps
+
     def passes(self, steps: int, **context: Any) -> dict[str, int]:
-        options = context.get("gem_miner") or GemMinerOptions()
+        options = context.get("gem_miner") or self._options(context)
         n = steps * (options.steps or len(context.get("batches") or []))
         return {"train_steps": n}
 
     def scorer(self, weights, *, seed=0, model=None, batches=None, masks=None, sparsity=None, gem_miner=None, **context):
+        gem_miner = gem_miner or self._options(context)
         if model is None or sparsity is None:
             raise ValueError("gem_miner needs the model and the target sparsity (context model=, sparsity=)")
         scores = gem_miner_scores(

@@ -28,7 +28,8 @@ class MagnitudeCriterion(PruningCriterion):
     """|w|: the smallest-magnitude surviving weights are pruned (deterministic; ``seed`` unused)."""
 
     name = "magnitude"
-    summary = "global magnitude pruning (IMP)"
+    ranks_by_magnitude = True
+    summary = "global magnitude pruning (IMP); at θ0, the magnitude row of transfer (formerly 'oneshot')"
 
     def scorer(self, weights, *, seed=0, **context):
         return magnitude_scorer(weights)

@@ -31,6 +31,7 @@ class RandomCriterion(PruningCriterion):
     sparsity under global selection."""
 
     name = "random"
+    needs = frozenset({"seed"})
     summary = "seeded random pruning (baseline)"
 
     def scorer(self, weights, *, seed=0, **context):

@@ -16,6 +16,7 @@ scoring and the weights are not changed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -58,13 +59,31 @@ def snip_scores(
         model.train(was_training)
 
 
+@dataclass
+class SnipOptions:
+    """Options of ``snip``."""
+
+    score_batches: int = field(
+        default=1, metadata={"help": "training batches the scores are summed over (Lee et al. 2019, Section 4.1: one mini-batch)"}
+    )
+
+    def __post_init__(self):
+        if self.score_batches < 1:
+            raise ValueError(f"--score_batches must be >= 1, got {self.score_batches}")
+
+
 @register_criterion
 class SnipCriterion(PruningCriterion):
     """|∂L/∂w ⊙ w| on training batches (needs ``model`` and ``batches`` in the context)."""
 
     name = "snip"
-    needs_data = True
+    needs = frozenset({"batches", "seed"})
+    at_init = True
+    Options = SnipOptions
     summary = "connection sensitivity |dL/dw * w| on training batches (Lee et al. 2019), for pruning at initialisation"
+
+    def batches_needed(self, options):
+        return (options or SnipOptions()).score_batches
 
     def passes(self, steps: int, **context) -> dict[str, int]:
         n = steps * len(context.get("batches") or [])

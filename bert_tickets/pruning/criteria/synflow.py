@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -137,16 +138,35 @@ def exponential_sparsities(start: float, sparsity: float, iterations: int) -> li
     return [*steps, sparsity]
 
 
+@dataclass
+class SynflowOptions:
+    """Options of ``synflow``."""
+
+    score_iterations: int = field(
+        default=DEFAULT_SCORE_ITERATIONS,
+        metadata={"help": "pruning rounds on the exponential schedule (Tanaka et al. 2020, Section 6: 100)"},
+    )
+
+    def __post_init__(self):
+        if self.score_iterations < 1:
+            raise ValueError(f"--score_iterations must be >= 1, got {self.score_iterations}")
+
+
 @register_criterion
 class SynflowCriterion(PruningCriterion):
     """|w · ∂R/∂w| of a linearised encoder on |θ|, iterated (module docstring); data-free.
-    Context: ``model`` (required), ``masks`` (the current mask), ``score_iterations``."""
+    Context: ``model`` (required), ``masks`` (the current mask), ``options``
+    (:class:`SynflowOptions`; ``score_iterations=N`` is accepted too)."""
 
     name = "synflow"
+    needs = frozenset({"iterates"})
+    at_init = True
+    Options = SynflowOptions
     summary = "iterative synaptic flow |w * dR/dw| on |theta|, data-free (Tanaka et al. 2020), for pruning at initialisation"
 
     def sparsity_steps(self, start: float, sparsity: float, **context: Any) -> list[float]:
-        return exponential_sparsities(start, sparsity, int(context.get("score_iterations") or DEFAULT_SCORE_ITERATIONS))
+        iterations = context.get("score_iterations") or self._options(context).score_iterations
+        return exponential_sparsities(start, sparsity, int(iterations))
 
     def passes(self, steps: int, **context: Any) -> dict[str, int]:
         return {"score_forward": steps, "score_backward": steps}

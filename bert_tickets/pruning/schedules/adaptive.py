@@ -28,8 +28,22 @@ The decisions depend only on the history, so a resumed run makes the same ones.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from .base import LevelOutcome, SparsitySchedule, register_schedule
+
+
+@dataclass
+class AdaptiveOptions:
+    """Options of the ``adaptive`` schedule (module docstring for the defaults and why)."""
+
+    initial_step: float = field(default=0.2, metadata={"help": "sparsity added by level 1, a fraction in (0, 1)"})
+    step_growth: float = field(default=1.5, metadata={"help": "step factor after a good level (> 1)"})
+    step_shrink: float = field(default=0.5, metadata={"help": "step factor after a miss or a barrier, in (0, 1)"})
+    min_step: float = field(default=0.025, metadata={"help": "stop when the step falls below this fraction"})
+    max_barrier: float = field(
+        default=0.01, metadata={"help": "largest error barrier (primary metric units) of a good level to its parent level"}
+    )
 
 
 @register_schedule
@@ -49,6 +63,7 @@ class AdaptiveSchedule(SparsitySchedule):
     """
 
     name = "adaptive"
+    Options = AdaptiveOptions
     summary = "larger steps after a matching, linearly connected level; a step back and a smaller step otherwise (after Paul et al. 2022)"
     adaptive = True
     uses_barrier = True

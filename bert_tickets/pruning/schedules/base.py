@@ -13,12 +13,12 @@ tests then check it (starts at 0.0, monotone, never past the target, stops).
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from typing import Any, ClassVar, Protocol
 
-from ..._registry import Registry
+from ..._registry import Registry, parse_options
 
 
 class LevelOutcome(Protocol):
@@ -51,6 +51,19 @@ class SparsitySchedule:
     #: ``True`` when :meth:`next` reads each level's ``barrier`` (the error barrier between its
     #: trained network and that of the level it was pruned from): the IMP loop then computes it.
     uses_barrier: ClassVar[bool] = False
+    #: The options dataclass (defaults, ``help`` metadata, constructor keyword arguments of the
+    #: same names); ``None`` for a schedule without options. ``find`` reaches it as
+    #: ``--schedule_options KEY=VALUE`` (or ``--KEY VALUE``).
+    Options: ClassVar[type | None] = None
+
+    @classmethod
+    def options(cls, given: Mapping[str, Any] | None = None) -> Any:
+        """The schedule's :attr:`Options` from ``given`` (name or alias -> value).
+
+        Raises:
+            ValueError: an unknown option or a wrong type (one line).
+        """
+        return parse_options(cls.Options, given, what=f"schedule {cls.name}")
 
     def __init__(self, target_sparsity: float = 0.9, max_levels: int | None = None):
         if not (0.0 <= target_sparsity < 1.0) or math.isnan(target_sparsity):
@@ -148,13 +161,33 @@ def schedule_names() -> list[str]:
 
 
 def make_schedule(name: str, target_sparsity: float = 0.9, max_levels: int | None = None, **options: Any) -> SparsitySchedule:
-    """Build the schedule registered as ``name``; ``options`` not taken by its constructor (e.g.
-    ``prune_fraction`` for ``linear``) are ignored, so one set of command-line options serves
-    every schedule.
+    """Build the schedule registered as ``name`` with its ``options`` (fields of its
+    :attr:`~SparsitySchedule.Options`, typed or as text; the others keep their defaults).
 
     Raises:
-        ValueError: unknown schedule, or the schedule's own validation.
+        ValueError: unknown schedule, an option it does not have, or its own validation.
     """
     cls = SCHEDULES.get(name)
-    accepted = inspect.signature(cls.__init__).parameters
-    return cls(target_sparsity=target_sparsity, max_levels=max_levels, **{k: v for k, v in options.items() if k in accepted})
+    parsed = cls.options(options)
+    return cls(target_sparsity=target_sparsity, max_levels=max_levels, **(asdict(parsed) if parsed is not None else {}))
+
+
+def schedule_hash_entries(name: str, options: Any) -> dict[str, Any]:
+    """The schedule options as they enter a run's hash: the chosen schedule's options (field ->
+    value), plus, for every other registered schedule whose ``Options.hash_always`` is set, its
+    options at their defaults — the layout of runs recorded before schedule options were declared
+    by the schedule (``prune_step`` and ``prune_fraction`` were then in every run's hash), so
+    those runs keep their hashes.
+
+    Raises:
+        ValueError: unknown schedule.
+    """
+    out: dict[str, Any] = {}
+    for other in SCHEDULES.names():
+        options_cls = SCHEDULES.get(other).Options
+        if other != name and options_cls is not None and getattr(options_cls, "hash_always", False):
+            out.update(asdict(options_cls()))
+    SCHEDULES.get(name)
+    if options is not None:
+        out.update(asdict(options))
+    return out

@@ -6,7 +6,24 @@ linear schedule instead (see :mod:`.linear`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import ClassVar
+
 from .base import StaticSchedule, register_schedule
+
+
+@dataclass
+class GeometricOptions:
+    """Options of the ``geometric`` schedule."""
+
+    #: In every run's hash (at its default under another schedule), as runs recorded it before
+    #: schedule options were declared by the schedule.
+    hash_always: ClassVar[bool] = True
+
+    prune_fraction: float = field(
+        default=0.1,
+        metadata={"help": "fraction of the remaining weights pruned per level, in (0, 1) (open_lth: 0.2; the paper's box: 0.1)"},
+    )
 
 
 @register_schedule
@@ -22,6 +39,7 @@ class GeometricSchedule(StaticSchedule):
     """
 
     name = "geometric"
+    Options = GeometricOptions
     summary = "each level prunes --prune_fraction of the remaining weights (the paper's algorithm box, open_lth)"
 
     def __init__(self, target_sparsity: float = 0.9, max_levels: int | None = None, prune_fraction: float = 0.1):

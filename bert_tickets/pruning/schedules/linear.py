@@ -4,7 +4,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import ClassVar
+
 from .base import StaticSchedule, register_schedule
+
+
+@dataclass
+class LinearOptions:
+    """Options of the ``linear`` schedule."""
+
+    #: In every run's hash (at its default under another schedule), as runs recorded it before
+    #: schedule options were declared by the schedule.
+    hash_always: ClassVar[bool] = True
+
+    prune_step: float = field(default=0.1, metadata={"help": "sparsity added per level, a fraction in (0, 1) (BERT-Tickets: 0.1)"})
 
 
 @register_schedule
@@ -20,6 +34,7 @@ class LinearSchedule(StaticSchedule):
     """
 
     name = "linear"
+    Options = LinearOptions
     summary = "level L has sparsity L x --prune_step (BERT-Tickets' code)"
 
     def __init__(self, target_sparsity: float = 0.9, max_levels: int | None = None, prune_step: float = 0.1):
