@@ -56,7 +56,7 @@ from ..ticket import (
 )
 from ..training.data_diet import REWIND_DATA, easy_subset, mean_el2n, random_subset
 from ..training.distributed import check_same_on_all_ranks
-from ..training.finetune import evaluate_model, finetune, global_batch_size, optimizer_steps, training_hyperparameters
+from ..training.finetune import evaluate_model, finetune, global_batch_size, optimizer_steps, training_batches, training_hyperparameters
 from ..training.weights import RewindPointCapture, head_state, load_into, load_theta0
 from .common import DataArguments, ModelArguments
 
@@ -275,7 +275,7 @@ class IMPRunner:
         self.keep_trained = imp_args.save_trained or self.schedule.adaptive or self.schedule.uses_barrier
         self.planned = None if self.schedule.adaptive else self.schedule.preview()
         self.criterion = get_criterion(imp_args.criterion)
-        if self.criterion.needs_data:
+        if self.criterion.needs_data and self.criterion.at_init:
             raise ValueError(
                 f"--criterion {imp_args.criterion} scores weights on training data, for pruning at initialisation; "
                 "IMP prunes trained weights with magnitude (or random as a baseline); use bert-tickets prune-at-init"
@@ -621,7 +621,7 @@ class IMPRunner:
                     self.seeds[0],
                     self.imp_args.pruning_scope,
                     self.imp_args.max_tensor_sparsity,
-                    **({"options": o} if (o := self.imp_args.criterion_config()) is not None else {}),
+                    **self._criterion_context(base_model),
                 )
                 next_ticket.metadata.level = level + 1
                 next_ticket.metadata.extra["parent_level"] = base
@@ -660,6 +660,23 @@ class IMPRunner:
         if self.record.is_main:
             print(format_summary(summary))
         return history
+
+    def _criterion_context(self, model: torch.nn.Module) -> dict[str, Any]:
+        """What the criterion needs besides the weights: its options, and — for one that scores on
+        data — the training batches the first seed's fine-tune draws first (as many as it asks for)."""
+        options = self.imp_args.criterion_config()
+        context: dict[str, Any] = {} if options is None else {"options": options}
+        if self.criterion.needs_data:
+            context["batches"] = training_batches(
+                model,
+                self.task,
+                self.data,
+                self.training_args,
+                seed=self.seeds[0],
+                num_batches=self.criterion.batches_needed(options),
+                tokenizer=self.tokenizer,
+            )
+        return context
 
     def _trained_level(self, level: int) -> tuple[TicketMask, torch.nn.Module]:
         """An earlier level's ticket and trained model (from the run directory), to prune from."""

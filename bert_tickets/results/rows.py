@@ -295,14 +295,15 @@ def baseline_names() -> list[str]:
 
 def get_row(name: str) -> MatrixRow:
     """The row named ``name`` on the command line or in a cell spec (canonical name, alias or
-    spec key): a registered row kind, or the criterion row of a registered criterion.
+    spec key): a registered row kind, or the criterion row of any registered criterion (those
+    designed for pruning at initialisation are the ones :func:`baseline_names` lists).
 
     Raises:
         ValueError: neither (the message lists the rows ``--baselines`` accepts).
     """
     if name in ROWS:
         return ROWS.get(name)()
-    if name in CRITERIA_REGISTRY and CRITERIA_REGISTRY.get(name).at_init:
+    if name in CRITERIA_REGISTRY:
         return CriterionRow(name)
     raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(baseline_names())} ('own' is implicit)")
 
