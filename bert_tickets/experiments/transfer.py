@@ -43,10 +43,6 @@ logger = logging.getLogger("bert_tickets")
 EXECUTORS = ("local", "ray")
 #: Folder of a matrix directory holding the masks the criterion rows found (one per search).
 MASKS_DIR = "masks"
-#: Fault injection for tests: when this environment variable names a directory, a Ray worker
-#: exits abruptly (as a preempted node would) on the first attempt of every cell, leaving a
-#: marker file there; the retry then runs normally.
-CRASH_ONCE_ENV = "BERT_TICKETS_TEST_CRASH_CELLS_ONCE"
 
 
 @dataclass
@@ -301,50 +297,101 @@ def _train_samples(entries: list[str] | None, targets: list[str]) -> dict[str, i
     return {t: per_task.get(t, every) for t in targets}
 
 
-class TransferMatrix:
-    """Plans, validates and runs a transfer matrix (see the module docstring).
+def check_matrix_arguments(args: TransferArguments) -> None:
+    """Everything about ``transfer``'s own arguments that needs no file: targets, rows, seeds,
+    executor and its resources.
 
-    Args:
+    Raises:
+        ValueError: one line naming the bad value.
+    """
+    if not args.tasks:
+        raise ValueError("give at least one target task with --tasks")
+    check_rows(args.baselines, args.sanity)
+    if not args.seeds or any(s < 0 for s in args.seeds) or len(set(args.seeds)) != len(args.seeds):
+        raise ValueError(f"--seeds must be distinct integers >= 0, got {' '.join(map(str, args.seeds)) or 'none'}")
+    if args.executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {args.executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if args.executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ValueError("--executor ray needs Ray: pip install 'bert-tickets[ray]' (or pip install 'ray>=2.9')") from None
+    if args.cpus_per_cell <= 0:
+        raise ValueError(f"--cpus_per_cell must be > 0, got {args.cpus_per_cell}")
+    if args.gpus_per_cell < 0 or (args.gpus_per_cell > 1 and args.gpus_per_cell != int(args.gpus_per_cell)):
+        raise ValueError(f"--gpus_per_cell {args.gpus_per_cell}: a fraction up to 1, or a whole number of GPUs for a data-parallel cell")
+
+
+@dataclass
+class MatrixPlan:
+    """What a transfer matrix computes, validated: its sources, targets, base model, data, the
+    options of its criterion rows, its spec (what its hash covers) and every cell by id. Pure:
+    made without training and without reading the training data (:meth:`build`).
+
+    Attributes:
         args: the :class:`TransferArguments`.
-        training_args: target task -> ``TrainingArguments`` (the target's defaults under the
-            user's options); all share ``output_dir``, the matrix directory.
-
-    Construction resolves and checks everything cheap — sources, targets, base model, data
-    files, that every source mask fits every target model, the matrix directory's spec — and
-    raises ``ValueError`` / ``FileNotFoundError`` with one line before any training.
+        training_args: target -> ``TrainingArguments``.
+        targets: target name -> its :class:`~bert_tickets.tasks.TaskSpec`.
+        sources: the source tickets.
+        base_model: θ0 (the tickets' base model, or ``--model``).
+        data_dirs, train_samples: target -> local data directory / training subsample (or ``None``).
+        prunable: (prunable patterns, exclude patterns) of the first source: the set the rows that
+            make their own mask prune.
+        criterion_configs: criterion -> its options instance (criterion rows).
+        criterion_options: criterion -> its options as JSON (part of those rows' cell ids).
+        spec: the matrix spec (base model, sparsity, budgets, data), hashed to name the matrix.
+        cells: cell id -> :class:`~bert_tickets.results.cells.CellSpec`.
     """
 
-    def __init__(self, args: TransferArguments, training_args: dict[str, Any]):
-        self.args = args
-        if not args.tasks:
-            raise ValueError("give at least one target task with --tasks")
-        check_rows(args.baselines, args.sanity)
-        # each criterion row's options (its Options instance) and their JSON form (in the cells' ids)
-        self.criterion_configs = args.criterion_configs()
-        self.criterion_options = {n: get_criterion(n).options_dict(o) for n, o in self.criterion_configs.items()}
-        if args.executor not in EXECUTORS:
-            raise ValueError(f"unknown executor {args.executor!r}; choose one of {', '.join(EXECUTORS)}")
-        if args.executor == "ray":
-            try:
-                import ray  # noqa: F401
-            except ImportError:
-                raise ValueError("--executor ray needs Ray: pip install 'bert-tickets[ray]' (or pip install 'ray>=2.9')") from None
-        if args.gpus_per_cell < 0 or (args.gpus_per_cell > 1 and args.gpus_per_cell != int(args.gpus_per_cell)):
-            raise ValueError(
-                f"--gpus_per_cell {args.gpus_per_cell}: a fraction up to 1, or a whole number of GPUs for a data-parallel cell"
-            )
-        self.targets = {get_task(t).name: get_task(t) for t in args.tasks}
-        self.training_args = training_args
-        self.sources = resolve_sources(args)
-        self.base_model = args.model_name_or_path or self.sources[0].ticket.metadata.base_model
-        self.data_dirs = _data_dirs(args.data_dir, list(self.targets))
-        self.train_samples = _train_samples(args.max_train_samples, list(self.targets))
+    args: TransferArguments
+    training_args: dict[str, Any]
+    targets: dict[str, Any]
+    sources: list[Source]
+    base_model: str
+    data_dirs: dict[str, str | None]
+    train_samples: dict[str, int | None]
+    prunable: tuple
+    criterion_configs: dict[str, Any]
+    criterion_options: dict[str, dict[str, Any]]
+    spec: dict[str, Any] = field(default_factory=dict)
+    cells: dict[str, CellSpec] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, args: TransferArguments, training_args: dict[str, Any]) -> MatrixPlan:
+        """Validate and plan (see :func:`check_matrix_arguments`, :func:`resolve_sources`).
+
+        Raises:
+            ValueError / FileNotFoundError: a bad argument, source or data file, or a source mask
+                that does not fit a target model (one line).
+        """
+        check_matrix_arguments(args)
+        configs = args.criterion_configs()
+        targets = {get_task(t).name: get_task(t) for t in args.tasks}
+        sources = resolve_sources(args)
+        first = sources[0].ticket.metadata
+        plan = cls(
+            args,
+            training_args,
+            targets,
+            sources,
+            args.model_name_or_path or first.base_model,
+            _data_dirs(args.data_dir, list(targets)),
+            _train_samples(args.max_train_samples, list(targets)),
+            (first.prunable_patterns, first.exclude_patterns),
+            configs,
+            {n: get_criterion(n).options_dict(o) for n, o in configs.items()},
+        )
+        plan.check_inputs()
+        plan.spec = plan.matrix_spec()
+        plan.cells = plan.plan()
+        return plan
+
+    def check_inputs(self) -> None:
+        """Every target's data files, and every source mask on every target model."""
         for name, task in self.targets.items():
             if self.data_dirs[name] is not None:
                 get_kind(task.kind).validate_inputs(task, self.data_dirs[name])
-        first = self.sources[0].ticket.metadata
-        self.prunable = (first.prunable_patterns, first.exclude_patterns)
-        for name, task in self.targets.items():  # every mask must fit every target model
+        for name, task in self.targets.items():
             probe = load_theta0(task, self.base_model, seed=0)
             for s in self.sources:
                 try:
@@ -352,38 +399,25 @@ class TransferMatrix:
                 except ValueError as err:
                     raise ValueError(f"source {s.label} does not fit the {name} model: {err}") from None
             del probe
-        first_args = training_args[next(iter(self.targets))]
-        check_output_dir(first_args.output_dir)
-        self.record = MatrixRecord(first_args.output_dir, is_main=first_args.process_index == 0)
-        self.spec = {
+
+    def matrix_spec(self) -> dict[str, Any]:
+        """The spec the matrix directory is named by (base model, sparsity, per-target budgets, data)."""
+        samples = self.train_samples
+        return {
             "base_model": self.base_model,
-            "sparsity": args.sparsity,
-            "training": {t: training_hyperparameters(a) for t, a in training_args.items()},
+            "sparsity": self.args.sparsity,
+            "training": {t: training_hyperparameters(a) for t, a in self.training_args.items()},
             "data": {
-                "max_seq_length": args.max_seq_length,
+                "max_seq_length": self.args.max_seq_length,
                 # one value when every target has the same (as before per-target budgets existed,
                 # so such a matrix directory keeps its spec hash); else target -> value
-                "max_train_samples": (
-                    next(iter(self.train_samples.values())) if len(set(self.train_samples.values())) == 1 else self.train_samples
-                ),
-                "max_eval_samples": args.max_eval_samples,
+                "max_train_samples": next(iter(samples.values())) if len(set(samples.values())) == 1 else samples,
+                "max_eval_samples": self.args.max_eval_samples,
                 "data_dirs": self.data_dirs,
             },
         }
-        self.spec_hash = self.record.check_config(self.spec)
-        self.cells = self.plan()
-        self._data: dict[str, Any] = {}
-        self._trivial: dict[str, Any] = {}
-        self._tokenizer = None
 
-    def __getstate__(self):
-        # Shipped to Ray workers: without the prepared data and tokenizer (each worker makes its own).
-        state = dict(self.__dict__)
-        state["_data"], state["_tokenizer"] = {}, None
-        return state
-
-    # ----------------------------------------------------------------- planning
-    def _context(self, spec: CellSpec) -> dict[str, Any]:
+    def context(self, spec: CellSpec) -> dict[str, Any]:
         """What besides the spec enters the cell's id: base model, source mask sha, the prunable
         set (rows that make their mask here), the row's own context (a criterion's options), the
         target's training hyperparameters and data options."""
@@ -406,7 +440,7 @@ class TransferMatrix:
         """The source ticket found on ``target`` itself (the ``own`` row), if any."""
         return next((s for s in self.sources if s.task == target), None)
 
-    def _row_specs(self, target: str, seed: int) -> list[CellSpec]:
+    def row_specs(self, target: str, seed: int) -> list[CellSpec]:
         """The cells of one target and seed: every source ticket, each ``--baselines`` row (rows
         that need the own ticket only where the target has one) and each ``--sanity`` check of
         every row that finds a mask (labelled ``LABEL (check)``)."""
@@ -425,27 +459,53 @@ class TransferMatrix:
         return specs
 
     def plan(self) -> dict[str, CellSpec]:
-        """Every cell of the matrix, by cell id (no duplicates): :meth:`_row_specs` for every
+        """Every cell of the matrix, by cell id (no duplicates): :meth:`row_specs` for every
         target and seed; rows left out for want of an own ticket are logged."""
         cells: dict[str, CellSpec] = {}
         for target in self.targets:
             for seed in self.args.seeds:
-                for spec in self._row_specs(target, seed):
-                    cells[spec.cell_id(self._context(spec))] = spec
+                for spec in self.row_specs(target, seed):
+                    cells[spec.cell_id(self.context(spec))] = spec
             left_out = [get_row(b).name for b in self.args.baselines if get_row(b).needs_own]
             if self.own_source(target) is None and left_out:
                 logger.info("no source ticket on %s: its %s rows (which use the own mask) are left out", target, ", ".join(left_out))
         return cells
 
-    # ----------------------------------------------------------------- one cell
-    def _prepared(self, target: str):
+
+class CellRunner:
+    """Runs one cell of a planned matrix: the target's data (prepared once per process), the
+    cell's mask (its row's, with its sanity check) and starting weights, the fine-tune
+    (:func:`~bert_tickets.training.finetune.finetune`), and its record.
+
+    Args:
+        plan: the :class:`MatrixPlan`.
+        record: the matrix directory's :class:`~bert_tickets.results.cells.MatrixRecord`.
+    """
+
+    def __init__(self, plan: MatrixPlan, record: MatrixRecord):
+        self.plan, self.record = plan, record
+        self._data: dict[str, Any] = {}
+        self._trivial: dict[str, Any] = {}
+        self._tokenizer = None
+
+    def __getstate__(self):
+        # Shipped to Ray workers: without the prepared data and tokenizer (each worker makes its own).
+        return {**self.__dict__, "_data": {}, "_tokenizer": None}
+
+    def prepared(self, target: str):
+        """The target's tokenized data (:meth:`~bert_tickets.tasks.TaskKind.prepare`), cached."""
         if target not in self._data:
-            task = self.targets[target]
+            task, a = self.plan.targets[target], self.plan.args
             if self._tokenizer is None:
-                self._tokenizer = AutoTokenizer.from_pretrained(self.base_model)
-            a = self.args
+                self._tokenizer = AutoTokenizer.from_pretrained(self.plan.base_model)
             self._data[target] = get_kind(task.kind).prepare(
-                task, self._tokenizer, self.data_dirs[target], None, a.max_seq_length, self.train_samples[target], a.max_eval_samples
+                task,
+                self._tokenizer,
+                self.plan.data_dirs[target],
+                None,
+                a.max_seq_length,
+                self.plan.train_samples[target],
+                a.max_eval_samples,
             )
         return self._data[target]
 
@@ -453,23 +513,24 @@ class TransferMatrix:
         """The target task's :class:`~bert_tickets.tasks.TrivialBaseline` on its evaluation data
         (what every cell of that target must beat)."""
         if target not in self._trivial:
-            self._trivial[target] = get_kind(self.targets[target].kind).trivial_baseline(self.targets[target], self._prepared(target))
+            task = self.plan.targets[target]
+            self._trivial[target] = get_kind(task.kind).trivial_baseline(task, self.prepared(target))
         return self._trivial[target]
 
     def cell_ticket(self, spec: CellSpec, model) -> TicketMask:
         """The mask a cell trains under (``model`` holds θ0 of the target task, with the cell's
         fresh head): its row's mask (:meth:`bert_tickets.results.rows.MatrixRow.mask`), with the
         cell's ``--sanity`` check's change of the mask applied."""
-        own = next((s.ticket for s in self.sources if s.origin == spec.source), None)
-        patterns, exclude = self.prunable
-        dense = TicketMask.dense(model, patterns, exclude, TicketMetadata(base_model=self.base_model, task=spec.target))
+        own = next((s.ticket for s in self.plan.sources if s.origin == spec.source), None)
+        patterns, exclude = self.plan.prunable
+        dense = TicketMask.dense(model, patterns, exclude, TicketMetadata(base_model=self.plan.base_model, task=spec.target))
         inputs = RowInputs(
-            dense, model, spec.sparsity, spec.seed, own, lambda criterion: self._criterion_mask(spec, dense, model, criterion)
+            dense, model, spec.sparsity, spec.seed, own, lambda criterion: self.criterion_mask(spec, dense, model, criterion)
         )
         ticket = get_row(spec.row).mask(inputs)
         return get_check(spec.sanity).transform_mask(ticket, spec.seed) if spec.sanity else ticket
 
-    def _criterion_mask(self, spec: CellSpec, dense: TicketMask, model, criterion: str) -> TicketMask:
+    def criterion_mask(self, spec: CellSpec, dense: TicketMask, model, criterion: str) -> TicketMask:
         """The mask ``criterion`` finds at θ0 for ``spec``'s cell. A search that costs something
         (training batches, score training or several rounds) runs once per (criterion, target,
         seed): the cell's sanity variants and a re-run reuse it from ``MATRIX/masks/<hash>/``
@@ -479,7 +540,7 @@ class TransferMatrix:
         if not found.needs & {"batches", "trains_scores", "iterates"}:
             return prune_ticket(dense, model, spec.sparsity, criterion, seed=spec.seed)
         key_spec = {"row": spec.row, "target": spec.target, "sparsity": spec.sparsity, "seed": spec.seed if "seed" in found.needs else None}
-        context = {k: v for k, v in self._context(spec).items() if k != "mask"}
+        context = {k: v for k, v in self.plan.context(spec).items() if k != "mask"}
         cached = self.record.root / MASKS_DIR / json_hash({**key_spec, "context": context})
         if (cached / CONFIG_FILE).is_file():
             return TicketMask.from_pretrained(cached)
@@ -488,10 +549,10 @@ class TransferMatrix:
             model,
             criterion,
             spec.sparsity,
-            self.criterion_configs[criterion],
-            self.targets[spec.target],
-            self._prepared(spec.target),
-            self.training_args[spec.target],
+            self.plan.criterion_configs[criterion],
+            self.plan.targets[spec.target],
+            self.prepared(spec.target),
+            self.plan.training_args[spec.target],
             seed=spec.seed,
             tokenizer=self._tokenizer,
         )
@@ -502,26 +563,26 @@ class TransferMatrix:
     def run_cell(self, cell_id: str, spec: CellSpec, placement: dict[str, Any] | None = None) -> CellResult:
         """Fine-tune one cell and write its result (atomically, last; by the main process only).
         ``placement`` (where it ran) defaults to this process's."""
-        task = self.targets[spec.target]
-        data = self._prepared(spec.target)
+        task, training_args = self.plan.targets[spec.target], self.plan.training_args[spec.target]
+        data = self.prepared(spec.target)
         started = time.perf_counter()
-        model = load_theta0(task, self.base_model, spec.seed)
+        model = load_theta0(task, self.plan.base_model, spec.seed)
         ticket = self.cell_ticket(spec, model)
         get_row(spec.row).prepare_weights(model, ticket, spec.seed)
         if spec.sanity:
             get_check(spec.sanity).prepare_weights(model, spec.seed)
-        self.record.write_cell_spec(cell_id, spec, self._context(spec))
+        self.record.write_cell_spec(cell_id, spec, self.plan.context(spec))
         out = finetune(
             model,
             ticket,
             task,
             data,
-            self.training_args[spec.target],
+            training_args,
             seed=spec.seed,
             output_dir=str(self.record.trainer_dir(cell_id)),
             tokenizer=self._tokenizer,
         )
-        if self.args.save_trained:
+        if self.plan.args.save_trained:
             self.record.save_trained(cell_id, ticket, out.model.state_dict())
         result = CellResult(
             spec,
@@ -530,90 +591,141 @@ class TransferMatrix:
             float(out.metrics[task.primary_metric]),
             out.metrics,
             time.perf_counter() - started,
-            placement={**(placement or _placement(self.args.executor)), **_batch(self.training_args[spec.target])},
+            placement={**(placement or _placement(self.plan.args.executor)), **_batch(training_args)},
             mask_cost=dict(ticket.metadata.extra.get("cost", {})),
         )
         self.record.write_result(result)
         return result
 
-    # ----------------------------------------------------------------- the matrix
+
+class TransferMatrix:
+    """A transfer matrix (see the module docstring): its :class:`MatrixPlan` (``plan``; its
+    attributes read through, e.g. ``matrix.cells``), the directory's record (``record``, checked
+    against the plan's spec: ``spec_hash``), the :class:`CellRunner` (``runner``), the executors
+    (:meth:`run`: local or Ray) and the tables (:meth:`write_outputs`).
+
+    Args:
+        args: the :class:`TransferArguments`.
+        training_args: target task -> ``TrainingArguments`` (the target's defaults under the
+            user's options); all share ``output_dir``, the matrix directory.
+
+    Construction resolves and checks everything cheap — sources, targets, base model, data
+    files, that every source mask fits every target model, the matrix directory's spec — and
+    raises ``ValueError`` / ``FileNotFoundError`` with one line before any training.
+    """
+
+    #: What each Ray task runs (``None``: :func:`ray_cell`); a test may set a wrapper.
+    ray_task = None
+
+    def __init__(self, args: TransferArguments, training_args: dict[str, Any]):
+        self.plan = MatrixPlan.build(args, training_args)
+        first_args = training_args[next(iter(self.plan.targets))]
+        check_output_dir(first_args.output_dir)
+        self.record = MatrixRecord(first_args.output_dir, is_main=first_args.process_index == 0)
+        self.spec_hash = self.record.check_config(self.plan.spec)
+        self.runner = CellRunner(self.plan, self.record)
+
+    def __getattr__(self, name: str):
+        if name in ("plan", "runner", "record") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.plan, name)
+
+    def run_cell(self, cell_id: str, spec: CellSpec, placement: dict[str, Any] | None = None) -> CellResult:
+        """One cell (:meth:`CellRunner.run_cell`)."""
+        return self.runner.run_cell(cell_id, spec, placement)
+
+    def cell_ticket(self, spec: CellSpec, model) -> TicketMask:
+        """The mask a cell trains under (:meth:`CellRunner.cell_ticket`)."""
+        return self.runner.cell_ticket(spec, model)
+
+    def trivial_baseline(self, target: str):
+        """The target's trivial baseline (:meth:`CellRunner.trivial_baseline`)."""
+        return self.runner.trivial_baseline(target)
+
     def run(self) -> dict[str, Any]:
         """Run every missing cell and rebuild the matrix files after each; returns the matrix
         (see :func:`~bert_tickets.results.cells.build_matrix`). ``local``: one after another in
-        this process; ``ray``: :meth:`run_on_ray`."""
-        self.record.write_config(self.spec, self.spec_hash)
-        todo = {cid: spec for cid, spec in self.cells.items() if self.record.completed(cid) is None}
+        this process; ``ray``: :func:`run_on_ray`."""
+        self.record.write_config(self.plan.spec, self.spec_hash)
+        todo = {cid: spec for cid, spec in self.plan.cells.items() if self.record.completed(cid) is None}
         logger.info(
             "transfer matrix %s: %d sources x %d targets x %d seeds + baselines = %d cells, %d to run, executor %s, output %s",
             self.spec_hash,
-            len(self.sources),
-            len(self.targets),
-            len(self.args.seeds),
-            len(self.cells),
+            len(self.plan.sources),
+            len(self.plan.targets),
+            len(self.plan.args.seeds),
+            len(self.plan.cells),
             len(todo),
-            self.args.executor,
+            self.plan.args.executor,
             self.record.root,
         )
-        if self.args.executor == "ray":
-            self.run_on_ray(todo)
+        if self.plan.args.executor == "ray":
+            run_on_ray(self, todo, self.ray_task)
             return self.write_outputs()
         for i, (cid, spec) in enumerate(todo.items(), 1):
-            self._log_cell(i, len(todo), self.run_cell(cid, spec))
+            _log_cell(i, len(todo), self.run_cell(cid, spec))
             self.write_outputs()
         return self.write_outputs()
-
-    def _log_cell(self, i: int, n: int, result: CellResult) -> None:
-        spec = result.spec
-        logger.info(
-            "cell %d/%d %s: %s on %s, seed %d: %s %.4f (%.0f s)",
-            i,
-            n,
-            result.cell_id,
-            spec.label,
-            spec.target,
-            spec.seed,
-            result.metric,
-            result.value,
-            result.wall_s,
-        )
-
-    def run_on_ray(self, todo: dict[str, CellSpec]) -> None:
-        """Every cell a Ray task (``num_cpus=--cpus_per_cell``, ``num_gpus=--gpus_per_cell`` —
-        fractions pack several cells on one GPU, and Ray sets ``CUDA_VISIBLE_DEVICES`` per task —
-        ``max_retries=--max_retries`` for workers that die, e.g. on preempted nodes). Joins
-        ``--ray_address`` or starts a local Ray; the matrix itself is put in the object store
-        once. The driver writes the matrix files as results arrive; each cell's ``result.json``
-        is written by its worker (the directory must be on a filesystem every node sees)."""
-        import ray
-
-        started_here = not ray.is_initialized()
-        if started_here:
-            ray.init(address=self.args.ray_address, include_dashboard=False, log_to_driver=False)
-        try:
-            remote = ray.remote(num_cpus=self.args.cpus_per_cell, num_gpus=self.args.gpus_per_cell, max_retries=self.args.max_retries)(
-                _ray_cell
-            )
-            shared = ray.put(self)
-            pending = {remote.remote(shared, cid, spec): cid for cid, spec in todo.items()}
-            for i in range(1, len(todo) + 1):
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                del pending[ready[0]]
-                self._log_cell(i, len(todo), ray.get(ready[0]))
-                self.write_outputs()
-        finally:
-            if started_here:
-                ray.shutdown()
 
     def write_outputs(self) -> dict[str, Any]:
         """Rebuild the results and matrix files (and the heatmap once dense cells exist) from the
         complete cells of this matrix."""
-        done = [r for cid in self.cells if (r := self.record.completed(cid)) is not None]
-        matrix = self.record.write_tables(done, self.args.tolerance, {t: self.trivial_baseline(t) for t in {r.spec.target for r in done}})
+        done = [r for cid in self.plan.cells if (r := self.record.completed(cid)) is not None]
+        trivial = {t: self.trivial_baseline(t) for t in {r.spec.target for r in done}}
+        matrix = self.record.write_tables(done, self.plan.args.tolerance, trivial)
         if self.record.is_main and any(
             e.get("delta_dense") is not None for label, row in matrix["entries"].items() if label != "dense" for e in row.values()
         ):
             transfer_heatmap(matrix, self.record.root / "heatmap.png")
         return matrix
+
+
+def _log_cell(i: int, n: int, result: CellResult) -> None:
+    spec = result.spec
+    logger.info(
+        "cell %d/%d %s: %s on %s, seed %d: %s %.4f (%.0f s)",
+        i,
+        n,
+        result.cell_id,
+        spec.label,
+        spec.target,
+        spec.seed,
+        result.metric,
+        result.value,
+        result.wall_s,
+    )
+
+
+def run_on_ray(matrix: TransferMatrix, todo: dict[str, CellSpec], task=None) -> None:
+    """Every cell a Ray task (``num_cpus=--cpus_per_cell``, ``num_gpus=--gpus_per_cell`` —
+    fractions pack several cells on one GPU, and Ray sets ``CUDA_VISIBLE_DEVICES`` per task —
+    ``max_retries=--max_retries`` for workers that die, e.g. on preempted nodes). Joins
+    ``--ray_address`` or starts a local Ray; the matrix itself is put in the object store
+    once. The driver writes the matrix files as results arrive; each cell's ``result.json``
+    is written by its worker (the directory must be on a filesystem every node sees).
+
+    Args:
+        task: the function each Ray task runs, ``task(matrix, cell_id, spec) -> CellResult``
+            (default :func:`ray_cell`; a test may wrap it, e.g. to kill workers).
+    """
+    import ray
+
+    args = matrix.plan.args
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=args.cpus_per_cell, num_gpus=args.gpus_per_cell, max_retries=args.max_retries)(task or ray_cell)
+        shared = ray.put(matrix)
+        pending = {remote.remote(shared, cid, spec): cid for cid, spec in todo.items()}
+        for i in range(1, len(todo) + 1):
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            del pending[ready[0]]
+            _log_cell(i, len(todo), ray.get(ready[0]))
+            matrix.write_outputs()
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 def _placement(executor: str) -> dict[str, Any]:
@@ -661,7 +773,8 @@ def _data_parallel_process(rank: int, world: int, port: int, matrix: TransferMat
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     backend = None if torch.cuda.is_available() else "gloo"  # CPU (or logical Ray GPUs): gloo
-    matrix.training_args = {t: dataclasses.replace(a, ddp_backend=a.ddp_backend or backend) for t, a in matrix.training_args.items()}
+    plan = matrix.plan
+    plan.training_args = {t: dataclasses.replace(a, ddp_backend=a.ddp_backend or backend) for t, a in plan.training_args.items()}
     matrix.record.is_main = rank == 0
     try:
         matrix.run_cell(cell_id, spec, placement=placement)
@@ -671,7 +784,7 @@ def _data_parallel_process(rank: int, world: int, port: int, matrix: TransferMat
             torch.distributed.destroy_process_group()
 
 
-def _ray_cell(matrix: TransferMatrix, cell_id: str, spec: CellSpec) -> CellResult:
+def ray_cell(matrix: TransferMatrix, cell_id: str, spec: CellSpec) -> CellResult:
     """A Ray task: one cell (prepared data cached per worker process and matrix spec).
 
     With ``--gpus_per_cell`` of 2 or more (a whole number) the cell trains data-parallel: the task
@@ -680,12 +793,6 @@ def _ray_cell(matrix: TransferMatrix, cell_id: str, spec: CellSpec) -> CellResul
     per-device batch is ``per_device_train_batch_size`` as everywhere, so the global batch is
     that times the GPUs (``world_size`` and ``global_train_batch_size`` in the result's placement).
     """
-    crash_dir = os.environ.get(CRASH_ONCE_ENV)
-    if crash_dir:
-        marker = Path(crash_dir) / f"{cell_id}.crashed"
-        if not marker.exists():
-            marker.write_text(str(os.getpid()))
-            os._exit(1)  # the worker dies as on a preempted node; Ray retries the task
     world = int(matrix.args.gpus_per_cell) if matrix.args.gpus_per_cell >= 2 else 1
     if world > 1:
         import torch.multiprocessing as mp
@@ -696,11 +803,11 @@ def _ray_cell(matrix: TransferMatrix, cell_id: str, spec: CellSpec) -> CellResul
         if result is None:
             raise RuntimeError(f"data-parallel cell {cell_id}: the processes finished without writing {matrix.record.cell_dir(cell_id)}")
         return result
-    key = (matrix.spec_hash, spec.target)
+    key, runner = (matrix.spec_hash, spec.target), matrix.runner
     if key in _WORKER_DATA:
-        matrix._data[spec.target], matrix._tokenizer = _WORKER_DATA[key]
-    result = matrix.run_cell(cell_id, spec)
-    _WORKER_DATA[key] = (matrix._data[spec.target], matrix._tokenizer)
+        runner._data[spec.target], runner._tokenizer = _WORKER_DATA[key]
+    result = runner.run_cell(cell_id, spec)
+    _WORKER_DATA[key] = (runner._data[spec.target], runner._tokenizer)
     return result
 
 
@@ -715,4 +822,16 @@ def run(args: TransferArguments, training_args: dict[str, Any]) -> dict[str, Any
         return matrix.run()
 
 
-__all__ = ["ARGUMENTS", "Source", "TransferArguments", "TransferMatrix", "resolve_sources", "run"]
+__all__ = [
+    "ARGUMENTS",
+    "CellRunner",
+    "MatrixPlan",
+    "Source",
+    "TransferArguments",
+    "TransferMatrix",
+    "check_matrix_arguments",
+    "ray_cell",
+    "resolve_sources",
+    "run",
+    "run_on_ray",
+]

@@ -241,7 +241,7 @@ def test_ray_executor_matches_local_on_logical_gpus(inputs, tmp_path, monkeypatc
     (CUDA_VISIBLE_DEVICES set per task), a worker killed on each cell's first attempt is
     retried, and the results equal the local executor's."""
     ray = pytest.importorskip("ray")
-    from bert_tickets.experiments.transfer import CRASH_ONCE_ENV, TransferMatrix
+    from bert_tickets.experiments.transfer import TransferMatrix
 
     def matrix_args(out, *extra):
         root, ckpt, glue = inputs
@@ -255,11 +255,27 @@ def test_ray_executor_matches_local_on_logical_gpus(inputs, tmp_path, monkeypatc
     local.run()
     crashes = tmp_path / "crashes"
     crashes.mkdir()
-    monkeypatch.setenv(CRASH_ONCE_ENV, str(crashes))
+    crash_dir = str(crashes)
+
+    def crash_once(matrix, cell_id, spec):
+        """The shipped task, but the worker dies as on a preempted node on each cell's first attempt
+        (a closure: Ray ships it by value, so the fault lives in the test, not in the package)."""
+        import os
+        from pathlib import Path
+
+        from bert_tickets.experiments.transfer import ray_cell
+
+        marker = Path(crash_dir) / f"{cell_id}.crashed"
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(1)
+        return ray_cell(matrix, cell_id, spec)
+
     monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))  # same threads as the local run
     ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
     try:
         on_ray = TransferMatrix(*parse_transfer_args(matrix_args(tmp_path / "ray", "--executor", "ray", "--gpus_per_cell", "1")))
+        on_ray.ray_task = crash_once
         on_ray.run()
     finally:
         ray.shutdown()
@@ -370,7 +386,7 @@ def test_per_target_training_budget(inputs, tmp_path):
     same = {cid for cid, s in plain.cells.items() if s.target == "mrpc"}
     assert same and same == {cid for cid, s in budget.cells.items() if s.target == "mrpc"}
     assert not {cid for cid, s in plain.cells.items() if s.target == "rte"} & set(budget.cells)
-    assert len(budget._prepared("rte").train) == 8 and len(budget._prepared("mrpc").train) == len(plain._prepared("mrpc").train) == 32
+    assert len(budget.runner.prepared("rte").train) == 8 and len(budget.runner.prepared("mrpc").train) == len(plain.runner.prepared("mrpc").train) == 32
     # --task_args: one target's TrainingArguments; its cells change, the other target's do not
     _, per_target = parse_transfer_args(argv(inputs, tmp_path / "d", "--task_args", "mrpc:num_train_epochs=3", "mrpc:learning_rate=0.5"))
     assert (per_target["mrpc"].num_train_epochs, per_target["mrpc"].learning_rate) == (3.0, 0.5)
