@@ -38,8 +38,10 @@ __all__ = [
     "num_labels",
 ]
 
-#: Task kinds the spec schema knows. ``"glue"`` is loaded by this module, ``"squad"`` by
-#: :mod:`bert_tickets.tasks.squad`, ``"mlm"`` by :mod:`bert_tickets.tasks.mlm`.
+#: Task kinds the spec schema knows (what a ``kind`` key may say). This module only reads and
+#: checks a spec; each kind's model head, data code and metrics are a :class:`TaskKind` registered
+#: in :mod:`bert_tickets.tasks.base` by :mod:`~bert_tickets.tasks.glue`,
+#: :mod:`~bert_tickets.tasks.squad` and :mod:`~bert_tickets.tasks.mlm`.
 KINDS: tuple[str, ...] = ("glue", "squad", "mlm")
 
 _PROBLEM_TYPES = ("single_label_classification", "regression")
