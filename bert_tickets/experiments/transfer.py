@@ -31,7 +31,7 @@ from ..pruning import add_cost, get_criterion, prune_ticket
 from ..results import RunLock, RunPaths, RunRecord, check_output_dir
 from ..results.cells import BASELINES, CellResult, CellSpec, MatrixRecord
 from ..results.figures import transfer_heatmap
-from ..results.rows import SANITY_CHECKS, TICKET_ROW, CriterionRow, RowInputs, baseline_names, check_rows, get_check, get_row
+from ..results.rows import DENSE_ROW, SANITY_CHECKS, TICKET_ROW, CriterionRow, RowInputs, baseline_names, check_rows, get_check, get_row
 from ..tasks import get_kind, get_task
 from ..ticket import CONFIG_FILE, TicketMask, TicketMetadata, is_hub_repo_id, read_ticket_config
 from ..training.finetune import finetune, global_batch_size, training_batches, training_hyperparameters
@@ -674,7 +674,7 @@ class TransferMatrix:
         trivial = {t: self.trivial_baseline(t) for t in {r.spec.target for r in done}}
         matrix = self.record.write_tables(done, self.plan.args.tolerance, trivial)
         if self.record.is_main and any(
-            e.get("delta_dense") is not None for label, row in matrix["entries"].items() if label != "dense" for e in row.values()
+            e.get("delta_dense") is not None for label, row in matrix["entries"].items() if label != DENSE_ROW for e in row.values()
         ):
             transfer_heatmap(matrix, self.record.root / "heatmap.png")
         return matrix

@@ -34,7 +34,7 @@ from .._io import atomic_write_text, json_hash, read_json, save_tensors, write_j
 from ..tasks import TrivialBaseline
 from .matching import EPS, is_matching, matching_margin
 from .paths import TICKET_DIR, TRAINED_MODEL_FILE
-from .rows import TICKET_ROW, get_row, row_label
+from .rows import DENSE_ROW, TICKET_ROW, get_row, row_label
 
 #: The default reference rows of ``transfer`` (Chen et al. 2020, Table 2; ``own`` is the target's
 #: own IMP ticket: the source row whose task is the target, not a separate cell). Every row kind
@@ -288,7 +288,7 @@ def build_matrix(results: list[CellResult], tolerance: float, trivial: dict[str,
     entries: dict[str, dict[str, Any]] = {label: {} for label in labels}
     rules, metric = {}, {}
     for t in targets:
-        dense = groups.get(("dense", t))
+        dense = groups.get((DENSE_ROW, t))
         margin, rule = (None, "no dense cells: matching undefined")
         dense_mean = None
         if dense:
@@ -353,7 +353,7 @@ def format_matrix(matrix: dict[str, Any]) -> str:
                 cells.append("–")
                 continue
             text = f"{e['mean']:.4f}" + (f" ± {e['std']:.4f}" if e["std"] is not None else "")
-            if e["delta_dense"] is not None and label != "dense":
+            if e["delta_dense"] is not None and label != DENSE_ROW:
                 text += f" ({e['delta_dense']:+.4f})"
             flags = [
                 f

@@ -10,6 +10,7 @@ from typing import Any
 
 from .._io import atomic_write
 from .paths import RunPaths
+from .rows import DENSE_ROW
 
 
 def _pyplot():
@@ -46,7 +47,7 @@ def transfer_heatmap(matrix: dict[str, Any], path: str | os.PathLike) -> Path:
     from matplotlib.colors import TwoSlopeNorm
 
     plt = _pyplot()
-    rows = [r for r in matrix["rows"] if r != "dense"]
+    rows = [r for r in matrix["rows"] if r != DENSE_ROW]
     targets = matrix["targets"]
     grid = np.full((len(rows), len(targets)), np.nan)
     for i, r in enumerate(rows):

@@ -41,6 +41,8 @@ from ..ticket import TicketMask
 
 #: Row key of a cell that fine-tunes a source ticket.
 TICKET_ROW = "ticket"
+#: The reference row: Δ and matching are measured against it.
+DENSE_ROW = "dense"
 
 
 @dataclass
@@ -137,7 +139,7 @@ class TicketRow(MatrixRow):
 class DenseRow(MatrixRow):
     """No mask: the dense model fine-tuned from θ0 (the reference of Δ and of matching)."""
 
-    name = "dense"
+    name = DENSE_ROW
     summary = "the dense model (no mask)"
     masked = False
     order = 1
