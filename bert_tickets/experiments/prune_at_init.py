@@ -32,7 +32,7 @@ from ..results import check_output_dir
 from ..results.paths import TICKET_DIR
 from ..results.rows import SANITY_CHECKS, CriterionRow, check_rows, get_row
 from ..tasks import get_kind, get_task
-from ..ticket import CONFIG_FILE, DEFAULT_PRUNABLE_PATTERNS, TicketMask, TicketMetadata
+from ..ticket import CONFIG_FILE, DEFAULT_PRUNABLE_PATTERNS, TicketMask, TicketMetadata, local_checkpoint_revision, resolve_model_path
 from ..training.weights import load_theta0
 from .common import CriterionArguments, DataArguments, ModelArguments
 from .transfer import TransferArguments, TransferMatrix, criterion_ticket
@@ -82,8 +82,8 @@ class PruneAtInitArguments(CriterionArguments):
         self.criterion_configs()  # the options of every criterion used, checked before any work
         if self.pruning_scope not in SCOPES:
             raise ValueError(f"--pruning_scope {self.pruning_scope!r}: choose one of {', '.join(SCOPES)}")
-        if not self.seeds:
-            raise ValueError("give at least one seed with --seeds")
+        if not self.seeds or any(s < 0 for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"--seeds must be distinct integers >= 0, got {' '.join(map(str, self.seeds)) or 'none'}")
 
     def criteria_used(self) -> list[str]:
         """The criterion of the ticket and those of the ``--baselines`` criterion rows."""
@@ -135,9 +135,11 @@ def find_ticket(model_args: ModelArguments, data_args: DataArguments, args: Prun
     task = get_task(data_args.task)
     started = time.perf_counter()
     model = load_theta0(task, model_args.model_name_or_path, training_args.seed, revision=model_args.revision)
+    # a local θ0 by its resolved path and the sha256 of its weights (as find records it), so the
+    # ticket loads from any working directory and a changed checkpoint is detected
     meta = TicketMetadata(
-        base_model=model_args.model_name_or_path,
-        base_model_revision=model_args.revision,
+        base_model=resolve_model_path(model_args.model_name_or_path),
+        base_model_revision=local_checkpoint_revision(model_args.model_name_or_path) or model_args.revision,
         task=task.name,
         exclude_patterns=list(args.exclude),
         prunable_patterns=list(DEFAULT_PRUNABLE_PATTERNS),

@@ -5,6 +5,7 @@ criterion rows, resume, the sanity options building the stated masks / weights, 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from bert_tickets.experiments.prune_at_init import sanity_verdicts
 from bert_tickets.pruning import target_count
 from bert_tickets.results.cells import build_matrix, format_matrix
 from bert_tickets.tasks import get_task
-from bert_tickets.ticket import TicketMask
+from bert_tickets.ticket import TicketMask, local_checkpoint_revision
 from bert_tickets.training.finetune import FinetuneResult
 from bert_tickets.training.weights import load_theta0
 
@@ -81,6 +82,12 @@ def test_no_finetune_stops_at_the_mask(inputs, tmp_path, capsys):
     assert ticket.metadata.extra["cost"]["score_forward"] == 100
     assert not (out / "finetune").exists()
     assert "synflow ticket at sparsity 0.5000" in capsys.readouterr().out
+    # θ0 recorded as find records it: the resolved directory and the sha256 of its weights, so
+    # the ticket's base model is found from any working directory
+    _, ckpt, _ = inputs
+    assert ticket.metadata.base_model == os.path.realpath(ckpt)
+    assert ticket.metadata.base_model_revision == local_checkpoint_revision(str(ckpt))
+    assert ticket.metadata.base_model_revision.startswith("sha256:")
 
 
 @pytest.mark.parametrize(
@@ -94,6 +101,8 @@ def test_no_finetune_stops_at_the_mask(inputs, tmp_path, capsys):
         (("--gem_score_init", "0.9"), "--criterion_options gem_score_init: no criterion used here (synflow) has this option"),
         (("--criterion_options", "synflow.iters=3"), "criterion synflow has no option 'iters' (its options: score_iterations)"),
         (("--baselines", "nope"), "unknown baseline 'nope'"),
+        (("--seeds", "-1"), "--seeds must be distinct integers >= 0, got -1"),
+        (("--seeds", "1", "1"), "--seeds must be distinct integers >= 0, got 1 1"),
     ],
 )
 def test_bad_input_is_one_line_before_any_work(inputs, tmp_path, capsys, extra, message):
