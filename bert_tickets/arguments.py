@@ -34,8 +34,9 @@ __all__ = [
 ]
 
 
-class ArgumentError(Exception):
-    """Bad command-line input detected before any work (one line)."""
+class ArgumentError(ValueError):
+    """Bad command-line input detected before any work (one line; a ``ValueError``, so every
+    command prints it as it prints other bad input)."""
 
 
 def experiment_parser(command: str) -> HfArgumentParser:
@@ -61,29 +62,96 @@ def task_defaults(task_name: str) -> dict:
     }
 
 
+#: ``--output_dir`` of ``prune-at-init`` until the arguments are parsed: left there only when no
+#: flag, alias or config gave one (then ``runs/<task>-<criterion>-<sparsity>``).
+_UNSET = "\x00unset"
+
+
 def parse_experiment_args(command: str, argv: list[str]):
-    """Parse ``argv`` into the experiment's dataclasses (then ``TrainingArguments``); a single
-    ``.json`` argument is read as a config file with the same keys.
+    """Parse ``argv`` into the experiment's dataclasses (then ``TrainingArguments``).
+
+    Layers, lowest first: the dataclass defaults, the task's defaults (:func:`task_defaults`),
+    a config file, the flags in ``argv``. The config file is ``--config PATH`` or a single
+    ``.json`` argument: either a flat mapping of option names (the same keys as the flags) or a
+    run's ``run_config.json``, whose typed ``arguments`` (:func:`~bert_tickets.results.argument_groups`)
+    load back through ``HfArgumentParser.parse_dict`` exactly as recorded (without the task
+    defaults: the record already holds every value that is not a dataclass default). ``prune-at-init``
+    writes to ``runs/<task>-<criterion>-<sparsity>`` unless ``--output_dir`` (or
+    ``--output-dir``, or a config's ``output_dir``) says otherwise.
 
     Raises:
-        ArgumentError: unknown task, a missing config file or invalid values (one line).
+        ArgumentError: unknown task, a missing or unreadable config file, a config key that is
+            no option, or invalid values (one line).
     """
     parser = experiment_parser(command)
     try:
-        if len(argv) == 1 and argv[0].endswith(".json"):
-            path = Path(argv[0])
-            if not path.is_file():
-                raise ArgumentError(f"config file not found: {path}")
-            config = plugin_keys(renamed_keys(json.loads(path.read_text()), parser.dataclass_types), _field_names(parser))
-            return parser.parse_dict({**task_defaults(config.get("task", "rte")), **config})
+        config, typed, argv = _config(argv, parser)
         argv = plugin_flags(argv, set(parser._option_string_actions))
+        parser.set_defaults(**config)  # so that the task comes from the config unless given
         known, _ = parser.parse_known_args(argv)
-        parser.set_defaults(**task_defaults(known.task))
-        if any(a.startswith("--save_steps") for a in argv) and not any(a.startswith("--save_strategy") for a in argv):
-            parser.set_defaults(save_strategy="steps")  # --save_steps alone turns mid-level checkpoints on
-        return parser.parse_args_into_dataclasses(args=argv)
+        defaults = dict(config) if typed else {**task_defaults(known.task), **config}
+        if command == "prune-at-init" and "output_dir" not in config:
+            defaults["output_dir"] = _UNSET
+        if config and not argv:
+            parsed = parser.parse_dict(defaults)
+        else:
+            parser.set_defaults(**defaults)
+            if any(a.startswith("--save_steps") for a in argv) and not any(a.startswith("--save_strategy") for a in argv):
+                parser.set_defaults(save_strategy="steps")  # --save_steps alone turns mid-level checkpoints on
+            parsed = parser.parse_args_into_dataclasses(args=argv)
     except (ValueError, json.JSONDecodeError) as err:
         raise ArgumentError(first_line(err)) from None
+    training_args = parsed[-1]
+    if training_args.output_dir == _UNSET:
+        data_args, args = parsed[1], parsed[2]
+        training_args.output_dir = f"runs/{get_task(data_args.task).name}-{args.criterion}-{args.sparsity:g}"
+    return parsed
+
+
+def _config(argv: list[str], parser: HfArgumentParser) -> tuple[dict, bool, list[str]]:
+    """The config file named in ``argv`` (``--config PATH``, ``--config=PATH`` or a single
+    ``.json`` argument) as a flat mapping of option names, whether it was a run's typed
+    ``arguments``, and the rest of ``argv``.
+
+    Raises:
+        ArgumentError: a missing or unreadable file, typed arguments of another command, or a
+            key that is no option of this command.
+    """
+    rest, path = list(argv), None
+    if len(rest) == 1 and rest[0].endswith(".json"):
+        path, rest = rest[0], []
+    for i, arg in enumerate(rest):
+        if arg == "--config" or arg.startswith("--config="):
+            path = arg.partition("=")[2] if "=" in arg else (rest[i + 1] if i + 1 < len(rest) else "")
+            del rest[i : i + (1 if "=" in arg else 2)]
+            break
+    if path is None:
+        return {}, False, rest
+    if not path or not Path(path).is_file():
+        raise ArgumentError(f"config file not found: {path or '(none given after --config)'}")
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ArgumentError(f"config file {path} is unreadable: {first_line(err)}") from None
+    if not isinstance(raw, dict):
+        raise ArgumentError(f"config file {path}: expected a JSON object of options")
+    typed = isinstance(raw.get("arguments"), dict)
+    if typed:
+        names = {t.__name__ for t in parser.dataclass_types}
+        other = sorted(set(raw["arguments"]) - names)
+        if other:
+            raise ArgumentError(f"config file {path} records the arguments of another command ({', '.join(other)})")
+        raw = {k: v for group in raw["arguments"].values() for k, v in group.items()}
+    elif "hyperparameters" in raw:
+        raise ArgumentError(
+            f"config file {path} is a run config recorded before typed arguments were: give its options as flags "
+            "(the run's model card lists them)"
+        )
+    config = plugin_keys(renamed_keys(raw, parser.dataclass_types), _field_names(parser))
+    unknown = sorted(set(config) - _field_names(parser))
+    if unknown:
+        raise ArgumentError(f"config file {path}: not an option of this command: {', '.join(unknown)}")
+    return config, typed, rest
 
 
 def _field_names(parser: HfArgumentParser) -> set[str]:
