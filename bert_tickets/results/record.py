@@ -387,11 +387,16 @@ def argument_groups(*groups: Any, keep: tuple[str, ...] = ()) -> dict[str, dict[
     for group in groups:
         if hasattr(group, "to_dict"):
             values, base = group.to_dict(), type(group)().to_dict()
-            values = {k: v for k, v in values.items() if k in keep or v != base.get(k)}
+            # compared as JSON: 0.0 and 0 are different records (and different run hashes)
+            values = {k: v for k, v in values.items() if k in keep or _json(v) != _json(base.get(k))}
         else:
             values = {f.name: getattr(group, f.name) for f in dataclasses.fields(group) if f.init}
         out[type(group).__name__] = {k: v for k, v in values.items() if not k.endswith("_token") and _is_json(v)}
     return out
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
 
 
 def _is_json(value: Any) -> bool:
