@@ -199,12 +199,16 @@ def parse_transfer_args(argv: list[str]):
     """Parse ``transfer`` arguments: the :class:`~bert_tickets.experiments.transfer.TransferArguments`
     and, per target task, ``TrainingArguments`` with that task's defaults under the user's
     options (so each target keeps its own budget); ``--output_dir`` (default ``transfer``) is the
-    matrix directory.
+    matrix directory. ``--config MATRIX/arguments.json`` (written by ``transfer``) parses the
+    recorded typed arguments back (``HfArgumentParser.parse_dict``), each target's
+    ``TrainingArguments`` exactly as recorded.
 
     Raises:
-        ArgumentError: unknown task or invalid values (one line).
+        ArgumentError: unknown task, invalid values, or a config with other options (one line).
     """
     parser = experiment_parser("transfer")
+    if "--config" in argv or any(a.startswith("--config=") for a in argv):
+        return _recorded_transfer_args(argv)
     try:
         argv = plugin_flags(argv, set(parser._option_string_actions))
         parser.set_defaults(
@@ -223,3 +227,23 @@ def parse_transfer_args(argv: list[str]):
         return args, per_target
     except (ValueError, json.JSONDecodeError) as err:
         raise ArgumentError(first_line(err)) from None
+
+
+def _recorded_transfer_args(argv: list[str]):
+    """``transfer --config MATRIX/arguments.json``: the recorded ``TransferArguments`` and
+    per-target ``TrainingArguments`` (see :func:`parse_transfer_args`)."""
+    i = next(i for i, a in enumerate(argv) if a == "--config" or a.startswith("--config="))
+    path = argv[i].partition("=")[2] if "=" in argv[i] else (argv[i + 1] if i + 1 < len(argv) else "")
+    if len(argv) != (1 if "=" in argv[i] else 2):
+        raise ArgumentError("transfer --config MATRIX/arguments.json takes no other option (the record is the whole matrix)")
+    try:
+        recorded = json.loads(Path(path).read_text())["arguments"]
+        (args,) = HfArgumentParser(EXPERIMENTS["transfer"].ARGUMENTS).parse_dict(recorded["TransferArguments"])
+        per_target = {t: HfArgumentParser(TrainingArguments).parse_dict(a)[0] for t, a in recorded["TrainingArguments"].items()}
+    except FileNotFoundError:
+        raise ArgumentError(f"config file not found: {path or '(none given after --config)'}") from None
+    except (KeyError, TypeError, OSError, json.JSONDecodeError) as err:
+        raise ArgumentError(f"config file {path} is not the arguments.json of a transfer matrix ({first_line(err)})") from None
+    except ValueError as err:
+        raise ArgumentError(first_line(err)) from None
+    return args, per_target

@@ -149,7 +149,9 @@ def _print_prune_at_init(result: dict, model_args, data_args, args, training_arg
         print((Path(training_args.output_dir) / REPORT_FILE).read_text())
         return
     t = result["ticket"]
-    print(f"{args.criterion} ticket at sparsity {t.sparsity:.4f} ({t.num_pruned}/{t.num_prunable} pruned): {training_args.output_dir}/ticket")
+    print(
+        f"{args.criterion} ticket at sparsity {t.sparsity:.4f} ({t.num_pruned}/{t.num_prunable} pruned): {training_args.output_dir}/ticket"
+    )
 
 
 def _print_stability(result: dict, args) -> None:

@@ -137,8 +137,8 @@ def _typed_options(typed: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def _recorded_options(run_config: dict) -> dict[str, Any]:
     """Option -> value from the hashed ``hyperparameters`` of a run recorded before typed
     arguments were (see :func:`find_command`)."""
-    from ..pruning import SCHEDULES_REGISTRY
     from .._registry import option_names
+    from ..pruning import SCHEDULES_REGISTRY
     from ..ticket.base_model import LOCAL_REVISION_PREFIX
 
     hp = run_config.get("hyperparameters", {})

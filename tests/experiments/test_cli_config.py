@@ -234,3 +234,28 @@ def test_every_command_prints_bad_input_as_one_line(tmp_path, capsys, monkeypatc
     # argparse usage errors exit 2, --help 0
     assert main(["info"]) == 2 and main(["export", "--help"]) == 0
     assert "--level" in capsys.readouterr().out
+
+
+def test_a_transfer_matrix_records_its_arguments_and_reruns_from_them(run, inputs, tmp_path, capsys):
+    from bert_tickets.arguments import parse_transfer_args
+
+    out, _ = run
+    ckpt, glue = inputs
+    matrix = tmp_path / "matrix"
+    argv = ["--tickets", str(out / "level_01" / "ticket"), "--tasks", "rte", "--baselines", "dense", "--data_dir", str(glue)]
+    argv += ["--output_dir", str(matrix), "--max_steps", "2", "--per_device_train_batch_size", "4", "--use_cpu", "true"]
+    assert main(["transfer", *argv]) == 0
+    recorded = json.loads((matrix / "arguments.json").read_text())["arguments"]
+    assert recorded["TransferArguments"]["baselines"] == ["dense"] and recorded["TrainingArguments"]["rte"]["max_steps"] == 2
+    args, per_target = parse_transfer_args(argv)
+    again, again_targets = parse_transfer_args(["--config", str(matrix / "arguments.json")])
+    # recorded as the matrix resolved them: --sparsity from the source ticket's level (0.2)
+    assert dataclasses.asdict(again) == {**dataclasses.asdict(args), "sparsity": 0.2}
+    assert {t: a.to_dict() for t, a in again_targets.items()} == {t: a.to_dict() for t, a in per_target.items()}
+    stamps = {p: p.stat().st_mtime_ns for p in matrix.glob("cells/*/result.json")}
+    assert len(stamps) == 2  # the ticket row and dense
+    assert main(["transfer", "--config", str(matrix / "arguments.json")]) == 0  # the same matrix: every cell done
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    capsys.readouterr()
+    assert main(["transfer", "--config", str(matrix / "arguments.json"), "--seeds", "1"]) == 2
+    assert "takes no other option" in capsys.readouterr().err
