@@ -1,6 +1,7 @@
 """Command-line arguments of every ``bert-tickets`` command that trains: the dataclasses of the
 registered experiments, assembled for ``transformers.HfArgumentParser`` together with
-``transformers.TrainingArguments``, and the defaults layered under the user's arguments.
+``transformers.TrainingArguments``, the defaults layered under the user's arguments, and the
+config files (``--config``: a flat JSON of options, or a run's recorded typed arguments).
 """
 
 from __future__ import annotations
