@@ -1,6 +1,7 @@
 """Command-line arguments of every ``bert-tickets`` command that trains: the dataclasses of the
 registered experiments, assembled for ``transformers.HfArgumentParser`` together with
-``transformers.TrainingArguments``, and the defaults layered under the user's arguments.
+``transformers.TrainingArguments``, the defaults layered under the user's arguments, and the
+config files (``--config``: a flat JSON of options, or a run's recorded typed arguments).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ __all__ = [
 ]
 
 
-class ArgumentError(Exception):
-    """Bad command-line input detected before any work (one line)."""
+class ArgumentError(ValueError):
+    """Bad command-line input detected before any work (one line; a ``ValueError``, so every
+    command prints it as it prints other bad input)."""
 
 
 def experiment_parser(command: str) -> HfArgumentParser:
@@ -61,29 +63,96 @@ def task_defaults(task_name: str) -> dict:
     }
 
 
+#: ``--output_dir`` of ``prune-at-init`` until the arguments are parsed: left there only when no
+#: flag, alias or config gave one (then ``runs/<task>-<criterion>-<sparsity>``).
+_UNSET = "\x00unset"
+
+
 def parse_experiment_args(command: str, argv: list[str]):
-    """Parse ``argv`` into the experiment's dataclasses (then ``TrainingArguments``); a single
-    ``.json`` argument is read as a config file with the same keys.
+    """Parse ``argv`` into the experiment's dataclasses (then ``TrainingArguments``).
+
+    Layers, lowest first: the dataclass defaults, the task's defaults (:func:`task_defaults`),
+    a config file, the flags in ``argv``. The config file is ``--config PATH`` or a single
+    ``.json`` argument: either a flat mapping of option names (the same keys as the flags) or a
+    run's ``run_config.json``, whose typed ``arguments`` (:func:`~bert_tickets.results.argument_groups`)
+    load back through ``HfArgumentParser.parse_dict`` exactly as recorded (without the task
+    defaults: the record already holds every value that is not a dataclass default). ``prune-at-init``
+    writes to ``runs/<task>-<criterion>-<sparsity>`` unless ``--output_dir`` (or
+    ``--output-dir``, or a config's ``output_dir``) says otherwise.
 
     Raises:
-        ArgumentError: unknown task, a missing config file or invalid values (one line).
+        ArgumentError: unknown task, a missing or unreadable config file, a config key that is
+            no option, or invalid values (one line).
     """
     parser = experiment_parser(command)
     try:
-        if len(argv) == 1 and argv[0].endswith(".json"):
-            path = Path(argv[0])
-            if not path.is_file():
-                raise ArgumentError(f"config file not found: {path}")
-            config = plugin_keys(renamed_keys(json.loads(path.read_text()), parser.dataclass_types), _field_names(parser))
-            return parser.parse_dict({**task_defaults(config.get("task", "rte")), **config})
+        config, typed, argv = _config(argv, parser)
         argv = plugin_flags(argv, set(parser._option_string_actions))
+        parser.set_defaults(**config)  # so that the task comes from the config unless given
         known, _ = parser.parse_known_args(argv)
-        parser.set_defaults(**task_defaults(known.task))
-        if any(a.startswith("--save_steps") for a in argv) and not any(a.startswith("--save_strategy") for a in argv):
-            parser.set_defaults(save_strategy="steps")  # --save_steps alone turns mid-level checkpoints on
-        return parser.parse_args_into_dataclasses(args=argv)
+        defaults = dict(config) if typed else {**task_defaults(known.task), **config}
+        if command == "prune-at-init" and "output_dir" not in config:
+            defaults["output_dir"] = _UNSET
+        if config and not argv:
+            parsed = parser.parse_dict(defaults)
+        else:
+            parser.set_defaults(**defaults)
+            if any(a.startswith("--save_steps") for a in argv) and not any(a.startswith("--save_strategy") for a in argv):
+                parser.set_defaults(save_strategy="steps")  # --save_steps alone turns mid-level checkpoints on
+            parsed = parser.parse_args_into_dataclasses(args=argv)
     except (ValueError, json.JSONDecodeError) as err:
         raise ArgumentError(first_line(err)) from None
+    training_args = parsed[-1]
+    if training_args.output_dir == _UNSET:
+        data_args, args = parsed[1], parsed[2]
+        training_args.output_dir = f"runs/{get_task(data_args.task).name}-{args.criterion}-{args.sparsity:g}"
+    return parsed
+
+
+def _config(argv: list[str], parser: HfArgumentParser) -> tuple[dict, bool, list[str]]:
+    """The config file named in ``argv`` (``--config PATH``, ``--config=PATH`` or a single
+    ``.json`` argument) as a flat mapping of option names, whether it was a run's typed
+    ``arguments``, and the rest of ``argv``.
+
+    Raises:
+        ArgumentError: a missing or unreadable file, typed arguments of another command, or a
+            key that is no option of this command.
+    """
+    rest, path = list(argv), None
+    if len(rest) == 1 and rest[0].endswith(".json"):
+        path, rest = rest[0], []
+    for i, arg in enumerate(rest):
+        if arg == "--config" or arg.startswith("--config="):
+            path = arg.partition("=")[2] if "=" in arg else (rest[i + 1] if i + 1 < len(rest) else "")
+            del rest[i : i + (1 if "=" in arg else 2)]
+            break
+    if path is None:
+        return {}, False, rest
+    if not path or not Path(path).is_file():
+        raise ArgumentError(f"config file not found: {path or '(none given after --config)'}")
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ArgumentError(f"config file {path} is unreadable: {first_line(err)}") from None
+    if not isinstance(raw, dict):
+        raise ArgumentError(f"config file {path}: expected a JSON object of options")
+    typed = isinstance(raw.get("arguments"), dict)
+    if typed:
+        names = {t.__name__ for t in parser.dataclass_types}
+        other = sorted(set(raw["arguments"]) - names)
+        if other:
+            raise ArgumentError(f"config file {path} records the arguments of another command ({', '.join(other)})")
+        raw = {k: v for group in raw["arguments"].values() for k, v in group.items()}
+    elif "hyperparameters" in raw:
+        raise ArgumentError(
+            f"config file {path} is a run config recorded before typed arguments were: give its options as flags "
+            "(the run's model card lists them)"
+        )
+    config = plugin_keys(renamed_keys(raw, parser.dataclass_types), _field_names(parser))
+    unknown = sorted(set(config) - _field_names(parser))
+    if unknown:
+        raise ArgumentError(f"config file {path}: not an option of this command: {', '.join(unknown)}")
+    return config, typed, rest
 
 
 def _field_names(parser: HfArgumentParser) -> set[str]:
@@ -131,12 +200,16 @@ def parse_transfer_args(argv: list[str]):
     """Parse ``transfer`` arguments: the :class:`~bert_tickets.experiments.transfer.TransferArguments`
     and, per target task, ``TrainingArguments`` with that task's defaults under the user's
     options (so each target keeps its own budget); ``--output_dir`` (default ``transfer``) is the
-    matrix directory.
+    matrix directory. ``--config MATRIX/arguments.json`` (written by ``transfer``) parses the
+    recorded typed arguments back (``HfArgumentParser.parse_dict``), each target's
+    ``TrainingArguments`` exactly as recorded.
 
     Raises:
-        ArgumentError: unknown task or invalid values (one line).
+        ArgumentError: unknown task, invalid values, or a config with other options (one line).
     """
     parser = experiment_parser("transfer")
+    if "--config" in argv or any(a.startswith("--config=") for a in argv):
+        return _recorded_transfer_args(argv)
     try:
         argv = plugin_flags(argv, set(parser._option_string_actions))
         parser.set_defaults(
@@ -155,3 +228,23 @@ def parse_transfer_args(argv: list[str]):
         return args, per_target
     except (ValueError, json.JSONDecodeError) as err:
         raise ArgumentError(first_line(err)) from None
+
+
+def _recorded_transfer_args(argv: list[str]):
+    """``transfer --config MATRIX/arguments.json``: the recorded ``TransferArguments`` and
+    per-target ``TrainingArguments`` (see :func:`parse_transfer_args`)."""
+    i = next(i for i, a in enumerate(argv) if a == "--config" or a.startswith("--config="))
+    path = argv[i].partition("=")[2] if "=" in argv[i] else (argv[i + 1] if i + 1 < len(argv) else "")
+    if len(argv) != (1 if "=" in argv[i] else 2):
+        raise ArgumentError("transfer --config MATRIX/arguments.json takes no other option (the record is the whole matrix)")
+    try:
+        recorded = json.loads(Path(path).read_text())["arguments"]
+        (args,) = HfArgumentParser(EXPERIMENTS["transfer"].ARGUMENTS).parse_dict(recorded["TransferArguments"])
+        per_target = {t: HfArgumentParser(TrainingArguments).parse_dict(a)[0] for t, a in recorded["TrainingArguments"].items()}
+    except FileNotFoundError:
+        raise ArgumentError(f"config file not found: {path or '(none given after --config)'}") from None
+    except (KeyError, TypeError, OSError, json.JSONDecodeError) as err:
+        raise ArgumentError(f"config file {path} is not the arguments.json of a transfer matrix ({first_line(err)})") from None
+    except ValueError as err:
+        raise ArgumentError(first_line(err)) from None
+    return args, per_target

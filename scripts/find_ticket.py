@@ -6,7 +6,7 @@ accelerate launch scripts/find_ticket.py --task rte --model bert-base-uncased --
 
 import sys
 
-from bert_tickets.cli import find_main
+from bert_tickets.cli import main
 
 if __name__ == "__main__":
-    sys.exit(find_main(sys.argv[1:]))
+    sys.exit(main(["find", *sys.argv[1:]]))

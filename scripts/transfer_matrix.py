@@ -7,7 +7,7 @@ then trains data-parallel over the launched processes; the main process writes t
 
 import sys
 
-from bert_tickets.cli import transfer_main
+from bert_tickets.cli import main
 
 if __name__ == "__main__":
-    sys.exit(transfer_main(sys.argv[1:]))
+    sys.exit(main(["transfer", *sys.argv[1:]]))

@@ -43,7 +43,7 @@ from ..pruning import (
     schedule_hash_entries,
 )
 from ..pruning.select import SCOPES
-from ..results import LevelResult, RunRecord, check_output_dir, format_summary, hyperparameter_hash, summarize
+from ..results import LevelResult, RunRecord, argument_groups, check_output_dir, format_summary, hyperparameter_hash, summarize
 from ..tasks import PreparedData, TaskSpec, get_kind, get_task
 from ..ticket import (
     DEFAULT_PRUNABLE_PATTERNS,
@@ -55,7 +55,7 @@ from ..ticket import (
     resolve_model_path,
 )
 from ..training.data_diet import REWIND_DATA, easy_subset, mean_el2n, random_subset
-from ..training.distributed import check_same_on_all_ranks
+from ..training.distributed import check_same_on_all_ranks, close_process_group
 from ..training.finetune import evaluate_model, finetune, global_batch_size, optimizer_steps, training_batches, training_hyperparameters
 from ..training.weights import RewindPointCapture, head_state, load_into, load_theta0
 from .common import DataArguments, ModelArguments
@@ -555,6 +555,7 @@ class IMPRunner:
                 "gradient_accumulation_steps": ta.gradient_accumulation_steps,
                 "global_train_batch_size": global_batch_size(ta),
             },
+            arguments=recorded_arguments(self.model_args, self.data_args, self.imp_args, ta),
         )
         primary = self.task.primary_metric
         logger.info(
@@ -751,13 +752,30 @@ class IMPRunner:
 ARGUMENTS = (ModelArguments, DataArguments, IMPArguments)
 
 
+def recorded_arguments(model_args: ModelArguments, data_args: DataArguments, imp_args: IMPArguments, training_args) -> dict:
+    """The ``find`` arguments as recorded in ``run_config.json`` (``arguments``; see
+    :func:`~bert_tickets.results.argument_groups`): every field of the three ``find`` groups,
+    and the ``TrainingArguments`` that differ from their defaults plus ``output_dir``. Not part
+    of the run's hash; ``bert-tickets find --config RUN/run_config.json`` parses them back."""
+    return argument_groups(model_args, data_args, imp_args, training_args, keep=("output_dir",))
+
+
 def run(model_args: ModelArguments, data_args: DataArguments, imp_args: IMPArguments, training_args) -> list[LevelResult]:
-    """The ``find`` experiment: validate, lock the run directory, prepare the data, run every level.
+    """The ``find`` experiment: validate (:class:`IMPRunner`), read and check the data (nothing is
+    written before it passes), lock the run directory, run (or resume) every level; then leave
+    the process group a launcher made.
+
+    Returns:
+        The levels' rows (:class:`~bert_tickets.results.LevelResult`).
 
     Raises:
+        ValueError / FileNotFoundError / OSError: bad arguments, data, model or run directory
+            (one line, before anything is written).
         RunLockedError: another process holds the run directory.
     """
     runner = IMPRunner(model_args, data_args, imp_args, training_args)
+    runner.prepare()
     with runner.record.lock():
-        runner.prepare()
-        return runner.run()
+        history = runner.run()
+    close_process_group()
+    return history

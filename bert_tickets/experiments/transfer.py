@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 from transformers import AutoTokenizer
 
-from .._io import json_hash
+from .._io import json_hash, write_json
 from ..pruning import add_cost, get_criterion, prune_ticket
-from ..results import RunLock, RunPaths, RunRecord, check_output_dir
+from ..results import RunLock, RunPaths, RunRecord, argument_groups, check_output_dir
 from ..results.cells import BASELINES, CellResult, CellSpec, MatrixRecord
 from ..results.figures import transfer_heatmap
 from ..results.rows import DENSE_ROW, SANITY_CHECKS, TICKET_ROW, CriterionRow, RowInputs, baseline_names, check_rows, get_check, get_row
@@ -815,15 +815,45 @@ def ray_cell(matrix: TransferMatrix, cell_id: str, spec: CellSpec) -> CellResult
 ARGUMENTS = (TransferArguments,)
 
 
+#: File of a matrix directory recording the command's typed arguments (not part of any hash).
+ARGUMENTS_FILE = "arguments.json"
+
+
+def recorded_arguments(args: TransferArguments, training_args: dict[str, Any]) -> dict[str, Any]:
+    """The ``transfer`` arguments as recorded in ``MATRIX/arguments.json``: ``{"arguments":
+    {"TransferArguments": {every field}, "TrainingArguments": {target: {what differs from the
+    defaults, and output_dir}}}}`` (:func:`~bert_tickets.results.argument_groups`); ``bert-tickets
+    transfer --config MATRIX/arguments.json`` parses them back to the same matrix."""
+    return {
+        "arguments": {
+            **argument_groups(args),
+            "TrainingArguments": {t: argument_groups(a, keep=("output_dir",))["TrainingArguments"] for t, a in training_args.items()},
+        }
+    }
+
+
 def run(args: TransferArguments, training_args: dict[str, Any]) -> dict[str, Any]:
-    """The ``transfer`` experiment: validate, lock the matrix directory, run the missing cells."""
+    """The ``transfer`` experiment: validate, lock the matrix directory, record the arguments
+    (:func:`recorded_arguments`), run the missing cells.
+
+    Returns:
+        The matrix (:func:`~bert_tickets.results.cells.build_matrix`).
+
+    Raises:
+        ValueError / FileNotFoundError: bad arguments, sources, data or matrix directory (one
+            line, before any training).
+        RunLockedError: another process holds the matrix directory.
+    """
     matrix = TransferMatrix(args, training_args)
     with RunLock(matrix.record.root, enabled=matrix.record.is_main):
+        if matrix.record.is_main:
+            write_json(matrix.record.root / ARGUMENTS_FILE, recorded_arguments(args, training_args))
         return matrix.run()
 
 
 __all__ = [
     "ARGUMENTS",
+    "ARGUMENTS_FILE",
     "CellRunner",
     "MatrixPlan",
     "Source",
@@ -831,6 +861,7 @@ __all__ = [
     "TransferMatrix",
     "check_matrix_arguments",
     "ray_cell",
+    "recorded_arguments",
     "resolve_sources",
     "run",
     "run_on_ray",

@@ -30,22 +30,32 @@ CITATION = """@inproceedings{chen2020lottery,
 
 
 def _task_info(task: str | None) -> dict[str, Any]:
-    """Hub metadata of a task: dataset id/config/name, pipeline task type, eval split."""
-    info = {"dataset": None, "config": None, "name": task or "unknown task", "task_type": "text-classification", "split": "validation"}
+    """Hub metadata of a task: dataset id/config/name, pipeline task type and model class (both
+    from the task's kind, :attr:`~bert_tickets.tasks.TaskKind.hub_task_type` and
+    :meth:`~bert_tickets.tasks.TaskKind.model_class`), eval split."""
+    info = {
+        "dataset": None,
+        "config": None,
+        "name": task or "unknown task",
+        "task_type": "text-classification",
+        "model_class": "AutoModelForSequenceClassification",
+        "split": "validation",
+    }
     if not task:
         return info
     try:
-        from ..tasks import get_task  # imported here: the task kinds pull in transformers' model classes
+        from ..tasks import get_kind, get_task  # imported here: the task kinds pull in transformers' model classes
 
         spec = get_task(task)
+        kind = get_kind(spec.kind)
     except Exception:  # noqa: BLE001 - a card must render even for a task this version does not know
         return info
-    kind = getattr(spec, "kind", "glue")
     info["dataset"] = getattr(spec, "hub_dataset", None)
     info["config"] = getattr(spec, "hub_config", None)
     display = getattr(spec, "display_name", task)
-    info["name"] = f"GLUE {display}" if kind == "glue" else display
-    info["task_type"] = {"squad": "question-answering", "mlm": "fill-mask"}.get(kind, "text-classification")
+    info["name"] = f"GLUE {display}" if spec.kind == "glue" else display
+    info["task_type"] = kind.hub_task_type
+    info["model_class"] = kind.model_class(spec).__name__
     splits = [getattr(s, "hub", None) or getattr(s, "name", None) for s in getattr(spec, "splits", ())]
     if len(splits) > 1 and splits[1]:
         info["split"] = splits[1]
@@ -81,33 +91,94 @@ def _num(x: float | None) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
+#: ``TrainingArguments`` that say where a run writes, not what it computes: not in the command.
+_PLACE_KEYS = ("output_dir", "logging_dir")
+
+
 def find_command(run_config: dict) -> str:
-    """The ``bert-tickets find`` command line that reproduces a run (from ``run_config.json``):
-    every recorded hyperparameter, ``--target_sparsity`` from the schedule's last level."""
-    hp = run_config.get("hyperparameters", {})
+    """The ``bert-tickets find`` command line that reproduces a run (from ``run_config.json``),
+    on one process, writing to find's default ``--output_dir`` (add one to choose).
+
+    A run recorded with its typed ``arguments`` (:meth:`~bert_tickets.results.RunRecord.write_config`)
+    gives every option it was run with: each field of the ``find`` groups that is set (not
+    ``None`` or ``False``) and each ``TrainingArguments`` value that differs from its default.
+    An older run gives its hashed hyperparameters, the schedule's options as
+    ``--schedule_options``, ``--target_sparsity`` from the schedule's last level and the batch
+    from the ``launch`` record (per-device batch and accumulation). A run launched on N
+    processes is reproduced on one with N times the accumulation steps: the same global batch,
+    which is what the run's hash holds.
+    """
+    typed = run_config.get("arguments")
+    options = _typed_options(typed) if typed else _recorded_options(run_config)
+    launch = run_config.get("launch") or {}
+    world = int(launch.get("world_size") or 1)
+    if world > 1:
+        options["gradient_accumulation_steps"] = int(options.get("gradient_accumulation_steps") or 1) * world
     args: list[str] = ["bert-tickets", "find"]
-    model = hp.get("model", {})
-    groups = [
-        ("model_name_or_path", model.get("model_name_or_path"), "--model"),
-        ("revision", model.get("revision"), "--revision"),
-    ]
-    for key, value, flag in groups:
-        if value is not None and not (key == "revision" and value == "main"):
-            args += [flag, str(value)]
-    for group in ("data", "imp", "training"):
-        for key, value in hp.get(group, {}).items():
-            if value is None or value is False:
-                continue
-            if value is True:
-                args.append(f"--{key}")
-            elif isinstance(value, (list, tuple)):
-                args += [f"--{key}", *map(str, value)]
-            else:
-                args += [f"--{key}", str(value)]
-    schedule = run_config.get("schedule") or []
-    if schedule:
-        args += ["--target_sparsity", f"{schedule[-1]:g}"]
+    for key, value in options.items():
+        args += _flag(key, value)
     return " ".join(shlex.quote(a) for a in args)
+
+
+def _typed_options(typed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Option -> value of a run's typed ``arguments`` (every ``find`` group field that is set, the
+    recorded ``TrainingArguments`` but where the run wrote)."""
+    options: dict[str, Any] = {}
+    for group, values in typed.items():
+        for key, value in values.items():
+            if group == "TrainingArguments":
+                if key not in _PLACE_KEYS and value != []:
+                    options[key] = value
+            elif value is not None and value is not False:
+                options[key] = value
+    return options
+
+
+def _recorded_options(run_config: dict) -> dict[str, Any]:
+    """Option -> value from the hashed ``hyperparameters`` of a run recorded before typed
+    arguments were (see :func:`find_command`)."""
+    from .._registry import option_names
+    from ..pruning import SCHEDULES_REGISTRY
+    from ..ticket.base_model import LOCAL_REVISION_PREFIX
+
+    hp = run_config.get("hyperparameters", {})
+    options: dict[str, Any] = {}
+    model = hp.get("model", {})
+    options["model_name_or_path"] = model.get("model_name_or_path")
+    revision = model.get("revision")
+    if revision and revision != "main" and not str(revision).startswith(LOCAL_REVISION_PREFIX):
+        options["revision"] = revision
+    options.update(hp.get("data", {}))
+    imp = dict(hp.get("imp", {}))
+    imp["criterion"] = imp.pop("pruning_method", imp.get("criterion"))
+    schedule = imp.get("schedule", "linear")
+    every = {k for n in SCHEDULES_REGISTRY.names() for k in option_names(SCHEDULES_REGISTRY.get(n).Options)}
+    own = set(option_names(SCHEDULES_REGISTRY.get(schedule).Options)) if schedule in SCHEDULES_REGISTRY else set()
+    schedule_options = {k: imp.pop(k) for k in list(imp) if k in every}
+    options.update(imp)
+    options["schedule_options"] = {k: v for k, v in schedule_options.items() if k in own} or None
+    training = dict(hp.get("training", {}))
+    if "global_train_batch_size" in training:  # the hash holds the global batch; find takes the per-device one
+        launch = run_config.get("launch") or {}
+        global_batch = training.pop("global_train_batch_size")
+        training["per_device_train_batch_size"] = launch.get("per_device_train_batch_size", global_batch)
+        training["gradient_accumulation_steps"] = launch.get("gradient_accumulation_steps", 1)
+    options.update(training)
+    if run_config.get("schedule"):
+        options["target_sparsity"] = float(f"{run_config['schedule'][-1]:g}")
+    return {k: v for k, v in options.items() if v is not None and v is not False}
+
+
+def _flag(key: str, value: Any) -> list[str]:
+    """``--key`` and its value(s) as the find parser reads them: a mapping as ``KEY=VALUE``
+    entries, a boolean spelled out (``Optional[bool]`` options of ``TrainingArguments`` need it)."""
+    if isinstance(value, bool):
+        return [f"--{key}", str(value).lower()]
+    if isinstance(value, dict):
+        return [f"--{key}", *(f"{k}={v}" for k, v in value.items())]
+    if isinstance(value, (list, tuple)):
+        return [f"--{key}", *map(str, value)]
+    return [f"--{key}", str(value)]
 
 
 def render_model_card(
@@ -236,9 +307,7 @@ def render_model_card(
         command=find_command(run.config) if run else None,
         run_hash=run.config.get("hash") if run else meta.extra.get("run_hash"),
         hp_rows=hp_rows,
-        model_class={"question-answering": "AutoModelForQuestionAnswering", "fill-mask": "AutoModelForMaskedLM"}.get(
-            info["task_type"], "AutoModelForSequenceClassification"
-        ),
+        model_class=info["model_class"],
         citation=CITATION,
         mask_file=MASK_FILE,
         config_file=CONFIG_FILE,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..results import RunRecord
@@ -157,4 +158,34 @@ def _card(task, base: str, ticket, metric: str, value: float, std: float | None,
     )
 
 
-__all__ = ["export_cell", "export_level"]
+@dataclass
+class ExportArguments:
+    """Arguments of ``bert-tickets export RUN_DIR --level L --output_dir DIR`` or
+    ``bert-tickets export MATRIX_DIR --cell ID --output_dir DIR``."""
+
+    run_dir: str = field(metadata={"help": "Run directory of 'bert-tickets find' or a transfer matrix directory."})
+    output_dir: str = field(metadata={"help": "New directory of the checkpoint (must not exist)."})
+    level: int | None = field(default=None, metadata={"help": "A level of a find run (found with --save_trained)."})
+    cell: str | None = field(default=None, metadata={"help": "A cell id of a transfer matrix (run with --save_trained)."})
+
+    def __post_init__(self):
+        if (self.level is None) == (self.cell is None):
+            raise ValueError("give one of --level L (a find run) or --cell ID (a transfer matrix)")
+
+
+def run(args: ExportArguments) -> Path:
+    """``bert-tickets export``: :func:`export_cell` with ``--cell``, else :func:`export_level`;
+    returns the checkpoint directory.
+
+    Raises:
+        ValueError / FileNotFoundError / FileExistsError: see those functions (one line).
+    """
+    if args.cell is not None:
+        return export_cell(args.run_dir, args.cell, args.output_dir)
+    return export_level(args.run_dir, args.level, args.output_dir)
+
+
+#: The argument dataclasses of ``export``.
+ARGUMENTS = (ExportArguments,)
+
+__all__ = ["ARGUMENTS", "ExportArguments", "export_cell", "export_level", "run"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +331,57 @@ def describe_pushed(pushed: Sequence[PushedLevel], repo_id: str) -> str:
             f"{repo_id}@{p.revision}: level {p.level}, sparsity {p.sparsity:.4f}, {len(p.files)} files, {size:,} bytes {url}".rstrip()
         )
     return "\n".join(lines)
+
+
+@dataclass
+class PushArguments:
+    """Arguments of ``bert-tickets push RUN_DIR --repo-id ID [--level N | --all-levels]``
+    (every option also with dashes: ``--repo-id``, ``--all-levels``, ``--save-dir``, ...)."""
+
+    run_dir: str = field(metadata={"help": "Run directory of 'bert-tickets find'."})
+    repo_id: str = field(metadata={"help": "Hub repo id, e.g. alice/bert-base-uncased-rte-ticket."})
+    level: int | None = field(default=None, metadata={"help": "Publish this level (to its branch and to main)."})
+    all_levels: bool = field(
+        default=False,
+        metadata={"help": "Publish every complete pruned level to its branch; main gets the highest-sparsity matching one."},
+    )
+    private: bool = field(default=False, metadata={"help": "Create the repo as private."})
+    force: bool = field(
+        default=False,
+        metadata={"help": "Publish even when the dense level (or the chosen level) does not beat the trivial baseline."},
+    )
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one / HF_TOKEN)."})
+    base_model_id: str | None = field(default=None, metadata={"help": "Hub id of the base model when the run used a local copy of it."})
+    base_model_revision: str | None = field(default=None, metadata={"help": "Revision (commit sha) of --base-model-id."})
+    save_dir: str | None = field(
+        default=None, metadata={"help": "Write the folders that would be uploaded to SAVE_DIR/<revision>/ instead of pushing."}
+    )
+
+    def __post_init__(self):
+        if self.level is not None and self.all_levels:
+            raise ValueError("give --level N or --all-levels, not both")
+
+
+def run(args: PushArguments) -> list[PushedLevel]:
+    """``bert-tickets push``: :func:`push_run` with the command's arguments (a repo is created
+    private only with ``--private``; without it an existing repo keeps its visibility).
+
+    Raises:
+        ValueError / FileNotFoundError / OSError: see :func:`push_run` (one line).
+    """
+    return push_run(
+        args.run_dir,
+        args.repo_id,
+        level=args.level,
+        all_levels=args.all_levels,
+        private=True if args.private else None,
+        token=args.token,
+        base_model_id=args.base_model_id,
+        base_model_revision=args.base_model_revision,
+        save_dir=args.save_dir,
+        force=args.force,
+    )
+
+
+#: The argument dataclasses of ``push``.
+ARGUMENTS = (PushArguments,)

@@ -8,7 +8,7 @@ Layer: imports :mod:`bert_tickets.ticket` and :mod:`bert_tickets._io` (no traini
 from .lock import RunLock, RunLockedError
 from .matching import LevelResult, is_matching, matching_margin, summarize
 from .paths import RunPaths, check_output_dir
-from .record import RunInfo, RunRecord, hyperparameter_hash, read_run, summary_csv
+from .record import RunInfo, RunRecord, argument_groups, hyperparameter_hash, read_run, summary_csv
 from .tables import format_summary
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "RunPaths",
     "check_output_dir",
     "RunRecord",
+    "argument_groups",
     "format_summary",
     "hyperparameter_hash",
     "is_matching",

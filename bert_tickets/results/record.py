@@ -12,6 +12,7 @@ trained weights.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -124,15 +125,29 @@ class RunRecord:
             if ticket.is_dir():
                 TicketMask.from_pretrained(ticket)
 
-    def write_config(self, run_hash: str, hparams: dict, schedule: list[float] | None, launch: dict | None = None) -> None:
-        """Create the directory and write ``run_config.json`` (main process only); ``launch``
-        (how this invocation ran: world size, per-device batch, accumulation) is recorded
-        but not hashed."""
+    def write_config(
+        self,
+        run_hash: str,
+        hparams: dict,
+        schedule: list[float] | None,
+        launch: dict | None = None,
+        arguments: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Create the directory and write ``run_config.json`` (main process only).
+
+        Only ``hash`` and ``hyperparameters`` say which run the directory holds
+        (:meth:`check_config`); the rest is recorded, not hashed: ``launch`` (how this
+        invocation ran: world size, per-device batch, accumulation) and ``arguments`` (the typed
+        argument groups, :func:`argument_groups`, which load back through the command's parser:
+        ``bert-tickets find --config RUN/run_config.json``).
+        """
         if self.is_main:
             self.root.mkdir(parents=True, exist_ok=True)
             config = {"hash": run_hash, "hyperparameters": hparams, "schedule": schedule}
             if launch is not None:
                 config["launch"] = launch
+            if arguments is not None:
+                config["arguments"] = arguments
             write_json(self.paths.run_config, config)
 
     # ----------------------------------------------------------------- levels
@@ -316,7 +331,8 @@ class RunInfo:
 
     Attributes:
         run_dir: the directory.
-        config: ``run_config.json`` (``hash``, ``hyperparameters``, ``schedule``).
+        config: ``run_config.json`` (``hash``, ``hyperparameters``, ``schedule``; runs written since issue 19 also
+            ``launch`` and ``arguments``, see :meth:`RunRecord.write_config`).
         levels: level -> result row (``level``, ``target_sparsity``, ``sparsity``, ``metric``,
             ``mean``, ``std``, ``per_seed``, ``delta``, ``matching``, …) of every *complete*
             level (``level_NN/metrics.json`` exists), with ``delta`` / ``matching`` taken from
@@ -342,6 +358,12 @@ class RunInfo:
         return self.config.get("hyperparameters", {}).get("data", {}).get("task")
 
     @property
+    def arguments(self) -> dict[str, dict[str, Any]] | None:
+        """The run's typed argument groups (:func:`argument_groups`), or ``None`` for a run
+        recorded before they were."""
+        return self.config.get("arguments")
+
+    @property
     def dense(self) -> dict:
         """Result row of the dense level 0."""
         return self.levels[0]
@@ -350,6 +372,39 @@ class RunInfo:
         """Highest-sparsity matching pruned level, or ``None``."""
         matching = [r for lv, r in self.levels.items() if lv > 0 and r.get("matching")]
         return max(matching, key=lambda r: r["sparsity"])["level"] if matching else None
+
+
+def argument_groups(*groups: Any, keep: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """The typed argument groups of a command as JSON, by class name (the layout of
+    ``run_config.json``'s ``arguments``): ``{"ModelArguments": {...}, ..., "TrainingArguments":
+    {...}}``. A group with a ``to_dict`` method (``transformers.TrainingArguments``, 100+ fields)
+    keeps only what differs from a default instance of its class, plus the fields in ``keep``
+    (e.g. ``output_dir``); every other group keeps every field. Values that are not JSON
+    (callables, objects) and ``*_token`` fields (secrets) are left out. Each group loads back
+    with ``HfArgumentParser(...).parse_dict`` (every field left out is at its default).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        if hasattr(group, "to_dict"):
+            values, base = group.to_dict(), type(group)().to_dict()
+            # compared as JSON: 0.0 and 0 are different records (and different run hashes)
+            values = {k: v for k, v in values.items() if k in keep or _json(v) != _json(base.get(k))}
+        else:
+            values = {f.name: getattr(group, f.name) for f in dataclasses.fields(group) if f.init}
+        out[type(group).__name__] = {k: v for k, v in values.items() if not k.endswith("_token") and _is_json(v)}
+    return out
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def changed_hyperparameters(before: dict, after: dict) -> list[str]:

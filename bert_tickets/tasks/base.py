@@ -74,6 +74,8 @@ class TaskKind:
     """Interface of a task kind (override every method)."""
 
     name = ""
+    #: The Hugging Face Hub pipeline task of the kind's models (a model card's ``task_type``).
+    hub_task_type = "text-classification"
 
     def validate_inputs(self, spec: TaskSpec, data_dir: str | Path) -> None:
         """Check local input files and columns without loading them (``FileNotFoundError`` /

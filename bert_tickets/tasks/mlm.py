@@ -303,6 +303,7 @@ class MaskedLMKind(TaskKind):
     (0.15), ``mask_replace_prob`` (0.8), ``random_replace_prob`` (0.1), ``eval_mask_seed``."""
 
     name = "mlm"
+    hub_task_type = "fill-mask"
 
     def __init__(self):
         # model -> head weights missing from its checkpoint, recorded by load_model for

@@ -468,6 +468,7 @@ class SquadKind(TaskKind):
     ``n_best_size`` (20), ``max_answer_length`` (30)."""
 
     name = "squad"
+    hub_task_type = "question-answering"
 
     def validate_inputs(self, spec, data_dir):
         layout = resolve_squad_files(spec, data_dir)
