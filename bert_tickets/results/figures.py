@@ -100,7 +100,7 @@ def sparsity_curve(run_dir: str | os.PathLike, path: str | os.PathLike, baseline
     xs = [100 * r["sparsity"] for r in levels]
     ys = [r["mean"] for r in levels]
     errs = [r.get("std") or 0.0 for r in levels]
-    barriers = [(100 * r["sparsity"], r["barrier"]) for r in levels if r.get("barrier") is not None]
+    barriers = [(100 * r["sparsity"], r["barrier_successive"]) for r in levels if r.get("barrier_successive") is not None]
     if barriers:  # a second panel: the barrier between each level and the one before (stability --successive)
         fig, (ax, bx) = plt.subplots(2, 1, figsize=(6, 6.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
         bx.plot([x for x, _ in barriers], [b for _, b in barriers], marker="o", color="tab:red")

@@ -32,7 +32,8 @@ class LevelResult:
             :func:`summarize` when the baseline is known, else ``None``).
         barrier, parent_level: with a schedule that reads barriers (``adaptive``), the error
             barrier (primary metric) between this level's trained network and that of the level
-            its mask was pruned from, and that level.
+            its mask was pruned from, and that level. (The barrier from level L − 1 is another
+            column of the summary, ``barrier_successive``, written by ``stability --successive``.)
     """
 
     level: int
@@ -113,6 +114,18 @@ def summarize(results: Sequence[LevelResult], tolerance: float, task: str, wall_
         summary["trivial_baseline"] = trivial.to_dict()
         summary["dense_learned"] = learned
     return summary
+
+
+def level_barrier(row: dict, key: str) -> float | None:
+    """A summary row's barrier of the column ``key``: ``"barrier"`` (to ``parent_level``, measured
+    by ``find`` for a schedule that reads barriers) or ``"barrier_successive"`` (from level L − 1,
+    ``stability --successive``). In a summary written before the two columns were split,
+    ``stability --successive`` wrote its barrier into ``barrier`` together with ``barrier_loss``:
+    such a value belongs to the L − 1 column."""
+    old_successive = "barrier_loss" in row
+    if key == "barrier":
+        return None if old_successive else row.get("barrier")
+    return row.get("barrier_successive", row.get("barrier") if old_successive else None)
 
 
 def _words(trivial: TrivialBaseline | None) -> str:

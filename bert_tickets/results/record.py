@@ -27,7 +27,7 @@ from .._io import atomic_write_text, json_hash, read_json, save_tensors, write_j
 from ..ticket import TicketMask
 from ..ticket.base_model import LOCAL_REVISION_PREFIX
 from .lock import RunLock
-from .matching import LevelResult, is_matching, matching_margin
+from .matching import LevelResult, is_matching, level_barrier, matching_margin
 from .paths import TICKET_DIR, RunPaths
 
 SUMMARY_COLUMNS = (
@@ -43,7 +43,9 @@ SUMMARY_COLUMNS = (
     "matching",
     "elapsed_s",
     "collapsed_tensors",
+    "parent_level",
     "barrier",
+    "barrier_successive",
 )
 
 
@@ -300,13 +302,15 @@ class RunRecord:
 
     def write_summary(self, summary: dict) -> None:
         """Write ``summary.json`` and ``summary.csv`` (atomically, main process only). Levels
-        with a saved successive path (``stability --successive``) get its barriers:
-        ``barrier`` (primary metric) and ``barrier_loss``, between the level and the one before."""
+        with a saved successive path (``stability --successive``) get its barriers in their own
+        columns, ``barrier_successive`` (primary metric) and ``barrier_successive_loss``, between
+        the level and level L − 1; ``barrier`` stays the barrier to ``parent_level`` that an
+        adaptive schedule measured (so neither producer overwrites the other)."""
         for row in summary.get("levels", []):
             done = self.completed_successive(row["level"]) if row["level"] > 0 else None
             if done is not None:
-                row["barrier"] = done["barrier"][done["metric"]]
-                row["barrier_loss"] = done["barrier"]["loss"]
+                row["barrier_successive"] = done["barrier"][done["metric"]]
+                row["barrier_successive_loss"] = done["barrier"]["loss"]
         if self.is_main:
             write_json(self.paths.summary_json, summary)
             atomic_write_text(self.paths.summary_csv, summary_csv(summary))
@@ -497,7 +501,8 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
         row["delta"] = done.get("delta", row["mean"] - dense["mean"])
         row["matching"] = done.get("matching", is_matching(row["mean"], dense["mean"], margin))
         row["beats_trivial"] = done.get("beats_trivial")
-        row["barrier"] = done.get("barrier")
+        row["barrier"] = level_barrier(done, "barrier")
+        row["barrier_successive"] = level_barrier(done, "barrier_successive")
     summary = summary or {}
     return RunInfo(
         run_dir, config, levels, summary.get("matching_rule", rule), summary.get("trivial_baseline"), summary.get("dense_learned")

@@ -2,32 +2,43 @@
 
 from __future__ import annotations
 
+from .matching import level_barrier as _barrier
+
 
 def format_summary(summary: dict) -> str:
     """The summary table as printed at the end of ``find`` (and by ``info``): one row per level;
     with a trivial baseline, levels that do not beat it are marked ``≤ trivial``."""
     trivial = summary.get("trivial_baseline")
-    barriers = any(r.get("barrier") is not None for r in summary["levels"])
+    # two barrier columns, each from its own producer: to the parent level (the adaptive schedule,
+    # measured by find) and from level L-1 (stability --successive). A summary written before the
+    # columns were split has "barrier" without "parent_level" when successive wrote it.
+    columns = [
+        (key, title)
+        for key, title in (("barrier", "barrier to parent"), ("barrier_successive", "barrier from L-1"))
+        if any(_barrier(r, key) is not None for r in summary["levels"])
+    ]
     head = f"{'level':>5}  {'sparsity':>8}  {summary['metric']:>22}  {'Δ vs dense':>10}  matching  "
-    lines = [head + (f"{'barrier':>16}  " if barriers else "") + "collapsed tensors"]
+    lines = [head + "".join(f"{title:>17}  " for _, title in columns) + "collapsed tensors"]
     for r in summary["levels"]:
         value = f"{r['mean']:.4f}" + (f" ± {r['std']:.4f}" if r["std"] is not None else "")
         collapsed = ", ".join(f"{n} ({s:.2f})" for n, s in r.get("collapsed_tensors", {}).items()) or "-"
         matching = {True: "yes", False: "no", None: "-"}[r["matching"]]
         flag = "  ≤ trivial" if r.get("beats_trivial") is False else ""
-        barrier = ""
-        if barriers:
-            barrier = f"{r['barrier']:>16.4f}  " if r.get("barrier") is not None else f"{'-':>16}  "
+        barrier = "".join(f"{_barrier(r, key):>17.4f}  " if _barrier(r, key) is not None else f"{'-':>17}  " for key, _ in columns)
         lines.append(
             f"{r['level']:>5}  {r['sparsity']:>8.4f}  {value:>22}  {r['delta']:>+10.4f}  {matching:<8}  {barrier}{collapsed}{flag}"
         )
     best = summary["highest_matching_sparsity"]
     for key, value in summary.get("notes", {}).items():
         lines.append(f"note: {key}: {value}")
-    if barriers:
-        parents = any(r.get("parent_level") is not None for r in summary["levels"])
-        between = "level L and the level its mask was pruned from (parent_level)" if parents else "the trained levels L-1 and L"
-        lines.append(f"barrier = error barrier of {summary['metric']} on the linear path between {between}")
+    captions = {
+        "barrier": "barrier to parent = error barrier of {m} on the linear path between the trained level L and the level its mask "
+        "was pruned from (parent_level; adaptive schedule)",
+        "barrier_successive": "barrier from L-1 = error barrier of {m} on the linear path between the trained levels L-1 and L "
+        "(stability --successive)",
+    }
+    for key, _ in columns:
+        lines.append(captions[key].format(m=summary["metric"]))
     if trivial is not None:
         shown = "undefined" if trivial["value"] is None else f"{trivial['value']:.4f}"
         lines.append(f"trivial baseline ({summary['metric']}): {shown}, {trivial['prediction']}; a level must reach {trivial['rule']}")

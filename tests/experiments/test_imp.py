@@ -12,6 +12,7 @@ from transformers import BertModel, BertTokenizerFast
 
 from bert_tickets.cli import main
 from bert_tickets.pruning import target_count
+from bert_tickets.results import format_summary
 from bert_tickets.ticket import TicketMask
 
 from conftest import TINY_PRUNABLE
@@ -342,6 +343,16 @@ def test_the_adaptive_schedule_drives_find_with_barriers_and_steps_back(tiny_che
     assert [r["target_sparsity"] for r in rows] == [0.0, 0.2, 0.5]
     assert [r["parent_level"] for r in rows] == [None, 0, 1] and all(isinstance(r["barrier"], float) for r in rows[1:])
     assert all((out / f"level_{lv:02d}" / "trained_model.safetensors").is_file() for lv in range(3))
+    # stability --successive adds the barrier from L-1 in its own column: the barrier to the
+    # parent level stays as find measured it, and the table shows both, each with its caption
+    assert main(["stability", str(out), "--successive", "--points", "3"]) == 0
+    after = json.loads((out / "summary.json").read_text())["levels"]
+    assert [r["barrier"] for r in after] == [r["barrier"] for r in rows]
+    for r in after[1:]:
+        saved = json.loads((out / "stability" / f"successive_{r['level'] - 1:02d}_{r['level']:02d}" / "stability.json").read_text())
+        assert r["barrier_successive"] == saved["barrier"][saved["metric"]]
+    table = format_summary(json.loads((out / "summary.json").read_text()))
+    assert "barrier to parent" in table and "barrier from L-1" in table and "(parent_level; adaptive schedule)" in table
     schedule = make_schedule("adaptive", 0.5, max_barrier=1.0)
     history = []
     for r in rows:  # replaying the recorded history gives the recorded sparsities

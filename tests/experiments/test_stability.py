@@ -87,8 +87,9 @@ def test_successive_barriers_join_the_summary_and_the_plot(tmp_path, capsys):
     for row in summary["levels"][1:]:
         saved = json.loads((trained / "stability" / f"successive_{row['level'] - 1:02d}_{row['level']:02d}" / "stability.json").read_text())
         losses = [p["metrics"]["loss"] for p in saved["points"]]
-        assert row["barrier_loss"] == saved["barrier"]["loss"] == max(losses) - (losses[0] + losses[-1]) / 2
-        assert row["barrier"] == saved["barrier"]["accuracy"]
+        assert row["barrier_successive_loss"] == saved["barrier"]["loss"] == max(losses) - (losses[0] + losses[-1]) / 2
+        assert row["barrier_successive"] == saved["barrier"]["accuracy"]
+        assert row["barrier"] is None  # the column of the barrier to the parent level (adaptive) is not touched
         # the ends of the path are the two trained levels, whose metrics the run recorded
         ends = [
             json.loads((trained / f"level_{lv:02d}" / "metrics.json").read_text())["per_seed"]["42"]
@@ -96,6 +97,6 @@ def test_successive_barriers_join_the_summary_and_the_plot(tmp_path, capsys):
         ]
         assert math.isclose(saved["points"][0]["metrics"]["loss"], ends[0]["loss"], rel_tol=1e-6)
         assert math.isclose(saved["points"][-1]["metrics"]["loss"], ends[1]["loss"], rel_tol=1e-6)
-    assert "barrier" in (trained / "summary.csv").read_text().splitlines()[0]
+    assert "barrier_successive" in (trained / "summary.csv").read_text().splitlines()[0]
     assert main(["plot", str(trained), "--out", str(tmp_path / "curve.png")]) == 0
     assert (tmp_path / "curve.png").stat().st_size > 1000
