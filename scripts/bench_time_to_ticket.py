@@ -106,7 +106,7 @@ def run_row(name: str, run: Path) -> dict:
     best = summary["highest_matching_sparsity"]
     row = next((r for r in rows if best is not None and abs(r["sparsity"] - best) < 1e-12), rows[-1])
     record = RunRecord(run)
-    cost = record.load_ticket(row["level"]).metadata.extra.get("cost") if record.has_ticket(row["level"]) else None
+    cost = (record.load_ticket(row["level"]).metadata.cost or None) if record.has_ticket(row["level"]) else None
     if cost is None:
         cost = {"train_steps": record.lineage_train_steps(row["level"])}
     return {

@@ -593,11 +593,13 @@ class IMPRunner:
                 raise ValueError(
                     f"{self.record.paths.ticket(level)} was pruned to {ticket.metadata.target_sparsity}, the schedule says {target}"
                 )
-            self.record.save_ticket(level, ticket)
             self.prepare()
+            self._annotate(ticket)
+            self.record.save_ticket(level, ticket)  # the level's one save: its metrics go to metrics.json, not into the ticket
             result, per_seed, trained = self._run_level(level, target, ticket)
             if level > 0 and self.schedule.uses_barrier:
-                result.parent_level = int(ticket.metadata.extra.get("parent_level", level - 1))
+                parent = ticket.metadata.parent_level
+                result.parent_level = int(parent) if parent is not None else level - 1
                 result.barrier = self._barrier_to(result.parent_level, level, trained)
                 logger.info("level %d: barrier to level %d %.4f (%s)", level, result.parent_level, result.barrier, primary)
             if self.keep_trained:
@@ -625,7 +627,8 @@ class IMPRunner:
                     **self._criterion_context(base_model),
                 )
                 next_ticket.metadata.level = level + 1
-                next_ticket.metadata.extra["parent_level"] = base
+                next_ticket.metadata.parent_level = base
+                next_ticket.metadata.lineage = [*base_ticket.metadata.lineage, base]
                 # what produced this mask: the training of every level on its lineage (the base
                 # level's record carries the levels before it), all seeds
                 add_cost(next_ticket.metadata, {"train_steps": self.record.train_steps(base) + (diet_steps if base == 0 else 0)})
@@ -634,10 +637,6 @@ class IMPRunner:
                 self.record.save_ticket(level + 1, next_ticket)
             if self.imp_args.keep_trained_head:
                 self.record.save_trained_head(level, head_state(trained))
-            ticket.metadata.extra.update({**self.model_notes, **self.data.notes})
-            ticket.metadata.extra["metrics"] = per_seed[str(self.seeds[0])]
-            ticket.metadata.extra[primary] = result.mean
-            self.record.save_ticket(level, ticket)
             self.record.write_level(result, per_seed)
             self.record.remove_checkpoints(level)  # the level is complete: its Trainer checkpoints are spent
             del trained
@@ -661,6 +660,13 @@ class IMPRunner:
         if self.record.is_main:
             print(format_summary(summary))
         return history
+
+    def _annotate(self, ticket: TicketMask) -> None:
+        """Record in the ticket what the model kind and the data said: a local data split in the
+        typed ``data_split``, other notes (e.g. an MLM head that was not pre-trained) in ``extra``."""
+        notes = {**self.model_notes, **self.data.notes}
+        ticket.metadata.data_split = notes.pop("data_split", ticket.metadata.data_split)
+        ticket.metadata.extra.update(notes)
 
     def _criterion_context(self, model: torch.nn.Module) -> dict[str, Any]:
         """What the criterion needs besides the weights: its options, and — for one that scores on

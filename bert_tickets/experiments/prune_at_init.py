@@ -164,7 +164,7 @@ def find_ticket(model_args: ModelArguments, data_args: DataArguments, args: Prun
     ticket.metadata.extra["prune_at_init"] = spec
     ticket.metadata.extra["mask_wall_s"] = time.perf_counter() - started
     ticket.save_pretrained(out)
-    cost = ticket.metadata.extra.get("cost", {})
+    cost = ticket.metadata.cost
     logger.info(
         "%s at θ0: sparsity %.4f (%d/%d pruned), %s, %.1fs -> %s",
         args.criterion,
@@ -246,7 +246,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: PruneAtInitA
     report = [
         f"# {args.criterion} at θ0: {task.name}, sparsity {args.sparsity:g}",
         "",
-        f"Ticket: `{root / TICKET_DIR}`; cost: {ticket.metadata.extra.get('cost') or 'none (no training or scoring passes)'}; "
+        f"Ticket: `{root / TICKET_DIR}`; cost: {ticket.metadata.cost or 'none (no training or scoring passes)'}; "
         f"search wall time {ticket.metadata.extra.get('mask_wall_s', 0.0):.1f} s.",
         "",
         (root / FINETUNE_DIR / "matrix.md").read_text(),

@@ -158,8 +158,7 @@ def criterion_ticket(
     criterion that needs ``batches`` scores on the training batches the cell's fine-tune would
     draw first with ``seed`` (as many as :meth:`~bert_tickets.pruning.PruningCriterion.batches_needed`
     says: snip ``score_batches``, gem_miner ``steps`` or one epoch). Its cost and wall time are in
-    ``metadata.extra`` (``cost``, ``mask_wall_s``), with the options (``criterion_options``)
-    when the criterion has any.
+    the ticket's metadata (``cost``, ``criterion_options``; the wall time in ``extra["mask_wall_s"]``).
 
     Raises:
         ValueError: bad options (one line).
@@ -174,8 +173,8 @@ def criterion_ticket(
     if options is not None:
         context["options"] = options
     ticket = prune_ticket(dense, model, sparsity, criterion, seed=seed, **context)
+    ticket.metadata.criterion_options = found.options_dict(options)
     if found.Options is not None:
-        ticket.metadata.extra["criterion_options"] = found.options_dict(options)
         ticket.metadata.extra["mask_wall_s"] = time.perf_counter() - started
     return ticket
 
@@ -224,7 +223,7 @@ def resolve_sources(args: TransferArguments) -> list[Source]:
         if RunPaths(path).run_config.is_file():
             level_dir = _run_level_ticket(path, args.sparsity, args.level)
             ticket = TicketMask.from_pretrained(level_dir)
-            if "cost" not in ticket.metadata.extra and ticket.metadata.level > 0:  # a run from before cost records
+            if not ticket.metadata.cost and ticket.metadata.level > 0:  # a run from before cost records
                 add_cost(ticket.metadata, {"train_steps": RunRecord(path).lineage_train_steps(ticket.metadata.level)})
         elif path.is_dir() or not is_hub_repo_id(origin.split("@", 1)[0]):
             ticket = TicketMask.from_pretrained(path)
@@ -592,7 +591,7 @@ class CellRunner:
             out.metrics,
             time.perf_counter() - started,
             placement={**(placement or _placement(self.plan.args.executor)), **_batch(training_args)},
-            mask_cost=dict(ticket.metadata.extra.get("cost", {})),
+            mask_cost=dict(ticket.metadata.cost),
         )
         self.record.write_result(result)
         return result

@@ -30,7 +30,7 @@ def prune_ticket(
     :func:`~bert_tickets.pruning.criteria.criterion_names`) and prunes the lowest-scoring
     surviving ones to ``sparsity``, globally (``scope="global"``, optionally capped per tensor)
     or layer-wise (``scope="layerwise"``). The metadata is copied with ``level`` + 1,
-    ``target_sparsity``, ``pruning_method``, ``pruning_scope`` and ``max_tensor_sparsity``
+    ``target_sparsity``, ``criterion``, ``pruning_scope`` and ``max_tensor_sparsity``
     updated. Pruned weights stay pruned (monotone).
 
     Args:
@@ -82,29 +82,31 @@ def prune_ticket(
     add_cost(meta, criterion.passes(len(steps), **context))
     meta.level += 1
     meta.target_sparsity = sparsity
-    meta.pruning_method = method
+    meta.criterion = method
     meta.pruning_scope = scope
     meta.max_tensor_sparsity = max_tensor_sparsity
     return TicketMask(new, meta)
 
 
-#: Keys of a ticket's cost record (``TicketMetadata.extra["cost"]``): what producing its mask
+#: Keys of a ticket's cost record (``TicketMetadata.cost``): what producing its mask
 #: spent, summed over its history — optimizer steps of training (IMP levels, Gem-Miner's score
 #: training, rewinding) and forward / backward passes spent on scoring (SNIP, SynFlow).
 COST_KEYS = ("train_steps", "score_forward", "score_backward")
 
 
 def add_cost(metadata, cost: dict[str, int]) -> dict[str, int]:
-    """Add ``cost`` (keys of :data:`COST_KEYS`, non-negative ints) to ``metadata.extra["cost"]``
+    """Add ``cost`` (keys of :data:`COST_KEYS`, non-negative ints) to ``metadata.cost``
     (created with zeros when absent; nothing is written for an empty ``cost`` on a ticket
     without a record) and return the record.
 
     Raises:
         ValueError: an unknown key or a negative count.
     """
-    if not cost and "cost" not in metadata.extra:
+    if not cost and not metadata.cost:
         return {}
-    record = metadata.extra.setdefault("cost", dict.fromkeys(COST_KEYS, 0))
+    if not metadata.cost:
+        metadata.cost = dict.fromkeys(COST_KEYS, 0)
+    record = metadata.cost
     for key, value in cost.items():
         if key not in COST_KEYS or int(value) < 0:
             raise ValueError(f"cost: {key}={value} is not one of {', '.join(COST_KEYS)} with a count >= 0")

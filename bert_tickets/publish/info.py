@@ -40,11 +40,27 @@ def describe_ticket(directory: str | Path) -> str:
         f"  sparsity: {ticket.sparsity:.6f} achieved ({ticket.num_pruned:,} of {ticket.num_prunable:,} prunable weights pruned), "
         f"{m.target_sparsity:.6f} target",
     ]
+    typed = {
+        "criterion options": m.criterion_options,
+        "cost": m.cost,
+        "pruned from level": m.parent_level,
+        "lineage": m.lineage,
+        "data split": m.data_split,
+        "sanity transform": m.sanity,
+    }
+    lines += [f"  {key}: {value}" for key, value in typed.items() if value not in (None, {}, [])]
     for key, value in m.extra.items():
         if key != "metrics":
             lines.append(f"  {key}: {value}")
-    if "metrics" in m.extra:
-        shown = {k: round(v, 4) for k, v in m.extra["metrics"].items() if isinstance(v, float)}
+    # a level's metrics live in its metrics.json (first seed); tickets written before format 2
+    # carried them in extra["metrics"]
+    level_metrics = directory.parent / "metrics.json"
+    metrics = m.extra.get("metrics")
+    if level_metrics.is_file():
+        per_seed = read_json(level_metrics).get("per_seed", {})
+        metrics = next(iter(per_seed.values()), metrics)
+    if metrics:
+        shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
         lines.append(f"  dev metrics: {shown}")
     width = max(len(n) for n in ticket.masks)
     lines.append(f"  {'tensor':<{width}}  {'shape':>12}  sparsity")

@@ -222,13 +222,14 @@ class RunRecord:
 
     def lineage_train_steps(self, level: int) -> int:
         """Optimizer steps of every level on ``level``'s lineage (its parent, the parent's parent,
-        … down to level 0; the parent is the ticket's ``extra["parent_level"]``, else L − 1):
+        … down to level 0; the parent is the ticket's ``parent_level``, else L − 1):
         what produced its mask, for tickets written before cost records existed."""
         total, current = 0, level
         while current > 0:
             parent = current - 1
             if self.has_ticket(current):
-                parent = int(self.load_ticket(current).metadata.extra.get("parent_level", parent))
+                found = self.load_ticket(current).metadata.parent_level
+                parent = int(found) if found is not None else parent
             total += self.train_steps(parent)
             current = parent
         return total

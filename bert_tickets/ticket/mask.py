@@ -12,8 +12,10 @@ On-disk format (a directory), version :data:`FORMAT_VERSION`:
   order), i.e. ``ceil(numel / 8)`` bytes. The safetensors header metadata repeats the format
   name and version.
 * ``ticket_config.json`` — format version, shapes of every masked tensor, the metadata
-  fields of :class:`TicketMask` (base model and revision, task, level, target and achieved
-  sparsity, schedule, rewind step, …), the versions of the libraries that wrote it, and the
+  fields of :class:`TicketMetadata` (base model and revision, task, level, target and achieved
+  sparsity, schedule, criterion and its options, rewind step, cost, parent level and lineage,
+  data split, sanity transform, free notes in ``extra``; version 1 kept the provenance in
+  ``extra`` and is read unchanged), the versions of the libraries that wrote it, and the
   sha256 of ``ticket_mask.safetensors`` (``mask_sha256``; checked on load when present — it
   equals the Hub's LFS object id of the file).
 * ``README.md`` — a model card, when one is given (:mod:`bert_tickets.publish` renders it).
@@ -46,28 +48,48 @@ from safetensors.numpy import save as np_save_bytes
 from torch import nn
 
 from .._io import atomic_write_bytes, atomic_write_dir, canonical_safetensors, derived_seed, first_line, library_versions
-from .format import CONFIG_FILE, FORMAT_NAME, FORMAT_VERSION, MASK_FILE, README_FILE, read_ticket_config
+from .format import CONFIG_FILE, FORMAT_NAME, FORMAT_VERSION, MASK_FILE, MASK_FORMAT_VERSION, README_FILE, read_ticket_config
 from .prunable import DEFAULT_PRUNABLE_PATTERNS, prunable_parameters, resolve_mask_targets
+
+#: ``extra`` keys of a version-1 ticket that are typed fields in version 2 (same names).
+V1_EXTRA_FIELDS = ("criterion_options", "cost", "parent_level", "data_split", "sanity")
 
 
 @dataclass
 class TicketMetadata:
-    """Provenance of a ticket (stored in ``ticket_config.json``).
+    """Provenance of a ticket (stored in ``ticket_config.json``, format version 2): every field
+    that decides a result is typed; ``extra`` holds free notes.
 
     Attributes:
         base_model: Hub id or path of the model whose θ0 the ticket selects from.
-        base_model_revision: revision (commit sha when known) of ``base_model``.
+        base_model_revision: revision of ``base_model`` (a commit sha for a Hub model,
+            ``sha256:<hex>`` of the weights for a local one).
         task: task the ticket was found on (e.g. ``"rte"``), or ``None``.
         level: IMP level (0 = dense).
         target_sparsity: sparsity the level aimed at (fraction in [0, 1)).
-        schedule: ``"linear"`` / ``"geometric"`` / ``None``.
-        pruning_method: ``"magnitude"``, ``"random"`` or ``"dense"``.
+        schedule: the registered schedule that chose the level's sparsity, or ``None``.
+        criterion: the registered criterion that chose the pruned weights (``"magnitude"``,
+            ``"random"``, ``"snip"``, …; ``"dense"`` for no pruning). Version 1 called it
+            ``pruning_method`` (still readable and writable as the attribute ``pruning_method``).
+        criterion_options: the criterion's options (its ``Options`` as JSON; ``{}`` when it has none).
         pruning_scope: ``"global"`` (one ranking over all tensors) or ``"layerwise"``.
         max_tensor_sparsity: per-tensor sparsity cap of global pruning, or ``None``.
         exclude_patterns: regexes of weights left out of the prunable set (e.g. the pooler).
         rewind_step: training step the surviving weights are rewound to (0 = θ0).
         prunable_patterns: regexes that selected the prunable weights.
-        extra: free-form JSON-serialisable extras (metrics, hyperparameters, versions …).
+        cost: what producing the mask spent, summed over its lineage (keys of
+            :data:`bert_tickets.pruning.COST_KEYS`: ``train_steps``, ``score_forward``,
+            ``score_backward``; non-negative ints); ``{}`` when none is recorded.
+        parent_level: the level whose ticket and trained weights this mask was pruned from
+            (``None`` for dense or a mask not found by IMP).
+        lineage: every level on the mask's line of descent, level 0 first (``[0, 1]`` for a
+            level-2 ticket of a linear run); ``[]`` when not found by IMP.
+        data_split: how the training data were split off locally (e.g. SQuAD's dev set split by
+            article), or ``None``: scores are then not comparable with the official ones.
+        sanity: the sanity transform applied to the mask (``{"kind": "layer_shuffle", "seed": s}``),
+            or ``None``.
+        extra: free-form JSON-serialisable notes (what the model kind says about the model, the
+            prune-at-init command's spec, a published ticket's evaluation …).
     """
 
     base_model: str | None = None
@@ -76,13 +98,47 @@ class TicketMetadata:
     level: int = 0
     target_sparsity: float = 0.0
     schedule: str | None = None
-    pruning_method: str = "dense"
+    criterion: str = "dense"
+    criterion_options: dict[str, Any] = field(default_factory=dict)
     pruning_scope: str = "global"
     max_tensor_sparsity: float | None = None
     exclude_patterns: list[str] = field(default_factory=list)
     rewind_step: int = 0
     prunable_patterns: list[str] = field(default_factory=lambda: list(DEFAULT_PRUNABLE_PATTERNS))
+    cost: dict[str, int] = field(default_factory=dict)
+    parent_level: int | None = None
+    lineage: list[int] = field(default_factory=list)
+    data_split: str | None = None
+    sanity: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pruning_method(self) -> str:
+        """The criterion's name, under its version-1 field name."""
+        return self.criterion
+
+    @pruning_method.setter
+    def pruning_method(self, value: str) -> None:
+        self.criterion = value
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> TicketMetadata:
+        """The metadata of a ``ticket_config.json`` (version 1 or 2): a version-1 file's
+        ``pruning_method`` becomes ``criterion`` and its ``extra`` keys of
+        :data:`V1_EXTRA_FIELDS` the typed fields; unknown keys are ignored.
+
+        Raises:
+            TypeError: a field of the wrong kind (e.g. a list where a mapping belongs).
+        """
+        cfg = dict(cfg)
+        if cfg.get("format_version", 1) == 1:
+            extra = dict(cfg.get("extra") or {})
+            cfg.update({k: extra.pop(k) for k in V1_EXTRA_FIELDS if k in extra})
+            cfg["extra"] = extra
+            if "pruning_method" in cfg:
+                cfg["criterion"] = cfg.pop("pruning_method")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in cfg.items() if k in known})
 
 
 def _read_bytes(path: Path) -> bytes | None:
@@ -165,14 +221,14 @@ class TicketMask:
         Why are We Missing the Mark?*, Section 5): each tensor's mask entries permuted at random
         (a ``torch.Generator`` seeded with ``seed * 100003 + i`` for the i-th tensor), so every
         tensor keeps its count of pruned weights (its per-tensor sparsity) but not *which*
-        weights. Metadata is copied with ``extra["sanity"] = "layer_shuffle"`` and the seed."""
+        weights. Metadata is copied with ``sanity = {"kind": "layer_shuffle", "seed": seed}``."""
         out = {}
         for i, (name, m) in enumerate(self.masks.items()):
             gen = torch.Generator().manual_seed(derived_seed(seed, i))
             flat = m.reshape(-1)
             out[name] = flat[torch.randperm(flat.numel(), generator=gen)].reshape(m.shape)
         meta = copy.deepcopy(self.metadata)
-        meta.extra["sanity"] = {"kind": "layer_shuffle", "seed": int(seed)}
+        meta.sanity = {"kind": "layer_shuffle", "seed": int(seed)}
         return TicketMask(out, meta)
 
     # ----------------------------------------------------------------- model I/O
@@ -277,7 +333,7 @@ class TicketMask:
     def _mask_bytes(self) -> bytes:
         """The mask file's bytes: bit-packed masks, canonical safetensors header."""
         packed = {n: np.packbits(m.numpy().reshape(-1)) for n, m in self.masks.items()}
-        header = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
+        header = {"format": FORMAT_NAME, "format_version": str(MASK_FORMAT_VERSION)}
         return canonical_safetensors(np_save_bytes(packed, metadata=header))
 
     def mask_sha256(self) -> str:
@@ -389,9 +445,8 @@ class TicketMask:
             kept += int(np.count_nonzero(bits))
             total += numel
             masks[name] = torch.from_numpy(bits.reshape(shape))
-        known = {f.name for f in fields(TicketMetadata)}
         try:
-            metadata = TicketMetadata(**{k: v for k, v in cfg.items() if k in known})
+            metadata = TicketMetadata.from_config(cfg)
         except TypeError as err:
             raise ValueError(f"{cfg_path}: invalid metadata: {err}") from None
         if "num_pruned" in cfg and total - kept != cfg["num_pruned"]:

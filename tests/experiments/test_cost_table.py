@@ -60,8 +60,8 @@ def test_a_run_ticket_without_a_cost_record_gets_its_lineage_steps(tmp_path):
     assert main([*argv, "--max_levels", "2"]) == 0
     config = run / "level_02" / "ticket" / "ticket_config.json"
     raw = json.loads(config.read_text())
-    recorded = raw["extra"].pop("cost")  # as a run written before cost records has it
+    recorded, raw["cost"] = raw["cost"], {}  # as a run written before cost records has it
     config.write_text(json.dumps(raw))
     (source,) = resolve_sources(TransferArguments(tickets=[str(run)], tasks=["rte"], level=2))
     logged = [json.loads((run / f"level_{lv:02d}" / "seed_42" / "log_history.json").read_text())[-1]["step"] for lv in (0, 1)]
-    assert source.ticket.metadata.extra["cost"] == recorded == {"train_steps": sum(logged), "score_forward": 0, "score_backward": 0}
+    assert source.ticket.metadata.cost == recorded == {"train_steps": sum(logged), "score_forward": 0, "score_backward": 0}

@@ -66,7 +66,7 @@ def test_find_with_an_easy_rewind_subset(inputs, tmp_path, capsys):
     # the level-1 mask cost: level 0's steps + the short EL2N runs + the pre-training to step 2
     level0 = json.loads((out / "level_00" / "seed_42" / "log_history.json").read_text())[-1]["step"]
     t1 = TicketMask.from_pretrained(out / "level_01" / "ticket")
-    assert t1.metadata.extra["cost"]["train_steps"] == level0 + 4
+    assert t1.metadata.cost["train_steps"] == level0 + 4
     # a re-run reuses everything
     stamps = {p: p.stat().st_mtime_ns for p in [out / "data_diet" / "el2n.safetensors", out / "rewind_step2.safetensors"]}
     assert _find(inputs, out, *diet) == 0

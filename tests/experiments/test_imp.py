@@ -85,7 +85,11 @@ def test_find_four_levels_exact_sparsity_and_zeros(tiny_checkpoint, glue_dir, tm
         assert 0.0 <= r["mean"] <= 1.0 and r["metric"] == "accuracy"
         ticket = TicketMask.from_pretrained(out / f"level_{r['level']:02d}" / "ticket")
         assert ticket.num_pruned == k and ticket.metadata.level == r["level"]
-        assert "accuracy" in ticket.metadata.extra
+        # the ticket is written once, before its level trains: no metrics in it (they are in metrics.json)
+        assert "accuracy" not in ticket.metadata.extra and "metrics" not in ticket.metadata.extra
+        assert ticket.metadata.lineage == list(range(r["level"])) and ticket.metadata.parent_level == (
+            r["level"] - 1 if r["level"] else None
+        )
         if prev is not None:  # IMP never revives a pruned weight
             assert all(bool((ticket.masks[n] <= prev.masks[n]).all()) for n in ticket.masks)
         # the cost record: the optimizer steps of every level before this one (its lineage)
@@ -93,11 +97,9 @@ def test_find_four_levels_exact_sparsity_and_zeros(tiny_checkpoint, glue_dir, tm
             json.loads((out / f"level_{lv:02d}" / "seed_42" / "log_history.json").read_text())[-1]["step"] for lv in range(r["level"])
         ]
         if r["level"] == 0:
-            assert "cost" not in ticket.metadata.extra
+            assert ticket.metadata.cost == {}
         else:
-            assert (
-                ticket.metadata.extra["cost"] == {"train_steps": sum(logged), "score_forward": 0, "score_backward": 0} and sum(logged) > 0
-            )
+            assert ticket.metadata.cost == {"train_steps": sum(logged), "score_forward": 0, "score_backward": 0} and sum(logged) > 0
         prev = ticket
     assert levels[0]["delta"] == 0.0 and levels[0]["matching"] is (True if summary["dense_learned"] else None)
     csv_lines = (out / "summary.csv").read_text().strip().splitlines()
@@ -378,7 +380,7 @@ def test_the_adaptive_schedule_drives_find_with_barriers_and_steps_back(tiny_che
         SCHEDULES_REGISTRY.unregister("test_back_to_dense")
     level0 = TicketMask.from_pretrained(back / "level_00" / "ticket")
     level2 = TicketMask.from_pretrained(back / "level_02" / "ticket")
-    assert level2.metadata.level == 2 and level2.metadata.extra["parent_level"] == 0
+    assert level2.metadata.level == 2 and level2.metadata.parent_level == 0
     from transformers import AutoModelForSequenceClassification
 
     trained0 = AutoModelForSequenceClassification.from_pretrained(tiny_checkpoint, num_labels=2)

@@ -77,8 +77,8 @@ def test_squad_find(ckpt, tmp_path, capsys):
     assert "note: data_split: no SQuAD training file" in captured.out  # ... and in the printed summary
     summary, ticket = check_levels(out, "f1")
     assert "split by article" in summary["notes"]["data_split"]
-    assert "split by article" in ticket.metadata.extra["data_split"]  # ... and in every ticket
-    metrics = ticket.metadata.extra["metrics"]
+    assert "split by article" in ticket.metadata.data_split  # ... and in every ticket
+    metrics = json.loads((out / "level_01" / "metrics.json").read_text())["per_seed"]["42"]
     assert 0.0 <= metrics["f1"] <= 1.0 and 0.0 <= metrics["exact_match"] <= metrics["f1"] + 1e-12
     assert ticket.metadata.task == "squad"
 
@@ -97,10 +97,10 @@ def test_mlm_find(ckpt, tmp_path, capsys):
     assert summary["notes"]["mlm_head_pretrained"] is False
     extra = ticket.metadata.extra
     assert extra["mlm_head_pretrained"] is False and extra["mlm_decoder_tied_to_word_embeddings"] is True
-    assert "trained on wiki.valid.raw" in extra["data_split"]
+    assert "trained on wiki.valid.raw" in ticket.metadata.data_split
     dense = TicketMask.from_pretrained(out / "level_00" / "ticket")
     assert dense.metadata.extra["mlm_head_pretrained"] is False
-    m = extra["metrics"]
+    m = json.loads((out / "level_01" / "metrics.json").read_text())["per_seed"]["42"]
     assert 0.0 <= m["accuracy"] <= 1.0 and m["perplexity"] > 1.0 and m["masked_tokens"] > 0
     # the fixed evaluation masking: both levels scored on the same masked positions
     level0 = json.loads((out / "level_00" / "metrics.json").read_text())["per_seed"]["42"]

@@ -44,7 +44,7 @@ def test_prune_at_init_ticket_finetunes_sanity_rows_and_resume(inputs, tmp_path,
     ticket = TicketMask.from_pretrained(out / "ticket")
     assert ticket.num_pruned == target_count(0.3, ticket.num_prunable)
     assert ticket.metadata.pruning_method == "snip" and ticket.metadata.task == "rte"
-    assert ticket.metadata.extra["cost"] == {"train_steps": 0, "score_forward": 1, "score_backward": 1}
+    assert ticket.metadata.cost == {"train_steps": 0, "score_forward": 1, "score_backward": 1}
     assert ticket.metadata.extra["prune_at_init"]["criterion"] == "snip"
     # (ticket + dense + synflow + gem_miner) x 2 seeds, + layer_shuffle of ticket, synflow, gem_miner x 2 seeds
     results = json.loads((out / "finetune" / "results.json").read_text())
@@ -79,7 +79,7 @@ def test_no_finetune_stops_at_the_mask(inputs, tmp_path, capsys):
     assert main(["prune-at-init", *_argv(inputs, out, "--criterion", "synflow", "--sparsity", "0.5", "--no_finetune")]) == 0
     ticket = TicketMask.from_pretrained(out / "ticket")
     assert ticket.metadata.pruning_method == "synflow" and ticket.num_pruned == target_count(0.5, ticket.num_prunable)
-    assert ticket.metadata.extra["cost"]["score_forward"] == 100
+    assert ticket.metadata.cost["score_forward"] == 100
     assert not (out / "finetune").exists()
     assert "synflow ticket at sparsity 0.5000" in capsys.readouterr().out
     # θ0 recorded as find records it: the resolved directory and the sha256 of its weights, so
@@ -125,7 +125,7 @@ def test_layer_shuffle_keeps_per_tensor_counts_and_moves_the_weights(inputs):
         assert torch.equal(a.masks[n], b.masks[n])  # seeded
     assert any(not torch.equal(a.masks[n], ticket.masks[n]) for n in ticket.masks)
     assert any(not torch.equal(a.masks[n], c.masks[n]) for n in ticket.masks)
-    assert a.metadata.extra["sanity"] == {"kind": "layer_shuffle", "seed": 1}
+    assert a.metadata.sanity == {"kind": "layer_shuffle", "seed": 1}
 
 
 def test_sanity_cells_train_the_stated_mask_and_weights(inputs, tmp_path, monkeypatch):

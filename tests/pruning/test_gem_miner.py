@@ -33,7 +33,7 @@ def test_gem_miner_reaches_the_target_and_leaves_theta0_untouched(model):
     ticket = prune_ticket(dense, model, 0.6, "gem_miner", batches=_batches(), gem_miner=options)
     assert ticket.num_pruned == target_count(0.6, TINY_PRUNABLE)
     assert ticket.metadata.pruning_method == "gem_miner"
-    assert ticket.metadata.extra["cost"] == {"train_steps": 12, "score_forward": 0, "score_backward": 0}
+    assert ticket.metadata.cost == {"train_steps": 12, "score_forward": 0, "score_backward": 0}
     after = dict(model.named_parameters())
     assert all(torch.equal(before[n], after[n].detach()) for n in before)  # backbone and head
     assert all(p.grad is None for p in after.values())

@@ -105,7 +105,7 @@ def test_synflow_iterations_and_cost_record(model):
     many = prune_ticket(dense, model, 0.9, "synflow", score_iterations=30)
     assert one.num_pruned == many.num_pruned == target_count(0.9, TINY_PRUNABLE)
     assert any(not torch.equal(one.masks[n], many.masks[n]) for n in one.masks)  # re-scoring changes the mask
-    assert many.metadata.extra["cost"] == {"train_steps": 0, "score_forward": 30, "score_backward": 30}
+    assert many.metadata.cost == {"train_steps": 0, "score_forward": 30, "score_backward": 30}
     assert many.metadata.pruning_method == "synflow" and many.metadata.level == 1
     magnitude = prune_ticket(dense, model, 0.5, "magnitude")
     assert "cost" not in magnitude.metadata.extra  # a free criterion on a ticket without a record writes none

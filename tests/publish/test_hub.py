@@ -454,7 +454,7 @@ def test_corrupted_files_give_one_line_errors(config, tmp_path):
         assert "\n" not in str(err.value), what
     cfg = json.loads((folder / CONFIG_FILE).read_text())
     (folder / MASK_FILE).write_bytes(data)
-    for key, value, match in (("format_version", 2, "version 2"), ("format", "something-else", "unsupported"), ("shapes", {}, "shapes")):
+    for key, value, match in (("format_version", 3, "version 3"), ("format", "something-else", "unsupported"), ("shapes", {}, "shapes")):
         (folder / CONFIG_FILE).write_text(json.dumps({**cfg, key: value}))
         with pytest.raises(ValueError, match=match) as err:
             TicketMask.from_pretrained(folder)

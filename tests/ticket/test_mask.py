@@ -50,7 +50,7 @@ def test_save_load_round_trip_is_bit_exact(config, tmp_path):
     assert all(torch.equal(loaded.masks[n], ticket.masks[n]) for n in ticket.masks)
     assert loaded.metadata == ticket.metadata
     cfg = json.loads((tmp_path / "t" / CONFIG_FILE).read_text())
-    assert cfg["format_version"] == 1 and cfg["num_pruned"] == ticket.num_pruned
+    assert cfg["format_version"] == 2 and cfg["num_pruned"] == ticket.num_pruned
     # bit-packed: at most one bit per weight plus a small header
     size = os.path.getsize(tmp_path / "t" / MASK_FILE)
     assert TINY_PRUNABLE / 8 <= size <= TINY_PRUNABLE / 8 + 4096

@@ -39,7 +39,7 @@ class PruningCriterion:
     calls: the same weights and seed give the same scores (the contract tests check it).
     """
 
-    #: Registry key: the value of ``--pruning_method`` and of ``TicketMetadata.pruning_method``.
+    #: Registry key: the value of ``--criterion`` and of ``TicketMetadata.criterion``.
     name: ClassVar[str] = ""
     #: One line for ``--help`` and the README.
     summary: ClassVar[str] = ""
@@ -96,7 +96,7 @@ class PruningCriterion:
         return [sparsity]
 
     def passes(self, steps: int, **context: Any) -> dict[str, int]:
-        """What scoring cost, for the ticket's cost record (``TicketMetadata.extra["cost"]``):
+        """What scoring cost, for the ticket's cost record (``TicketMetadata.cost``):
         counts of forward / backward passes (``score_forward``, ``score_backward``) and
         optimizer steps (``train_steps``) spent over ``steps`` selections. Magnitude and random
         scores cost none (``{}``)."""
