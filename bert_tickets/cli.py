@@ -35,7 +35,7 @@ USAGE = """usage: bert-tickets {find,info,push,transfer,plot,stability,export,pr
   bert-tickets push RUN_DIR --repo-id ID [--level N | --all-levels] [--private] [--token TOKEN]
   bert-tickets transfer --tickets SRC [SRC ...] --tasks T [T ...] [--sparsity S] [--seeds 1 2 3] [--output_dir transfer]
   bert-tickets plot RUN_DIR [--out PNG] [--transfer MATRIX_DIR ...]
-  bert-tickets stability RUN_DIR --level L [--rewind_step K] [--seeds 1 2] [--points 11] | --successive
+  bert-tickets stability RUN_DIR --level L [--rewind_step K] [--data_seeds 1 2] [--points 11] | --successive
   bert-tickets export RUN_DIR --level L --output_dir DIR | MATRIX_DIR --cell ID --output_dir DIR
   bert-tickets prune-at-init --task stsb --criterion {snip,synflow,gem_miner} --sparsity 0.5 [--sanity layer_shuffle reinit] [--no_finetune]
 

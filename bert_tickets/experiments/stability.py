@@ -60,7 +60,10 @@ class StabilityArguments:
         default=None,
         metadata={"help": "Start both copies from the backbone after K steps of dense level-0 training (default: the run's rewind step)."},
     )
-    seeds: list[int] = field(default_factory=lambda: [1, 2], metadata={"help": "The two data seeds (data order) of the copies."})
+    data_seeds: list[int] = field(
+        default_factory=lambda: [1, 2],
+        metadata={"aliases": ["--seeds"], "help": "The two data-order seeds of the copies (SGD noise; --seeds is the former name)."},
+    )
     points: int = field(default=11, metadata={"help": "Evaluated points on the path, ends included (>= 3)."})
 
 
@@ -122,8 +125,8 @@ def run(args: StabilityArguments) -> dict[str, Any]:
         return successive_barriers(args)
     if args.level is None:
         raise ValueError("give --level L (or --successive)")
-    if len(args.seeds) != 2 or args.seeds[0] == args.seeds[1]:
-        raise ValueError(f"--seeds takes two different data seeds, got {args.seeds}")
+    if len(args.data_seeds) != 2 or args.data_seeds[0] == args.data_seeds[1]:
+        raise ValueError(f"--data_seeds takes two different data seeds, got {args.data_seeds}")
     if args.points < 3:
         raise ValueError(f"--points must be >= 3 (the ends and a point between), got {args.points}")
     info = read_run(args.run_dir)
@@ -176,7 +179,7 @@ def _analyse(args: StabilityArguments, record: RunRecord, hp: dict, k: int, tick
         load_into(get_backbone(start), record.load_rewind_point(k), f"rewind point {k}")
     ticket.apply(start)
     ends, end_metrics = [], []
-    for s in args.seeds:
+    for s in args.data_seeds:
         copy_model = copy.deepcopy(start)
         result = finetune(
             copy_model,
@@ -207,7 +210,7 @@ def _analyse(args: StabilityArguments, record: RunRecord, hp: dict, k: int, tick
         "rewind_step": k,
         "sparsity": ticket.sparsity,
         "metric": metric,
-        "data_seeds": list(args.seeds),
+        "data_seeds": list(args.data_seeds),
         "seed": run_seed,
         "points": [{"alpha": p.alpha, "metrics": p.metrics} for p in path],
         "end_metrics": end_metrics,
@@ -215,7 +218,7 @@ def _analyse(args: StabilityArguments, record: RunRecord, hp: dict, k: int, tick
         "barrier_rule": f"{metric}: mean of the two ends minus the lowest value on the path (the barrier of 1 - {metric}); "
         "loss: the highest loss on the path minus the mean of the two ends",
         "wall_s": time.perf_counter() - started,
-        "title": f"{task.name} level {args.level} (sparsity {ticket.sparsity:.3f}), rewind step {k}, data seeds {args.seeds[0]} / {args.seeds[1]}",
+        "title": f"{task.name} level {args.level} (sparsity {ticket.sparsity:.3f}), rewind step {k}, data seeds {args.data_seeds[0]} / {args.data_seeds[1]}",
     }
     linear_path_plot(result, out / "path.png")
     record.write_stability(args.level, k, result)

@@ -32,7 +32,7 @@ import torch
 
 from .._io import atomic_write_text, json_hash, read_json, save_tensors, write_json
 from ..tasks import TrivialBaseline
-from .matching import EPS, is_matching, matching_margin
+from .matching import EPS, dense_not_learned, is_matching, matching_margin
 from .paths import TICKET_DIR, TRAINED_MODEL_FILE
 from .rows import DENSE_ROW, TICKET_ROW, get_row, row_label
 
@@ -294,12 +294,9 @@ def build_matrix(results: list[CellResult], tolerance: float, trivial: dict[str,
         if dense:
             dense_mean, dense_std = _mean_std([c.value for c in dense])
             margin, rule = matching_margin(dense_std, len(dense), tolerance)
-            if t in trivial and not trivial[t].beaten_by(dense_mean):
-                margin = None
-                shown = "undefined" if trivial[t].value is None else f"{trivial[t].value:.4f}"
-                rule = (
-                    f"undefined: dense did not learn ({dense_mean:.4f} does not beat the trivial baseline {shown}, {trivial[t].prediction})"
-                )
+            undefined = dense_not_learned(dense[0].metric, dense_mean, trivial.get(t))
+            if undefined is not None:
+                margin, rule = None, undefined
         rules[t] = rule
         own_mean = _mean_std([c.value for c in groups[(own[t], t)]])[0] if t in own and (own[t], t) in groups else None
         for label in labels:

@@ -72,6 +72,15 @@ def is_matching(value: float, dense_mean: float, margin: float) -> bool:
     return bool(value >= dense_mean - margin - EPS)
 
 
+def dense_not_learned(metric: str, dense_mean: float, trivial: TrivialBaseline | None) -> str | None:
+    """The one rule for "dense did not learn": ``None`` when the dense mean beats the task's
+    trivial baseline (or no baseline is known), else the matching rule's text saying that matching
+    is undefined (no level or cell can be called a ticket)."""
+    if trivial is None or trivial.beaten_by(dense_mean):
+        return None
+    return f"undefined: dense did not learn ({metric} {dense_mean:.4f} does not beat {_words(trivial)})"
+
+
 def summarize(results: Sequence[LevelResult], tolerance: float, task: str, wall_s: float, trivial: TrivialBaseline | None = None) -> dict:
     """Set Δ vs dense and the matching decision on every row of ``results`` (level 0 first) and
     return the summary dict (``task``, ``metric``, ``collapsed_levels``, ``matching_rule``,
@@ -89,11 +98,11 @@ def summarize(results: Sequence[LevelResult], tolerance: float, task: str, wall_
     """
     dense = results[0]
     margin, rule = matching_margin(dense.std, len(dense.per_seed), tolerance)
-    learned = True
     if trivial is not None:
         for r in results:
             r.beats_trivial = trivial.beaten_by(r.mean)
-        learned = bool(dense.beats_trivial)
+    undefined = dense_not_learned(dense.metric, dense.mean, trivial)
+    learned = undefined is None
     for r in results:
         r.delta = r.mean - dense.mean
         r.matching = is_matching(r.mean, dense.mean, margin) if learned else None
@@ -103,9 +112,7 @@ def summarize(results: Sequence[LevelResult], tolerance: float, task: str, wall_
         "task": task,
         "metric": dense.metric,
         "collapsed_levels": {r.level: r.collapsed_tensors for r in results if r.collapsed_tensors},
-        "matching_rule": rule
-        if learned
-        else f"undefined: dense did not learn ({dense.metric} {dense.mean:.4f} does not beat {_words(trivial)})",
+        "matching_rule": undefined or rule,
         "highest_matching_sparsity": best.sparsity if best else None,
         "wall_time_s": wall_s,
         "levels": [r.__dict__ for r in results],

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling
 
+from ..ticket import is_backbone_parameter
 from .base import PreparedData, TaskKind, TrivialBaseline, load_hub_splits
 from .metrics import masked_lm_metrics
 from .spec import TaskSpec
@@ -323,8 +324,7 @@ class MaskedLMKind(TaskKind):
         model, info = AutoModelForMaskedLM.from_pretrained(
             model_name_or_path, output_loading_info=True, **self.model_kwargs(spec), **kwargs
         )
-        prefix = getattr(model, "base_model_prefix", "bert") + "."
-        new = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(prefix))
+        new = sorted(k for k in info.get("missing_keys", ()) if not is_backbone_parameter(model, k))
         self._new_head_weights[model] = new
         if new and str(model_name_or_path) not in _WARNED_HEADS:
             _WARNED_HEADS.add(str(model_name_or_path))

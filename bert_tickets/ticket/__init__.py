@@ -9,7 +9,7 @@ from .format import CONFIG_FILE, FORMAT_NAME, FORMAT_VERSION, MASK_FILE, README_
 from .hub import LIBRARY_NAME, TicketNotFoundError, download_ticket, is_hub_repo_id
 from .load import load_ticket
 from .mask import TicketMask, TicketMetadata
-from .prunable import DEFAULT_PRUNABLE_PATTERNS, get_backbone, prunable_parameters, unwrap_model
+from .prunable import DEFAULT_PRUNABLE_PATTERNS, get_backbone, is_backbone_parameter, prunable_parameters, unwrap_model
 
 __all__ = [
     "CONFIG_FILE",
@@ -29,6 +29,7 @@ __all__ = [
     "resolve_model_path",
     "download_ticket",
     "get_backbone",
+    "is_backbone_parameter",
     "is_hub_repo_id",
     "load_ticket",
     "prunable_parameters",

@@ -19,7 +19,6 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 
-import torch
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -74,6 +73,13 @@ def get_backbone(model: nn.Module) -> nn.Module:
     model = unwrap_model(model)
     base = getattr(model, "base_model", model)
     return base if isinstance(base, nn.Module) else model
+
+
+def is_backbone_parameter(model: nn.Module, name: str) -> bool:
+    """Whether ``name`` (a full parameter or state-dict name of ``model``, e.g.
+    ``bert.encoder.layer.0.output.dense.weight``) belongs to the backbone rather than the task
+    head: it starts with the model's ``base_model_prefix`` (``"bert"`` for BERT heads) and a dot."""
+    return name.startswith(getattr(model, "base_model_prefix", "bert") + ".")
 
 
 def canonical_parameter_name(name: str) -> str:
@@ -199,8 +205,3 @@ def resolve_mask_targets(model: nn.Module, shapes: dict[str, Sequence[int]]) -> 
     if not targets and shapes:
         raise ValueError(f"no mask key matches a parameter of {type(model).__name__}")
     return targets
-
-
-def count_weights(params: dict[str, torch.Tensor]) -> int:
-    """Total number of elements over ``params`` (e.g. 85,524,480 for bert-base's prunable set)."""
-    return sum(p.numel() for p in params.values())

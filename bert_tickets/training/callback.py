@@ -128,9 +128,9 @@ class _GradMask:
 
 
 class TicketCallback(TrainerCallback):
-    """Keeps the weights pruned by ``mask`` exactly zero during ``Trainer.train()``.
+    """Keeps the weights pruned by ``ticket`` exactly zero during ``Trainer.train()``.
 
-    Usage: ``Trainer(model=fix_loss_scaling(model), ..., callbacks=[TicketCallback(mask)])``.
+    Usage: ``Trainer(model=fix_loss_scaling(model), ..., callbacks=[TicketCallback(ticket)])``.
     Works with gradient accumulation (the accumulated ``.grad`` is re-masked after every
     micro-batch), fp16/bf16 mixed precision (masks act on the fp32 parameters and their
     gradients), DDP (gradients are masked before the all-reduce) and PEFT-wrapped models (the
@@ -139,7 +139,8 @@ class TicketCallback(TrainerCallback):
     :func:`bert_tickets.training.merge.merge_with_ticket`). See the module docstring for the mechanism.
 
     Args:
-        mask: the :class:`~bert_tickets.ticket.mask.TicketMask` to enforce (``True`` = kept).
+        ticket: the :class:`~bert_tickets.ticket.mask.TicketMask` to enforce (its masks: ``True`` =
+            kept). ``mask=`` is accepted too (the argument's former name).
         rezero: when to re-zero the pruned weights. ``"auto"`` (default): after the first
             optimizer step and at the end of training when the optimizer is in
             :data:`ZERO_PRESERVING_OPTIMIZERS` (:func:`preserves_zeros`), after every optimizer
@@ -151,6 +152,7 @@ class TicketCallback(TrainerCallback):
             always eager ``mul_``. The results are identical; only the speed differs.
 
     Attributes:
+        ticket: the ticket (also readable as ``mask``, its former name).
         rezero_every_step: the decision, ``None`` until the first optimizer step.
 
     Raises:
@@ -159,15 +161,22 @@ class TicketCallback(TrainerCallback):
             modified in that case).
     """
 
-    def __init__(self, mask: TicketMask, rezero: str = "auto", cpu_kernel: bool = True):
+    def __init__(self, ticket: TicketMask | None = None, rezero: str = "auto", cpu_kernel: bool = True, *, mask: TicketMask | None = None):
+        if (ticket is None) == (mask is None):
+            raise TypeError("TicketCallback takes one ticket (ticket=, or its former name mask=)")
         if rezero not in REZERO_MODES:
             raise ValueError(f"rezero must be one of {REZERO_MODES}, got {rezero!r}")
-        self.mask = mask
+        self.ticket = ticket if ticket is not None else mask
         self.rezero = rezero
         self.cpu_kernel = cpu_kernel
         self.rezero_every_step: bool | None = None
         self._targets: dict[str, tuple[nn.Parameter, torch.Tensor]] = {}
         self._handles: list = []
+
+    @property
+    def mask(self) -> TicketMask:
+        """The ticket, under the argument's former name."""
+        return self.ticket
 
     # -- hooks
     def attach(self, model: nn.Module) -> None:
@@ -177,13 +186,13 @@ class TicketCallback(TrainerCallback):
             ValueError: the mask does not fit ``model`` (nothing is modified then).
         """
         self.detach()
-        targets = self.mask.validate(model)
+        targets = self.ticket.validate(model)
         # Only tensors with something pruned: a fully kept tensor (every tensor of the dense level-0
         # ticket) would cost a multiply by 1 per step. Each mask is kept as its uint8 view (same
         # storage, no copy): the operand of the fused CPU kernel, and for eager ``mul_`` it gives the
         # bool mask's result ~1.7x faster on CPU, where the bool -> float promotion is not vectorised.
         self._targets = {
-            n: (p, self.mask.masks[n].to(p.device).view(torch.uint8)) for n, p in targets.items() if not bool(self.mask.masks[n].all())
+            n: (p, self.ticket.masks[n].to(p.device).view(torch.uint8)) for n, p in targets.items() if not bool(self.ticket.masks[n].all())
         }
         self.rezero_every_step = None
         if self.cpu_kernel and any(kernel_applies(p, m) for p, m in self._targets.values()):

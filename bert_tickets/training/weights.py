@@ -15,7 +15,7 @@ from transformers.utils import logging as hf_logging
 
 from .._io import derived_seed
 from ..tasks import TaskSpec, get_kind
-from ..ticket import get_backbone
+from ..ticket import get_backbone, is_backbone_parameter
 from .callback import fix_loss_scaling
 
 
@@ -42,8 +42,7 @@ def load_theta0(
 
 def head_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Parameters outside the backbone (the task head), as detached contiguous CPU copies."""
-    prefix = getattr(model, "base_model_prefix", "bert") + "."
-    return {n: p.detach().cpu().clone().contiguous() for n, p in model.named_parameters() if not n.startswith(prefix)}
+    return {n: p.detach().cpu().clone().contiguous() for n, p in model.named_parameters() if not is_backbone_parameter(model, n)}
 
 
 def backbone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

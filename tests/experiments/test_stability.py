@@ -55,7 +55,8 @@ def test_stability_of_a_level_from_theta0_and_from_a_rewind_step(run, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--level", "1", "--seeds", "3", "3"], "two different data seeds"),
+        (["--level", "1", "--seeds", "3", "3"], "--data_seeds takes two different data seeds"),
+        (["--level", "1", "--data_seeds", "4", "4"], "--data_seeds takes two different data seeds, got [4, 4]"),
         (["--level", "1", "--points", "2"], "--points must be >= 3"),
         (["--level", "7"], "no level 7 ticket"),
     ],

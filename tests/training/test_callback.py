@@ -348,3 +348,15 @@ def test_fully_kept_tensors_get_no_hook(config):
     for n, m in masks.items():
         assert torch.count_nonzero(params[n].grad[~m]) == 0, n
     cb.detach()
+
+
+def test_the_callback_takes_a_ticket_under_its_former_name_too():
+    from conftest import tiny_config
+
+    ticket = TicketMask.dense(BertForSequenceClassification(tiny_config()))
+    assert TicketCallback(ticket).ticket is ticket and TicketCallback(mask=ticket).ticket is ticket
+    assert TicketCallback(ticket).mask is ticket
+    with pytest.raises(TypeError, match="one ticket"):
+        TicketCallback()
+    with pytest.raises(TypeError, match="one ticket"):
+        TicketCallback(ticket, mask=ticket)

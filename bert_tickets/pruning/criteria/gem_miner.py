@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from ...ticket import is_backbone_parameter
 from ..select import select
 from .base import PruningCriterion, register_criterion
 
@@ -126,7 +127,7 @@ def gem_miner_scores(
     alive = {n: (masks[n].clone() if masks is not None else torch.ones(shapes[n], dtype=torch.bool)).to(theta0[n].device) for n in names}
     start = 1.0 - sum(int(a.sum()) for a in alive.values()) / sum(a.numel() for a in alive.values())
     scores = {n: (alive[n].float() * options.score_init).requires_grad_(True) for n in names}
-    head = {n: p.detach().clone().requires_grad_(True) for n, p in model.named_parameters() if not _is_backbone(n, model)}
+    head = {n: p.detach().clone().requires_grad_(True) for n, p in model.named_parameters() if not is_backbone_parameter(model, n)}
     optimizers = [torch.optim.Adam(list(scores.values()), lr=options.learning_rate)]
     if head and options.head_learning_rate > 0:
         optimizers.append(torch.optim.AdamW(list(head.values()), lr=options.head_learning_rate))
@@ -175,11 +176,6 @@ def gem_miner_scores(
         for n, p in model.named_parameters():
             p.requires_grad_(grad_flags[n])
     return {n: s.detach().float().cpu() for n, s in scores.items()}
-
-
-def _is_backbone(name: str, model: torch.nn.Module) -> bool:
-    prefix = getattr(model, "base_model_prefix", "bert")
-    return name.startswith(prefix + ".")
 
 
 @register_criterion
