@@ -21,7 +21,7 @@ import logging
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -43,7 +43,7 @@ from ..pruning import (
     schedule_hash_entries,
 )
 from ..pruning.select import SCOPES
-from ..results import LevelResult, RunRecord, argument_groups, check_output_dir, format_summary, hyperparameter_hash, summarize
+from ..results import LevelResult, RunRecord, argument_groups, check_output_dir, format_summary, hyperparameter_hash, summarize, verdicts
 from ..tasks import PreparedData, TaskSpec, get_kind, get_task
 from ..ticket import (
     DEFAULT_PRUNABLE_PATTERNS,
@@ -244,6 +244,32 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
     }
 
 
+def check_imp_arguments(imp_args: IMPArguments, task: TaskSpec, seeds: list[int]) -> None:
+    """The checks of ``find``'s own arguments that need no file (one-line ``ValueError`` each):
+    distinct seeds, scope and cap, rewind step, data-diet options, tolerance."""
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds must be distinct, got {seeds}")
+    if imp_args.pruning_scope not in SCOPES:
+        raise ValueError(f"unknown pruning scope {imp_args.pruning_scope!r}; choose one of {', '.join(SCOPES)}")
+    if imp_args.pruning_scope == "layerwise" and imp_args.max_tensor_sparsity is not None:
+        raise ValueError("--max_tensor_sparsity applies to --pruning_scope global only (layer-wise pruning cannot collapse a layer)")
+    if imp_args.rewind_step < 0:
+        raise ValueError(f"--rewind_step must be >= 0, got {imp_args.rewind_step}")
+    if imp_args.rewind_data not in REWIND_DATA:
+        raise ValueError(f"--rewind_data {imp_args.rewind_data!r}: choose one of {', '.join(REWIND_DATA)}")
+    if imp_args.rewind_data != "full":
+        if imp_args.rewind_step < 1:
+            raise ValueError(f"--rewind_data {imp_args.rewind_data} needs a rewind point: --rewind_step >= 1")
+        if imp_args.rewind_subset_size is None or imp_args.rewind_subset_size < 1:
+            raise ValueError(f"--rewind_data {imp_args.rewind_data} needs --rewind_subset_size >= 1")
+        if imp_args.el2n_models < 1 or (imp_args.el2n_steps is not None and imp_args.el2n_steps < 1):
+            raise ValueError("--el2n_models and --el2n_steps must be >= 1")
+        if task.kind != "glue":
+            raise ValueError(f"--rewind_data {imp_args.rewind_data}: EL2N and subsets are defined for GLUE tasks here")
+    if imp_args.tolerance < 0:
+        raise ValueError(f"--tolerance must be >= 0, got {imp_args.tolerance}")
+
+
 class IMPRunner:
     """Finds a lottery ticket by IMP on one task.
 
@@ -262,9 +288,9 @@ class IMPRunner:
     def __init__(self, model_args: ModelArguments, data_args: DataArguments, imp_args: IMPArguments, training_args):
         self.model_args, self.data_args, self.imp_args, self.training_args = model_args, data_args, imp_args, training_args
         self.task: TaskSpec = get_task(data_args.task)
+        self.kind = get_kind(self.task.kind)
         self.seeds = list(imp_args.seeds) if imp_args.seeds else [training_args.seed]
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"--seeds must be distinct, got {self.seeds}")
+        check_imp_arguments(imp_args, self.task, self.seeds)
         options = imp_args.schedule_config()
         self.schedule = make_schedule(
             imp_args.schedule, imp_args.target_sparsity, imp_args.max_levels, **(asdict(options) if options is not None else {})
@@ -280,26 +306,6 @@ class IMPRunner:
                 f"--criterion {imp_args.criterion} scores weights on training data, for pruning at initialisation; "
                 "IMP prunes trained weights with magnitude (or random as a baseline); use bert-tickets prune-at-init"
             )
-        if imp_args.pruning_scope not in SCOPES:
-            raise ValueError(f"unknown pruning scope {imp_args.pruning_scope!r}; choose one of {', '.join(SCOPES)}")
-        if imp_args.pruning_scope == "layerwise" and imp_args.max_tensor_sparsity is not None:
-            raise ValueError("--max_tensor_sparsity applies to --pruning_scope global only (layer-wise pruning cannot collapse a layer)")
-        if imp_args.rewind_step < 0:
-            raise ValueError(f"--rewind_step must be >= 0, got {imp_args.rewind_step}")
-        if imp_args.rewind_data not in REWIND_DATA:
-            raise ValueError(f"--rewind_data {imp_args.rewind_data!r}: choose one of {', '.join(REWIND_DATA)}")
-        if imp_args.rewind_data != "full":
-            if imp_args.rewind_step < 1:
-                raise ValueError(f"--rewind_data {imp_args.rewind_data} needs a rewind point: --rewind_step >= 1")
-            if imp_args.rewind_subset_size is None or imp_args.rewind_subset_size < 1:
-                raise ValueError(f"--rewind_data {imp_args.rewind_data} needs --rewind_subset_size >= 1")
-            if imp_args.el2n_models < 1 or (imp_args.el2n_steps is not None and imp_args.el2n_steps < 1):
-                raise ValueError("--el2n_models and --el2n_steps must be >= 1")
-            if get_task(data_args.task).kind != "glue":
-                raise ValueError(f"--rewind_data {imp_args.rewind_data}: EL2N and subsets are defined for GLUE tasks here")
-        if imp_args.tolerance < 0:
-            raise ValueError(f"--tolerance must be >= 0, got {imp_args.tolerance}")
-        self.kind = get_kind(self.task.kind)
         if data_args.data_dir is not None:
             self.kind.validate_inputs(self.task, data_args.data_dir)
         check_output_dir(training_args.output_dir)
@@ -307,49 +313,48 @@ class IMPRunner:
         self.hparams = run_hyperparameters(model_args, data_args, imp_args, training_args)
         self.hash = hyperparameter_hash(self.hparams)
         self.record.check_config(self.hparams, self.hash, self.planned)
-        name = model_args.model_name_or_path
+        self._load_theta0_once()
+        self.record.check_resumable()
+        self.data: PreparedData | None = None
+        self._trivial = None
+
+    def _load_theta0_once(self) -> None:
+        """Load the tokenizer and θ0 once up front (checks the checkpoint and the prunable set):
+        the dense ticket, what the model kind says about the model, and a warning when a
+        prunable tensor's scale is far below the others' under a magnitude criterion.
+
+        Raises:
+            FileNotFoundError: a local model directory that does not exist.
+            ValueError: a tokenizer that cannot be loaded; no prunable weight matched.
+        """
+        name, imp_args = self.model_args.model_name_or_path, self.imp_args
         if (os.path.isabs(name) or name.startswith((".", "~"))) and not os.path.isdir(os.path.expanduser(name)):
             raise FileNotFoundError(f"model directory not found: {name}")
-        # Loading the model once up front checks the checkpoint and the prunable set.
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(
-                model_args.model_name_or_path, revision=model_args.revision, cache_dir=model_args.cache_dir
-            )
+            self.tokenizer = AutoTokenizer.from_pretrained(name, revision=self.model_args.revision, cache_dir=self.model_args.cache_dir)
         except (OSError, ValueError, TypeError) as err:
             raise ValueError(f"--model {name}: its tokenizer cannot be loaded ({first_line(err).rstrip(': ')})") from None
         probe = self._load_model(self.seeds[0])
-        # What the kind knows about the loaded model (e.g. an MLM head that was not pre-trained).
-        self.model_notes = self.kind.describe_model(probe)
-        self.dense_ticket = TicketMask.dense(
-            probe,
-            imp_args.prunable_patterns,
-            imp_args.exclude,
-            TicketMetadata(
-                base_model=self.hparams["model"]["model_name_or_path"],
-                base_model_revision=local_checkpoint_revision(name) or getattr(probe.config, "_commit_hash", None) or model_args.revision,
-                task=self.task.name,
-                schedule=imp_args.schedule,
-                rewind_step=imp_args.rewind_step,
-                extra=dict(self.model_notes),
-            ),
+        self.model_notes = self.kind.describe_model(probe)  # e.g. an MLM head that was not pre-trained
+        revision = local_checkpoint_revision(name) or getattr(probe.config, "_commit_hash", None) or self.model_args.revision
+        metadata = TicketMetadata(
+            base_model=self.hparams["model"]["model_name_or_path"],
+            base_model_revision=revision,
+            task=self.task.name,
+            schedule=imp_args.schedule,
+            rewind_step=imp_args.rewind_step,
+            extra=dict(self.model_notes),
         )
+        self.dense_ticket = TicketMask.dense(probe, imp_args.prunable_patterns, imp_args.exclude, metadata)
         self.low_scale = low_scale_tensors(prunable_parameters(probe, imp_args.prunable_patterns, imp_args.exclude))
-        if (
-            self.low_scale
-            and self.criterion.ranks_by_magnitude
-            and imp_args.pruning_scope == "global"
-            and imp_args.max_tensor_sparsity is None
-        ):
+        uncapped = imp_args.pruning_scope == "global" and imp_args.max_tensor_sparsity is None
+        if self.low_scale and self.criterion.ranks_by_magnitude and uncapped:
             logger.warning(
                 "weight scale far below the other prunable tensors (RMS / median RMS): %s; global magnitude pruning will "
                 "prune them first and may remove them entirely (layer collapse); %s",
                 ", ".join(f"{n} {r:.2f}" for n, r in self.low_scale.items()),
                 collapse_options_hint(self.low_scale),
             )
-        del probe
-        self.record.check_resumable()
-        self.data: PreparedData | None = None
-        self._trivial = None
 
     @property
     def run_dir(self):
@@ -542,22 +547,49 @@ class IMPRunner:
 
     # -- the whole run
     def run(self) -> list[LevelResult]:
-        """Run (or resume) every level; returns the summary rows and writes summary.json/csv."""
+        """Run (or resume) every level; returns the judged summary rows and writes
+        summary.json/csv. The loop is the schedule's: ``while (s := schedule.next(verdicts))``."""
         started = time.perf_counter()
+        self._start()
+        history: list[LevelResult] = []
+        next_ticket: TicketMask | None = self.dense_ticket
+        diet_steps = self.diet_rewind_point() if self.imp_args.rewind_data != "full" else 0
+        while (target := self.schedule.next(self._judged(history))) is not None:
+            level = len(history)
+            done = self._already_complete(level, target)
+            if done is not None:
+                history.append(done)
+                next_ticket = None
+                continue
+            ticket = next_ticket if next_ticket is not None else self.record.load_ticket(level)
+            result, per_seed, trained = self._train_level_of(level, target, ticket)
+            history.append(result)
+            # Next level's mask first: once metrics.json exists, resuming needs no trained weights.
+            next_ticket = self._prune_next(level, ticket, trained, history, diet_steps)
+            if self.imp_args.keep_trained_head:
+                self.record.save_trained_head(level, head_state(trained))
+            self.record.write_level(result, per_seed)
+            self.record.remove_checkpoints(level)  # the level is complete: its Trainer checkpoints are spent
+            del trained
+            self._log_level(result)
+        return self._finish(history, time.perf_counter() - started)
+
+    def _start(self) -> None:
+        """Record the run's config (hash, hyperparameters, planned levels, launch) and say what runs."""
         ta = self.training_args
+        launch = {
+            "world_size": max(1, ta.world_size),
+            "per_device_train_batch_size": ta.per_device_train_batch_size,
+            "gradient_accumulation_steps": ta.gradient_accumulation_steps,
+            "global_train_batch_size": global_batch_size(ta),
+        }
         self.record.write_config(
             self.hash,
             self.hparams,
             self.planned,
-            launch={
-                "world_size": max(1, ta.world_size),
-                "per_device_train_batch_size": ta.per_device_train_batch_size,
-                "gradient_accumulation_steps": ta.gradient_accumulation_steps,
-                "global_train_batch_size": global_batch_size(ta),
-            },
+            launch=launch,
             arguments=recorded_arguments(self.model_args, self.data_args, self.imp_args, ta),
         )
-        primary = self.task.primary_metric
         logger.info(
             "IMP on %s from %s: run %s, levels at sparsity %s, %s pruning, rewind to %s, seeds %s, output %s",
             self.task.name,
@@ -569,97 +601,103 @@ class IMPRunner:
             self.seeds,
             self.run_dir,
         )
-        history: list[LevelResult] = []
-        next_ticket: TicketMask | None = self.dense_ticket
-        diet_steps = 0
-        if self.imp_args.rewind_data != "full":
-            diet_steps = self.diet_rewind_point()
-        while (target := self.schedule.next(self._judged(history))) is not None:
-            level = len(history)
-            done = self.record.completed_level(level)
-            if done is not None:
-                if abs(done.target_sparsity - target) > 1e-9:
-                    raise ValueError(
-                        f"{self.record.paths.level(level)} was run at sparsity {done.target_sparsity} but this schedule puts "
-                        f"level {level} at {target}; use another --output_dir"
-                    )
-                history.append(done)
-                self.record.remove_checkpoints(level)  # left if a run died right after completing the level
-                logger.info("level %d (sparsity %.4f) already complete: skipped", level, done.sparsity)
-                next_ticket = None
-                continue
-            ticket = next_ticket if next_ticket is not None else self.record.load_ticket(level)
-            if abs(ticket.metadata.target_sparsity - target) > 1e-9:
-                raise ValueError(
-                    f"{self.record.paths.ticket(level)} was pruned to {ticket.metadata.target_sparsity}, the schedule says {target}"
-                )
-            self.prepare()
-            self._annotate(ticket)
-            self.record.save_ticket(level, ticket)  # the level's one save: its metrics go to metrics.json, not into the ticket
-            result, per_seed, trained = self._run_level(level, target, ticket)
-            if level > 0 and self.schedule.uses_barrier:
-                parent = ticket.metadata.parent_level
-                result.parent_level = int(parent) if parent is not None else level - 1
-                result.barrier = self._barrier_to(result.parent_level, level, trained)
-                logger.info("level %d: barrier to level %d %.4f (%s)", level, result.parent_level, result.barrier, primary)
-            if self.keep_trained:
-                self.record.save_trained_model(level, trained.state_dict())
-            history.append(result)
-            # Next level's mask first: once metrics.json exists, resuming needs no trained weights.
-            # Past the schedule's end it is saved too (at the sparsity the schedule would give
-            # the next level), so the run can later be extended to more levels.
-            next_sparsity = self.schedule.next(self._judged(history))
-            if next_sparsity is None:
-                next_sparsity = self.schedule.beyond(level + 1)
-            next_ticket = None
-            if next_sparsity is not None and next_sparsity < 1.0:
-                base = self.schedule.base_level(self._judged(history))
-                base = level if base is None else base
-                base_ticket, base_model = (ticket, trained) if base == level else self._trained_level(base)
-                next_ticket = prune_ticket(
-                    base_ticket,
-                    base_model,
-                    next_sparsity,
-                    self.imp_args.criterion,
-                    self.seeds[0],
-                    self.imp_args.pruning_scope,
-                    self.imp_args.max_tensor_sparsity,
-                    **self._criterion_context(base_model),
-                )
-                next_ticket.metadata.level = level + 1
-                next_ticket.metadata.parent_level = base
-                next_ticket.metadata.lineage = [*base_ticket.metadata.lineage, base]
-                # what produced this mask: the training of every level on its lineage (the base
-                # level's record carries the levels before it), all seeds
-                add_cost(next_ticket.metadata, {"train_steps": self.record.train_steps(base) + (diet_steps if base == 0 else 0)})
-                # every rank pruned its own copy of the trained weights: the masks must agree
-                check_same_on_all_ranks(next_ticket.mask_sha256(), f"the level-{level + 1} mask")
-                self.record.save_ticket(level + 1, next_ticket)
-            if self.imp_args.keep_trained_head:
-                self.record.save_trained_head(level, head_state(trained))
-            self.record.write_level(result, per_seed)
-            self.record.remove_checkpoints(level)  # the level is complete: its Trainer checkpoints are spent
-            del trained
-            logger.info(
-                "level %d | sparsity %.4f (%d/%d pruned) | %s %.4f%s | %.1fs",
-                level,
-                result.sparsity,
-                result.num_pruned,
-                result.num_prunable,
-                primary,
-                result.mean,
-                f" ± {result.std:.4f}" if result.std is not None else "",
-                result.elapsed_s,
+
+    def _already_complete(self, level: int, target: float) -> LevelResult | None:
+        """The level's record when a previous run completed it (its leftover checkpoints removed).
+
+        Raises:
+            ValueError: it was run at another sparsity than the schedule now gives it.
+        """
+        done = self.record.completed_level(level)
+        if done is None:
+            return None
+        if abs(done.target_sparsity - target) > 1e-9:
+            raise ValueError(
+                f"{self.record.paths.level(level)} was run at sparsity {done.target_sparsity} but this schedule puts "
+                f"level {level} at {target}; use another --output_dir"
             )
+        self.record.remove_checkpoints(level)  # left if a run died right after completing the level
+        logger.info("level %d (sparsity %.4f) already complete: skipped", level, done.sparsity)
+        return done
+
+    def _train_level_of(self, level: int, target: float, ticket: TicketMask) -> tuple[LevelResult, dict, torch.nn.Module]:
+        """Save the level's ticket (once: its metrics go to metrics.json), fine-tune every seed,
+        measure the barrier to the parent level when the schedule reads it, keep the trained
+        weights when needed."""
+        if abs(ticket.metadata.target_sparsity - target) > 1e-9:
+            raise ValueError(
+                f"{self.record.paths.ticket(level)} was pruned to {ticket.metadata.target_sparsity}, the schedule says {target}"
+            )
+        self.prepare()
+        self._annotate(ticket)
+        self.record.save_ticket(level, ticket)
+        result, per_seed, trained = self._run_level(level, target, ticket)
+        if level > 0 and self.schedule.uses_barrier:
+            parent = ticket.metadata.parent_level
+            result.parent_level = int(parent) if parent is not None else level - 1
+            result.barrier = self._barrier_to(result.parent_level, level, trained)
+            logger.info("level %d: barrier to level %d %.4f (%s)", level, result.parent_level, result.barrier, self.task.primary_metric)
+        if self.keep_trained:
+            self.record.save_trained_model(level, trained.state_dict())
+        return result, per_seed, trained
+
+    def _prune_next(
+        self, level: int, ticket: TicketMask, trained: torch.nn.Module, history: list[LevelResult], diet_steps: int
+    ) -> TicketMask | None:
+        """Prune and save the next level's mask from the level the schedule names (the one just
+        trained, or an earlier one for a step back). Past the schedule's end it is saved too (at
+        the sparsity the schedule would give the next level), so the run can later be extended."""
+        judged = self._judged(history)
+        next_sparsity = self.schedule.next(judged)
+        if next_sparsity is None:
+            next_sparsity = self.schedule.beyond(level + 1)
+        if next_sparsity is None or next_sparsity >= 1.0:
+            return None
+        base = self.schedule.base_level(judged)
+        base = level if base is None else base
+        base_ticket, base_model = (ticket, trained) if base == level else self._trained_level(base)
+        scope, cap = self.imp_args.pruning_scope, self.imp_args.max_tensor_sparsity
+        context = self._criterion_context(base_model)
+        new = prune_ticket(base_ticket, base_model, next_sparsity, self.imp_args.criterion, self.seeds[0], scope, cap, **context)
+        new.metadata.level = level + 1
+        new.metadata.parent_level = base
+        new.metadata.lineage = [*base_ticket.metadata.lineage, base]
+        if (options := self.imp_args.criterion_config()) is not None:
+            new.metadata.criterion_options = asdict(options)
+        # what produced this mask: the training of every level on its lineage (the base level's
+        # record carries the levels before it), all seeds
+        add_cost(new.metadata, {"train_steps": self.record.train_steps(base) + (diet_steps if base == 0 else 0)})
+        # every rank pruned its own copy of the trained weights: the masks must agree
+        check_same_on_all_ranks(new.mask_sha256(), f"the level-{level + 1} mask")
+        self.record.save_ticket(level + 1, new)
+        return new
+
+    def _log_level(self, result: LevelResult) -> None:
+        logger.info(
+            "level %d | sparsity %.4f (%d/%d pruned) | %s %.4f%s | %.1fs",
+            result.level,
+            result.sparsity,
+            result.num_pruned,
+            result.num_prunable,
+            self.task.primary_metric,
+            result.mean,
+            f" ± {result.std:.4f}" if result.std is not None else "",
+            result.elapsed_s,
+        )
+
+    def _finish(self, history: list[LevelResult], wall_s: float) -> list[LevelResult]:
+        """Judge every level, write summary.json/csv (with the model's and data's notes) and print
+        the table; returns the judged rows."""
         self.prepare()  # the trivial baseline needs the evaluation labels (a resumed, finished run has not read them yet)
-        summary = summarize(history, self.imp_args.tolerance, self.task.name, time.perf_counter() - started, self.trivial_baseline())
+        summary = summarize(history, self.imp_args.tolerance, self.task.name, wall_s, self.trivial_baseline())
         notes = {**self.model_notes, **(self.data.notes if self.data is not None else {})}
         if notes:
             summary["notes"] = notes
         self.record.write_summary(summary)
         if self.record.is_main:
             print(format_summary(summary))
-        return history
+        names = {f.name for f in fields(LevelResult)}
+        return [LevelResult(**{k: v for k, v in row.items() if k in names}) for row in summary["levels"]]
 
     def _annotate(self, ticket: TicketMask) -> None:
         """Record in the ticket what the model kind and the data said: a local data split in the
@@ -711,12 +749,9 @@ class IMPRunner:
         return error_barrier([p.metrics[self.task.primary_metric] for p in path], higher_is_better=True)
 
     def _judged(self, history: list[LevelResult]) -> list[LevelResult]:
-        """Copies of the finished levels with Δ vs dense and the matching decision filled in (what
-        a schedule may read); the records themselves are left as written."""
-        rows = [replace(r, collapsed_tensors=dict(r.collapsed_tensors), per_seed=dict(r.per_seed)) for r in history]
-        if rows:
-            summarize(rows, self.imp_args.tolerance, self.task.name, 0.0, self.trivial_baseline())
-        return rows
+        """The finished levels with Δ vs dense and the matching decision (:func:`verdicts`: new
+        rows; the records are left as written) — what a schedule may read."""
+        return verdicts(history, self.imp_args.tolerance, self.trivial_baseline())
 
     def _run_level(self, level: int, target: float, ticket: TicketMask) -> tuple[LevelResult, dict, torch.nn.Module]:
         """Fine-tune every seed under ``ticket``; the level's row, per-seed metrics and the first

@@ -6,7 +6,7 @@ Layer: imports :mod:`bert_tickets.ticket` and :mod:`bert_tickets._io` (no traini
 """
 
 from .lock import RunLock, RunLockedError
-from .matching import LevelResult, is_matching, matching_margin, summarize
+from .matching import LevelResult, dense_not_learned, is_matching, matching_margin, summarize, verdicts
 from .paths import RunPaths, check_output_dir
 from .record import RunInfo, RunRecord, argument_groups, hyperparameter_hash, read_run, summary_csv
 from .tables import format_summary
@@ -27,4 +27,6 @@ __all__ = [
     "read_run",
     "summarize",
     "summary_csv",
+    "verdicts",
+    "dense_not_learned",
 ]

@@ -4,7 +4,7 @@ is judged *matching*."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..tasks import TrivialBaseline
 
@@ -81,31 +81,47 @@ def dense_not_learned(metric: str, dense_mean: float, trivial: TrivialBaseline |
     return f"undefined: dense did not learn ({metric} {dense_mean:.4f} does not beat {_words(trivial)})"
 
 
-def summarize(results: Sequence[LevelResult], tolerance: float, task: str, wall_s: float, trivial: TrivialBaseline | None = None) -> dict:
-    """Set Δ vs dense and the matching decision on every row of ``results`` (level 0 first) and
-    return the summary dict (``task``, ``metric``, ``collapsed_levels``, ``matching_rule``,
-    ``highest_matching_sparsity``, ``wall_time_s``, ``levels``; with ``trivial`` also
-    ``trivial_baseline`` and ``dense_learned``).
+def verdicts(results: Sequence[LevelResult], tolerance: float, trivial: TrivialBaseline | None = None) -> list[LevelResult]:
+    """The levels judged: new rows (``results`` are not changed) with Δ vs dense, the matching
+    decision and, with the task's trivial baseline, ``beats_trivial``; ``[]`` for no levels.
 
     Matching (Chen et al. 2020, Section 3): a level is matching when its mean metric is at
     least the dense (level-0) mean minus one standard deviation of the dense runs across seeds
-    (sample std, ``ddof=1``) when more than one seed was run, else minus ``tolerance``.
-
-    With the task's :class:`~bert_tickets.tasks.TrivialBaseline` every level gets
-    ``beats_trivial``. When the dense level does not beat it, the dense model did not learn and
-    matching is undefined: every ``matching`` is ``None`` and there is no highest matching
-    sparsity. A level that does not beat it is never the highest matching sparsity.
+    (sample std, ``ddof=1``) when more than one seed was run, else minus ``tolerance``. When the
+    dense level does not beat the trivial baseline (:func:`dense_not_learned`) the dense model did
+    not learn and every ``matching`` is ``None``.
     """
+    if not results:
+        return []
     dense = results[0]
-    margin, rule = matching_margin(dense.std, len(dense.per_seed), tolerance)
-    if trivial is not None:
-        for r in results:
-            r.beats_trivial = trivial.beaten_by(r.mean)
+    margin, _ = matching_margin(dense.std, len(dense.per_seed), tolerance)
+    learned = dense_not_learned(dense.metric, dense.mean, trivial) is None
+    return [
+        replace(
+            r,
+            per_seed=dict(r.per_seed),
+            collapsed_tensors=dict(r.collapsed_tensors),
+            delta=r.mean - dense.mean,
+            matching=is_matching(r.mean, dense.mean, margin) if learned else None,
+            beats_trivial=trivial.beaten_by(r.mean) if trivial is not None else r.beats_trivial,
+        )
+        for r in results
+    ]
+
+
+def summarize(results: Sequence[LevelResult], tolerance: float, task: str, wall_s: float, trivial: TrivialBaseline | None = None) -> dict:
+    """The summary dict of the levels ``results`` (level 0 first), judged by :func:`verdicts`
+    (``results`` are not changed): ``task``, ``metric``, ``collapsed_levels``, ``matching_rule``,
+    ``highest_matching_sparsity``, ``wall_time_s``, ``levels`` (the judged rows as dicts); with
+    ``trivial`` also ``trivial_baseline`` and ``dense_learned``. A level that does not beat the
+    trivial baseline is never the highest matching sparsity; when dense did not learn, there is
+    none.
+    """
+    results = verdicts(results, tolerance, trivial)
+    dense = results[0]
+    _, rule = matching_margin(dense.std, len(dense.per_seed), tolerance)
     undefined = dense_not_learned(dense.metric, dense.mean, trivial)
     learned = undefined is None
-    for r in results:
-        r.delta = r.mean - dense.mean
-        r.matching = is_matching(r.mean, dense.mean, margin) if learned else None
     matching = [r for r in results if r.matching and r.level > 0 and r.beats_trivial is not False]
     best = max(matching, key=lambda r: r.sparsity) if matching else None
     summary = {

@@ -77,3 +77,15 @@ def test_read_run_takes_the_summary_decisions():
     run = read_run(FIXTURE)
     summary = json.loads((FIXTURE / "summary.json").read_text())
     assert [run.levels[lv]["matching"] for lv in sorted(run.levels)] == [r["matching"] for r in summary["levels"]]
+
+
+def test_verdicts_are_pure_and_agree_with_the_summary():
+    from bert_tickets.results.matching import verdicts
+
+    rows = [_row(0, 0.70), _row(1, 0.695), _row(2, 0.689)]
+    before = [dict(r.__dict__) for r in rows]
+    judged = verdicts(rows, 0.01)
+    assert [r.__dict__ for r in rows] == before  # the records are left as written
+    assert [r.matching for r in judged] == [True, True, False] and [r.delta for r in judged] == [0.0, 0.695 - 0.70, 0.689 - 0.70]
+    assert [r.__dict__ for r in judged] == summarize(rows, 0.01, "rte", 0.0)["levels"]
+    assert verdicts([], 0.01) == []
