@@ -115,6 +115,16 @@ def _spec(model_args: ModelArguments, data_args: DataArguments, args: PruneAtIni
     }
 
 
+def _scoring_data(model_args: ModelArguments, data_args: DataArguments, task):
+    """The tokenizer and prepared data a criterion that scores on training batches draws from."""
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.revision)
+    d = data_args
+    data = get_kind(task.kind).prepare(
+        task, tokenizer, d.data_dir, model_args.cache_dir, d.max_seq_length, d.max_train_samples, d.max_eval_samples
+    )
+    return tokenizer, data
+
+
 def find_ticket(model_args: ModelArguments, data_args: DataArguments, args: PruneAtInitArguments, training_args) -> TicketMask:
     """The criterion's ticket at θ0 (``OUTPUT_DIR/ticket``), found now or reused when the
     directory already holds the one these arguments give. The search is seeded with
@@ -145,18 +155,7 @@ def find_ticket(model_args: ModelArguments, data_args: DataArguments, args: Prun
         prunable_patterns=list(DEFAULT_PRUNABLE_PATTERNS),
     )
     dense = TicketMask.dense(model, meta.prunable_patterns, meta.exclude_patterns, meta)
-    tokenizer = data = None
-    if get_criterion(args.criterion).needs_data:
-        tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.revision)
-        data = get_kind(task.kind).prepare(
-            task,
-            tokenizer,
-            data_args.data_dir,
-            model_args.cache_dir,
-            data_args.max_seq_length,
-            data_args.max_train_samples,
-            data_args.max_eval_samples,
-        )
+    tokenizer, data = _scoring_data(model_args, data_args, task) if get_criterion(args.criterion).needs_data else (None, None)
     options = args.criterion_configs()[args.criterion]
     ticket = criterion_ticket(
         dense, model, args.criterion, args.sparsity, options, task, data, training_args, seed=training_args.seed, tokenizer=tokenizer

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import AutoTokenizer, TrainingArguments
 
+from .._io import read_json
 from ..connectivity import chord_barrier, error_barrier, evaluate_linear_path
 from ..results import RunLock, RunRecord
 from ..results.figures import linear_path_plot
@@ -146,89 +148,128 @@ def run(args: StabilityArguments) -> dict[str, Any]:
         return _analyse(args, record, hp, k, ticket)
 
 
-def _analyse(args: StabilityArguments, record: RunRecord, hp: dict, k: int, ticket: TicketMask) -> dict[str, Any]:
-    started = time.perf_counter()
-    task, model_name, revision, tokenizer, data = _run_inputs(hp)
-    out = record.paths.stability(args.level, k)
-    run_seed = hp["training"]["seed"]
+@dataclass
+class _RunInputs:
+    """What the analyses of a run need from it: its record, hyperparameters, task, θ0 and data."""
 
-    def start_weights():
-        model = load_theta0(task, model_name, run_seed, revision=revision)
-        load_into(model, record.load_initial_head(run_seed), "initial head")
+    record: RunRecord
+    hp: dict
+    task: Any
+    model_name: str
+    revision: str | None
+    tokenizer: Any
+    data: Any
+
+    @classmethod
+    def of(cls, record: RunRecord, hp: dict) -> _RunInputs:
+        return cls(record, hp, *_run_inputs(hp))
+
+    @property
+    def seed(self) -> int:
+        return self.hp["training"]["seed"]
+
+    def theta0_with_head(self) -> torch.nn.Module:
+        """θ0 with the run's initial head (what level 0 started from)."""
+        model = load_theta0(self.task, self.model_name, self.seed, revision=self.revision)
+        load_into(model, self.record.load_initial_head(self.seed), "initial head")
         return model
 
-    start = start_weights()
+    def evaluate(self, model: torch.nn.Module, out: Path) -> dict[str, float]:
+        return evaluate_model(model, self.task, self.data, _training_args(self.hp, out), output_dir=str(out), tokenizer=self.tokenizer)
+
+
+def _start_point(run: _RunInputs, k: int, ticket: TicketMask, out: Path) -> torch.nn.Module:
+    """The copies' starting weights: θ0 with the initial head, its backbone at rewind step ``k``
+    (the run's rewind point, made now by training the dense network when the run has none),
+    the ticket applied.
+
+    Raises:
+        ValueError: ``k`` beyond the optimizer steps of one fine-tune.
+    """
+    start = run.theta0_with_head()
     if k > 0:
-        if not record.has_rewind_point(k):
+        if not run.record.has_rewind_point(k):
             logger.info("no rewind point at step %d in the run: training the dense network %d steps to make it", k, k)
-            capture = RewindPointCapture(k, lambda state: record.save_rewind_point(k, state), stop=True)
+            capture = RewindPointCapture(k, lambda state: run.record.save_rewind_point(k, state), stop=True)
             dense = TicketMask.dense(start, ticket.metadata.prunable_patterns, ticket.metadata.exclude_patterns)
+            rewind_args = _training_args(run.hp, out / "rewind")
             finetune(
-                start_weights(),
+                run.theta0_with_head(),
                 dense,
-                task,
-                data,
-                _training_args(hp, out / "rewind"),
-                seed=run_seed,
+                run.task,
+                run.data,
+                rewind_args,
+                seed=run.seed,
                 output_dir=str(out / "rewind"),
-                tokenizer=tokenizer,
+                tokenizer=run.tokenizer,
                 callbacks=[capture],
             )
             if not capture.done:
                 raise ValueError(f"--rewind_step {k} exceeds the optimizer steps of one fine-tune")
-        load_into(get_backbone(start), record.load_rewind_point(k), f"rewind point {k}")
+        load_into(get_backbone(start), run.record.load_rewind_point(k), f"rewind point {k}")
     ticket.apply(start)
+    return start
+
+
+def _train_copies(run: _RunInputs, start: torch.nn.Module, ticket: TicketMask, data_seeds: list[int], out: Path, level: int):
+    """Two copies of ``start`` fine-tuned under ``ticket`` with the run's seed and the given
+    data-order seeds: their final weights and metrics."""
     ends, end_metrics = [], []
-    for s in args.data_seeds:
+    for s in data_seeds:
         copy_model = copy.deepcopy(start)
         result = finetune(
             copy_model,
             ticket,
-            task,
-            data,
-            _training_args(hp, out / f"copy_{s}", data_seed=s),
-            seed=run_seed,
+            run.task,
+            run.data,
+            _training_args(run.hp, out / f"copy_{s}", data_seed=s),
+            seed=run.seed,
             output_dir=str(out / f"copy_{s}"),
-            tokenizer=tokenizer,
+            tokenizer=run.tokenizer,
         )
         ends.append({n: t.detach().cpu().clone() for n, t in copy_model.state_dict().items()})
         end_metrics.append(result.metrics)
-        logger.info(
-            "stability level %d, copy with data seed %d: %s %.4f", args.level, s, task.primary_metric, result.metrics[task.primary_metric]
-        )
-    eval_args = _training_args(hp, out / "path")
-    path = evaluate_linear_path(
-        start,
-        ends[0],
-        ends[1],
-        lambda m: evaluate_model(m, task, data, eval_args, output_dir=str(out / "path"), tokenizer=tokenizer),
-        args.points,
-    )
-    metric = task.primary_metric
+        metric = run.task.primary_metric
+        logger.info("stability level %d, copy with data seed %d: %s %.4f", level, s, metric, result.metrics[metric])
+    return ends, end_metrics
+
+
+def _analyse(args: StabilityArguments, record: RunRecord, hp: dict, k: int, ticket: TicketMask) -> dict[str, Any]:
+    """The instability analysis of one level (see :func:`run`): start point, two copies, the
+    linear path between them, its barriers; saved with its plot."""
+    started = time.perf_counter()
+    run = _RunInputs.of(record, hp)
+    out = record.paths.stability(args.level, k)
+    start = _start_point(run, k, ticket, out)
+    ends, end_metrics = _train_copies(run, start, ticket, args.data_seeds, out, args.level)
+    path = evaluate_linear_path(start, ends[0], ends[1], lambda m: run.evaluate(m, out / "path"), args.points)
+    metric = run.task.primary_metric
+    seeds = args.data_seeds
     result = {
         "level": args.level,
         "rewind_step": k,
         "sparsity": ticket.sparsity,
         "metric": metric,
-        "data_seeds": list(args.data_seeds),
-        "seed": run_seed,
+        "data_seeds": list(seeds),
+        "seed": run.seed,
         "points": [{"alpha": p.alpha, "metrics": p.metrics} for p in path],
         "end_metrics": end_metrics,
         **_barriers(path, metric),
         "barrier_rule": f"{metric}: mean of the two ends minus the lowest value on the path (the barrier of 1 - {metric}); "
         "loss: the highest loss on the path minus the mean of the two ends",
         "wall_s": time.perf_counter() - started,
-        "title": f"{task.name} level {args.level} (sparsity {ticket.sparsity:.3f}), rewind step {k}, data seeds {args.data_seeds[0]} / {args.data_seeds[1]}",
+        "title": f"{run.task.name} level {args.level} (sparsity {ticket.sparsity:.3f}), rewind step {k}, data seeds {seeds[0]} / {seeds[1]}",
     }
     linear_path_plot(result, out / "path.png")
     record.write_stability(args.level, k, result)
+    barrier = result["barrier"]
     logger.info(
         "stability level %d from rewind step %d: barrier %s %.4f, loss %.4f (%s)",
         args.level,
         k,
         metric,
-        result["barrier"][metric],
-        result["barrier"]["loss"],
+        barrier[metric],
+        barrier["loss"],
         out,
     )
     return result
@@ -240,7 +281,8 @@ def successive_barriers(args: StabilityArguments) -> dict[str, Any]:
     *Unmasking the Lottery Ticket Hypothesis*, Section 4). The two ends have different masks:
     the path runs between the weights as they are, so a weight pruned at L but not at L − 1
     goes linearly from its trained value at L − 1 to 0, and a weight pruned at both stays 0. The
-    barriers are added to the run's summary (``barrier``, ``barrier_loss`` of level L).
+    barriers are added to the run's summary in their own columns (``barrier_successive``,
+    ``barrier_successive_loss`` of level L).
 
     Returns:
         ``{"pairs": {L: result}, "missing": [L, ...]}`` (levels without trained weights).
@@ -253,59 +295,50 @@ def successive_barriers(args: StabilityArguments) -> dict[str, Any]:
         raise ValueError(f"--points must be >= 3 (the ends and a point between), got {args.points}")
     info = read_run(args.run_dir)
     record = RunRecord(args.run_dir)
-    levels = sorted(info.levels)
-    pairs = [lv for lv in levels if lv > 0 and lv - 1 in info.levels]
+    pairs = [lv for lv in sorted(info.levels) if lv > 0 and lv - 1 in info.levels]
     ready = [lv for lv in pairs if record.has_trained_model(lv - 1) and record.has_trained_model(lv)]
     if not ready:
         raise FileNotFoundError(
             f"{args.run_dir}: no two successive complete levels kept their trained weights; run find with --save_trained"
         )
     hp = info.config["hyperparameters"]
-    task = get_task(hp["data"]["task"])
     results: dict[int, dict] = {}
-    todo = [lv for lv in ready if record.completed_successive(lv) is None]
     with RunLock(record.root):
-        if todo:
-            task, model_name, revision, tokenizer, data = _run_inputs(hp)
-            model = load_theta0(task, model_name, hp["training"]["seed"], revision=revision)
+        run = model = None
         for lv in ready:
-            done = record.completed_successive(lv)
-            if done is not None:
-                results[lv] = done
-                continue
-            out = record.paths.successive(lv)
-            eval_args = _training_args(hp, out)
-            started = time.perf_counter()
-            path = evaluate_linear_path(
-                model,
-                record.load_trained_model(lv - 1),
-                record.load_trained_model(lv),
-                lambda m, _o=out, _a=eval_args: evaluate_model(m, task, data, _a, output_dir=str(_o), tokenizer=tokenizer),
-                args.points,
-            )
-            metric = task.primary_metric
-            result = {
-                "from_level": lv - 1,
-                "level": lv,
-                "sparsity": [info.levels[lv - 1]["sparsity"], info.levels[lv]["sparsity"]],
-                "metric": metric,
-                "points": [{"alpha": p.alpha, "metrics": p.metrics} for p in path],
-                **_barriers(path, metric),
-                "barrier_rule": "as for the instability analysis; the ends are the trained levels L-1 and L (different masks)",
-                "wall_s": time.perf_counter() - started,
-                "title": f"{task.name}: trained level {lv - 1} -> trained level {lv}",
-            }
-            linear_path_plot(result, out / "path.png")
-            record.write_successive(lv, result)
-            results[lv] = result
-            logger.info(
-                "levels %d -> %d: barrier %s %.4f, loss %.4f", lv - 1, lv, metric, result["barrier"][metric], result["barrier"]["loss"]
-            )
+            results[lv] = record.completed_successive(lv)
+            if results[lv] is None:
+                if run is None:
+                    run = _RunInputs.of(record, hp)
+                    model = load_theta0(run.task, run.model_name, run.seed, revision=run.revision)
+                results[lv] = _successive_pair(run, model, info, lv, args.points)
         if record.paths.summary_json.is_file():
-            from .._io import read_json
-
             record.write_summary(read_json(record.paths.summary_json))
     return {"pairs": results, "missing": [lv for lv in pairs if lv not in ready]}
+
+
+def _successive_pair(run: _RunInputs, model: torch.nn.Module, info, lv: int, points: int) -> dict[str, Any]:
+    """The path from trained level ``lv`` − 1 to trained level ``lv``: evaluated, saved, plotted."""
+    out = run.record.paths.successive(lv)
+    started = time.perf_counter()
+    ends = run.record.load_trained_model(lv - 1), run.record.load_trained_model(lv)
+    path = evaluate_linear_path(model, *ends, lambda m: run.evaluate(m, out), points)
+    metric = run.task.primary_metric
+    result = {
+        "from_level": lv - 1,
+        "level": lv,
+        "sparsity": [info.levels[lv - 1]["sparsity"], info.levels[lv]["sparsity"]],
+        "metric": metric,
+        "points": [{"alpha": p.alpha, "metrics": p.metrics} for p in path],
+        **_barriers(path, metric),
+        "barrier_rule": "as for the instability analysis; the ends are the trained levels L-1 and L (different masks)",
+        "wall_s": time.perf_counter() - started,
+        "title": f"{run.task.name}: trained level {lv - 1} -> trained level {lv}",
+    }
+    linear_path_plot(result, out / "path.png")
+    run.record.write_successive(lv, result)
+    logger.info("levels %d -> %d: barrier %s %.4f, loss %.4f", lv - 1, lv, metric, result["barrier"][metric], result["barrier"]["loss"])
+    return result
 
 
 #: The argument dataclasses of ``stability``.
