@@ -458,93 +458,6 @@ class IMPRunner:
             self._trivial = self.kind.trivial_baseline(self.task, self.data)
         return self._trivial
 
-    # -- one level
-    def _start_weights(self, level: int, seed: int) -> torch.nn.Module:
-        """θ0 with this seed's head: level 0 records the initial head; later levels rewind the
-        backbone (step k > 0) and restore the initial (or the previous trained) head."""
-        model = self._load_model(seed)
-        if level == 0:
-            self.record.save_initial_head(seed, head_state(model))
-            return model
-        if self.imp_args.rewind_step > 0:
-            load_into(get_backbone(model), self.record.load_rewind_point(self.imp_args.rewind_step), "rewind weights")
-        if self.imp_args.keep_trained_head:
-            load_into(model, self.record.load_trained_head(level - 1), "trained head")
-        else:
-            load_into(model, self.record.load_initial_head(seed), "initial head")
-        return model
-
-    def _checkpoint_to_resume(self, level: int, seed: int, ticket: TicketMask, model: torch.nn.Module) -> str | None:
-        """The last Trainer checkpoint (``--save_steps``) of this level and seed, if one is left
-        by an interrupted run and its weights fit ``ticket`` (every pruned weight exactly 0);
-        checkpoints that do not fit are deleted and the seed starts over."""
-        from transformers.trainer_utils import get_last_checkpoint
-
-        seed_dir = self.record.paths.seed(level, seed)
-        last = get_last_checkpoint(str(seed_dir)) if seed_dir.is_dir() else None
-        if last is None:
-            return None
-        probe = copy.deepcopy(model)
-        try:
-            state = self.record.load_checkpoint_weights(last)
-            missing, unexpected = probe.load_state_dict(state, strict=False)
-            fits = not unexpected and ticket.count_nonzero_pruned(probe) == 0
-        except (OSError, ValueError, RuntimeError) as err:
-            logger.warning("level %d, seed %d: %s is unreadable (%s): starting over", level, seed, last, err)
-            fits = False
-        del probe
-        if not fits:
-            logger.warning("level %d, seed %d: %s does not fit this level's mask: starting over", level, seed, last)
-            self.record.remove_checkpoints(level, seed)
-            return None
-        logger.info("level %d, seed %d: resuming from %s (step %s)", level, seed, last, last.rsplit("-", 1)[-1])
-        return last
-
-    def _train_level(self, level: int, ticket: TicketMask, data: PreparedData) -> tuple[dict[str, dict[str, float]], torch.nn.Module]:
-        per_seed: dict[str, dict[str, Any]] = {}
-        first_model = None
-        k = self.imp_args.rewind_step
-        for seed in self.seeds:
-            model = self._start_weights(level, seed)
-            extra = []
-            capture = None
-            resume = self._checkpoint_to_resume(level, seed, ticket, model)
-            if resume is not None and level == 0 and k > 0 and not self.record.has_rewind_point(k):
-                logger.warning(
-                    "level 0, seed %d: %s is past the rewind step %d but no rewind point was saved: starting over", seed, resume, k
-                )
-                self.record.remove_checkpoints(level, seed)
-                resume = None
-            if level == 0 and seed == self.seeds[0] and k > 0 and resume is None and self.imp_args.rewind_data == "full":
-                capture = RewindPointCapture(k, lambda state: self.record.save_rewind_point(k, state))
-                extra.append(capture)
-            try:
-                result = finetune(
-                    model,
-                    ticket,
-                    self.task,
-                    data,
-                    self.training_args,
-                    seed=seed,
-                    output_dir=str(self.record.paths.seed(level, seed)),
-                    tokenizer=self.tokenizer,
-                    callbacks=extra,
-                    resume_from_checkpoint=resume,
-                )
-            except RuntimeError as err:
-                raise RuntimeError(f"level {level}, seed {seed}: {err}") from None
-            if capture is not None and not capture.done:
-                raise ValueError(f"--rewind_step {k} exceeds the {result.global_step} steps of level-0 training")
-            if resume is not None:
-                # The Trainer's train_loss averages only the steps run since the resume (it keeps
-                # the rest of the sum in a local variable); the evaluation metrics are exact.
-                result.metrics["resumed_from_step"] = int(resume.rsplit("-", 1)[-1])
-            per_seed[str(seed)] = result.metrics
-            self.record.write_log_history(level, seed, result.log_history)
-            if first_model is None:
-                first_model = result.model
-        return per_seed, first_model
-
     # -- the whole run
     def run(self) -> list[LevelResult]:
         """Run (or resume) every level; returns the judged summary rows and writes
@@ -631,7 +544,7 @@ class IMPRunner:
         self.prepare()
         self._annotate(ticket)
         self.record.save_ticket(level, ticket)
-        result, per_seed, trained = self._run_level(level, target, ticket)
+        result, per_seed, trained = self._levels().run_level(level, target, ticket, self.data)
         if level > 0 and self.schedule.uses_barrier:
             parent = ticket.metadata.parent_level
             result.parent_level = int(parent) if parent is not None else level - 1
@@ -699,6 +612,10 @@ class IMPRunner:
         names = {f.name for f in fields(LevelResult)}
         return [LevelResult(**{k: v for k, v in row.items() if k in names}) for row in summary["levels"]]
 
+    def _levels(self) -> LevelTrainer:
+        """The level trainer of this run (after :meth:`prepare`)."""
+        return LevelTrainer(self.task, self.training_args, self.imp_args, self.seeds, self.record, self.tokenizer, self._load_model)
+
     def _annotate(self, ticket: TicketMask) -> None:
         """Record in the ticket what the model kind and the data said: a local data split in the
         typed ``data_split``, other notes (e.g. an MLM head that was not pre-trained) in ``extra``."""
@@ -753,7 +670,111 @@ class IMPRunner:
         rows; the records are left as written) — what a schedule may read."""
         return verdicts(history, self.imp_args.tolerance, self.trivial_baseline())
 
-    def _run_level(self, level: int, target: float, ticket: TicketMask) -> tuple[LevelResult, dict, torch.nn.Module]:
+
+class LevelTrainer:
+    """Fine-tunes one IMP level: every seed from its starting weights (θ0 with the seed's
+    initial head, or the rewind point; a checkpoint left by an interrupted run resumes), the
+    rewind point captured during level 0, the Trainer logs recorded; the level's row.
+
+    Args:
+        task, training_args, imp_args: the run's task, ``TrainingArguments`` and IMP arguments.
+        seeds: the fine-tuning seeds (the first one's trained weights are pruned).
+        record: the run's :class:`~bert_tickets.results.RunRecord`.
+        tokenizer: the model's tokenizer.
+        load_model: ``load_model(seed)`` -> θ0 with that seed's fresh head.
+    """
+
+    def __init__(self, task: TaskSpec, training_args, imp_args: IMPArguments, seeds: list[int], record: RunRecord, tokenizer, load_model):
+        self.task, self.training_args, self.imp_args, self.seeds = task, training_args, imp_args, seeds
+        self.record, self.tokenizer, self.load_model = record, tokenizer, load_model
+
+    def _start_weights(self, level: int, seed: int) -> torch.nn.Module:
+        """θ0 with this seed's head: level 0 records the initial head; later levels rewind the
+        backbone (step k > 0) and restore the initial (or the previous trained) head."""
+        model = self.load_model(seed)
+        if level == 0:
+            self.record.save_initial_head(seed, head_state(model))
+            return model
+        if self.imp_args.rewind_step > 0:
+            load_into(get_backbone(model), self.record.load_rewind_point(self.imp_args.rewind_step), "rewind weights")
+        if self.imp_args.keep_trained_head:
+            load_into(model, self.record.load_trained_head(level - 1), "trained head")
+        else:
+            load_into(model, self.record.load_initial_head(seed), "initial head")
+        return model
+
+    def _checkpoint_to_resume(self, level: int, seed: int, ticket: TicketMask, model: torch.nn.Module) -> str | None:
+        """The last Trainer checkpoint (``--save_steps``) of this level and seed, if one is left
+        by an interrupted run and its weights fit ``ticket`` (every pruned weight exactly 0);
+        checkpoints that do not fit are deleted and the seed starts over."""
+        from transformers.trainer_utils import get_last_checkpoint
+
+        seed_dir = self.record.paths.seed(level, seed)
+        last = get_last_checkpoint(str(seed_dir)) if seed_dir.is_dir() else None
+        if last is None:
+            return None
+        probe = copy.deepcopy(model)
+        try:
+            state = self.record.load_checkpoint_weights(last)
+            missing, unexpected = probe.load_state_dict(state, strict=False)
+            fits = not unexpected and ticket.count_nonzero_pruned(probe) == 0
+        except (OSError, ValueError, RuntimeError) as err:
+            logger.warning("level %d, seed %d: %s is unreadable (%s): starting over", level, seed, last, err)
+            fits = False
+        del probe
+        if not fits:
+            logger.warning("level %d, seed %d: %s does not fit this level's mask: starting over", level, seed, last)
+            self.record.remove_checkpoints(level, seed)
+            return None
+        logger.info("level %d, seed %d: resuming from %s (step %s)", level, seed, last, last.rsplit("-", 1)[-1])
+        return last
+
+    def _train_level(self, level: int, ticket: TicketMask, data: PreparedData) -> tuple[dict[str, dict[str, float]], torch.nn.Module]:
+        per_seed: dict[str, dict[str, Any]] = {}
+        first_model = None
+        k = self.imp_args.rewind_step
+        for seed in self.seeds:
+            model = self._start_weights(level, seed)
+            extra = []
+            capture = None
+            resume = self._checkpoint_to_resume(level, seed, ticket, model)
+            if resume is not None and level == 0 and k > 0 and not self.record.has_rewind_point(k):
+                logger.warning(
+                    "level 0, seed %d: %s is past the rewind step %d but no rewind point was saved: starting over", seed, resume, k
+                )
+                self.record.remove_checkpoints(level, seed)
+                resume = None
+            if level == 0 and seed == self.seeds[0] and k > 0 and resume is None and self.imp_args.rewind_data == "full":
+                capture = RewindPointCapture(k, lambda state: self.record.save_rewind_point(k, state))
+                extra.append(capture)
+            try:
+                result = finetune(
+                    model,
+                    ticket,
+                    self.task,
+                    data,
+                    self.training_args,
+                    seed=seed,
+                    output_dir=str(self.record.paths.seed(level, seed)),
+                    tokenizer=self.tokenizer,
+                    callbacks=extra,
+                    resume_from_checkpoint=resume,
+                )
+            except RuntimeError as err:
+                raise RuntimeError(f"level {level}, seed {seed}: {err}") from None
+            if capture is not None and not capture.done:
+                raise ValueError(f"--rewind_step {k} exceeds the {result.global_step} steps of level-0 training")
+            if resume is not None:
+                # The Trainer's train_loss averages only the steps run since the resume (it keeps
+                # the rest of the sum in a local variable); the evaluation metrics are exact.
+                result.metrics["resumed_from_step"] = int(resume.rsplit("-", 1)[-1])
+            per_seed[str(seed)] = result.metrics
+            self.record.write_log_history(level, seed, result.log_history)
+            if first_model is None:
+                first_model = result.model
+        return per_seed, first_model
+
+    def run_level(self, level: int, target: float, ticket: TicketMask, data: PreparedData) -> tuple[LevelResult, dict, torch.nn.Module]:
         """Fine-tune every seed under ``ticket``; the level's row, per-seed metrics and the first
         seed's trained model (whose weights the next level prunes)."""
         per_tensor = ticket.per_tensor_sparsity()
@@ -770,7 +791,7 @@ class IMPRunner:
                 collapse_options_hint(collapsed),
             )
         t0 = time.perf_counter()
-        per_seed, trained = self._train_level(level, ticket, self.data)
+        per_seed, trained = self._train_level(level, ticket, data)
         values = [m[self.task.primary_metric] for m in per_seed.values()]
         result = LevelResult(
             level=level,
