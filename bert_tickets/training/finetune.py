@@ -254,6 +254,7 @@ def finetune(
     Raises:
         ValueError: an unknown source or objective or a bad option (see :func:`plan_training`;
             before any training).
+        FileNotFoundError: a source's file is missing (before any training).
         RuntimeError: a pruned weight is non-zero after training (the callback failed).
     """
     plan = plan_training(
