@@ -386,10 +386,7 @@ def test_per_target_training_budget(inputs, tmp_path):
     same = {cid for cid, s in plain.cells.items() if s.target == "mrpc"}
     assert same and same == {cid for cid, s in budget.cells.items() if s.target == "mrpc"}
     assert not {cid for cid, s in plain.cells.items() if s.target == "rte"} & set(budget.cells)
-    assert (
-        len(budget.runner.prepared("rte").train) == 8
-        and len(budget.runner.prepared("mrpc").train) == len(plain.runner.prepared("mrpc").train) == 32
-    )
+    assert len(budget.runner.prepared("rte").train) == 8 and len(budget.runner.prepared("mrpc").train) == len(plain.runner.prepared("mrpc").train) == 32
     # --task_args: one target's TrainingArguments; its cells change, the other target's do not
     _, per_target = parse_transfer_args(argv(inputs, tmp_path / "d", "--task_args", "mrpc:num_train_epochs=3", "mrpc:learning_rate=0.5"))
     assert (per_target["mrpc"].num_train_epochs, per_target["mrpc"].learning_rate) == (3.0, 0.5)
