@@ -430,19 +430,20 @@ class IMPRunner:
         else:
             subset = random_subset(len(self.data.train), a.rewind_subset_size, seed)
         total = optimizer_steps(self.training_args, len(self.data.train))
-        diet = replace(self.data, train=self.data.train.select(subset.tolist()))
         model = self._load_model(seed)  # θ0 with the first seed's initial head (the one level 0 starts from)
         capture = RewindPointCapture(k, lambda state: self.record.save_rewind_point(k, state), stop=True)
         finetune(
             model,
             dense,
             self.task,
-            diet,
-            replace(self.training_args, max_steps=total),  # the full run's schedule, cycling the subset, stopped at k
+            self.data,
+            self.training_args,
             seed=seed,
             output_dir=str(out / "rewind"),
             tokenizer=self.tokenizer,
             callbacks=[capture],
+            source="subset",  # the full run's schedule, cycling the subset, stopped at k
+            source_options={"indices": subset.tolist(), "steps": total},
         )
         info = {"rewind_data": a.rewind_data, "size": len(subset), "spent_steps": spent + k, "indices": subset.tolist()}
         self.record.save_rewind_subset(info)  # last: its presence marks the diet complete

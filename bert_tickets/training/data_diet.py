@@ -9,12 +9,15 @@ EL2N (Paul, Ganguli & Dziugaite 2021, *Deep Learning on a Data Diet*, Section 2.
 θ0 with its own seed; *easy* = lowest scores. For a regression task (STS-B) there is no softmax:
 the score is |f(x) − y|, the L2 norm of the one-dimensional error (our decision: the same "error
 vector norm" the classification score measures).
+
+Both trainings go through the training seam of :func:`~bert_tickets.training.finetune.finetune`:
+the short EL2N runs and the rewind-point pre-training train on the ``subset`` source (the whole
+split for ``steps`` optimizer steps; the chosen examples cycled to the full run's schedule).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -22,6 +25,9 @@ import torch
 from ..tasks import PreparedData, TaskSpec
 from ..ticket import TicketMask
 from .finetune import finetune, predict_logits
+from .sources.subset import random_subset
+
+__all__ = ["REWIND_DATA", "easy_subset", "el2n_scores", "mean_el2n", "random_subset"]
 
 #: ``--rewind_data`` choices: the standard rewind point (full data), a random or an easy subset.
 REWIND_DATA = ("full", "random", "easy")
@@ -62,17 +68,6 @@ def easy_subset(scores: torch.Tensor, size: int) -> torch.Tensor:
     return torch.sort(order[:size]).values
 
 
-def random_subset(num_examples: int, size: int, seed: int) -> torch.Tensor:
-    """``size`` distinct indices (int64, ascending) drawn uniformly with a generator seeded by ``seed``.
-
-    Raises:
-        ValueError: ``size`` outside ``[1, num_examples]``.
-    """
-    if not (1 <= size <= num_examples):
-        raise ValueError(f"--rewind_subset_size must be in [1, {num_examples}] (the training examples), got {size}")
-    return torch.sort(torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed))[:size]).values
-
-
 def mean_el2n(
     make_model: Callable[[int], torch.nn.Module],
     ticket: TicketMask,
@@ -88,8 +83,9 @@ def mean_el2n(
 ) -> torch.Tensor:
     """EL2N of every training example averaged over ``models`` networks, the i-th built by
     ``make_model(seed + i)`` (θ0 with a fresh head) and fine-tuned ``steps`` optimizer steps
-    under ``ticket`` with seed ``seed + i`` (the run's learning-rate schedule, cut at ``steps``),
-    then run on the training set in evaluation mode. Float32 ``(len(data.train),)``.
+    under ``ticket`` with seed ``seed + i`` on the ``subset`` source with a budget of ``steps``
+    (the whole training split; the learning-rate schedule of ``max_steps = steps``), then run on
+    the training set in evaluation mode. Float32 ``(len(data.train),)``.
 
     Raises:
         ValueError: ``models`` or ``steps`` < 1.
@@ -99,8 +95,18 @@ def mean_el2n(
     total = None
     for i in range(models):
         model = make_model(seed + i)
-        args = replace(training_args, max_steps=steps)
-        finetune(model, ticket, task, data, args, seed=seed + i, output_dir=f"{output_dir}/model_{i}", tokenizer=tokenizer)
+        finetune(
+            model,
+            ticket,
+            task,
+            data,
+            training_args,
+            seed=seed + i,
+            output_dir=f"{output_dir}/model_{i}",
+            tokenizer=tokenizer,
+            source="subset",
+            source_options={"steps": steps},
+        )
         logits, labels = predict_logits(
             model, data.train, task, data, training_args, output_dir=f"{output_dir}/model_{i}", tokenizer=tokenizer
         )

@@ -1,12 +1,20 @@
 """``finetune``: fine-tune one model under one ticket on one task with one seed — the only place
 a ``transformers.Trainer`` is built (open_lth's ``standard_train``). IMP levels, transfer
-cells, stability copies and pruning-at-init all call it.
+cells, stability copies, pruning-at-init and the data diet all call it.
+
+The training seam: besides the ticket and the starting weights (the model as given), a fine-tune
+takes *what to train on* — a registered training-data source (:mod:`.sources`: ``task``, the
+default, ``subset``, ``examples``, ``embeddings``) — and *how a batch's loss is computed* — a
+registered training objective (:mod:`.objectives`: ``standard``, the default, ``adversarial``).
+With the defaults the stock ``Trainer`` is built exactly as before the seam; a non-standard
+objective (or a source's soft-label loss) is the one place ``Trainer.compute_loss`` is overridden
+(:class:`ObjectiveTrainer`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,6 +24,8 @@ from transformers import Trainer, TrainerCallback
 from ..tasks import PreparedData, TaskSpec, get_kind
 from ..ticket import TicketMask
 from .callback import TicketCallback
+from .objectives import OBJECTIVES, TrainingObjective
+from .sources import SOURCES, TrainingData, TrainingSource
 
 #: ``TrainingArguments`` fields that change what a fine-tune computes (part of a run's hash).
 TRAINING_KEYS = (
@@ -49,11 +59,12 @@ def global_batch_size(training_args: Any) -> int:
 
 def optimizer_steps(training_args: Any, num_train_examples: int) -> int:
     """Optimizer steps one fine-tune takes: ``max_steps`` when set (> 0), else
-    ``ceil(ceil(n / global batch) / accumulation) * ceil(epochs)``."""
+    ``ceil(n / global batch) * ceil(epochs)`` (:func:`global_batch_size`; equal to the
+    Trainer's ``ceil(ceil(n / (per-device batch x processes)) / accumulation)`` steps an epoch,
+    since ``ceil(ceil(n / a) / b) = ceil(n / (a b))`` for positive integers)."""
     if training_args.max_steps and training_args.max_steps > 0:
         return int(training_args.max_steps)
-    batches = math.ceil(num_train_examples / (training_args.per_device_train_batch_size * max(1, training_args.world_size)))
-    return math.ceil(batches / training_args.gradient_accumulation_steps) * math.ceil(training_args.num_train_epochs)
+    return math.ceil(num_train_examples / global_batch_size(training_args)) * math.ceil(training_args.num_train_epochs)
 
 
 @dataclass
@@ -75,6 +86,121 @@ class FinetuneResult:
     global_step: int = 0
 
 
+@dataclass
+class TrainingPlan:
+    """A fine-tune's training seam, resolved and checked: the source and objective instances and
+    their options instances (see :func:`plan_training`)."""
+
+    source: TrainingSource
+    source_options: Any
+    objective: TrainingObjective
+    objective_options: Any
+
+
+def plan_training(
+    task: TaskSpec,
+    data: PreparedData,
+    *,
+    source: str = "task",
+    source_options: Mapping[str, Any] | Any | None = None,
+    objective: str = "standard",
+    objective_options: Mapping[str, Any] | Any | None = None,
+    model: torch.nn.Module | None = None,
+) -> TrainingPlan:
+    """Resolve and check a fine-tune's source and objective before any work.
+
+    Args:
+        task, data: the task and its prepared data.
+        source: a registered training-data source (:data:`~bert_tickets.training.sources.SOURCES`).
+        source_options: its options: name -> value (text or typed), or an instance of its ``Options``.
+        objective: a registered training objective (:data:`~bert_tickets.training.objectives.OBJECTIVES`).
+        objective_options: its options, likewise.
+        model: the model to train, for the checks that need it (e.g. the embedding size).
+
+    Raises:
+        ValueError: an unknown source or objective, an unknown or bad option, or options that do
+            not fit the task, data or model (one line).
+        FileNotFoundError: a source's file is missing.
+    """
+    src = SOURCES.get(source)()
+    src_options = src.options(source_options)
+    src.check(src_options, task=task, data=data, model=model)
+    obj = OBJECTIVES.get(objective)()
+    return TrainingPlan(src, src_options, obj, obj.options(objective_options))
+
+
+class ObjectiveTrainer(Trainer):
+    """The stock ``Trainer`` with ``compute_loss`` routed through a training objective — the one
+    subclass of ``Trainer`` in the package, built by :func:`finetune` only for a non-standard
+    objective or a source's soft-label loss (``Trainer(compute_loss_func=...)`` sees one
+    forward pass's outputs, not the inputs, so it cannot perturb them).
+
+    Training batches get ``objective.loss(model, inputs, objective_options, base_loss)``;
+    evaluation and prediction batches get ``base_loss``: the source's ``label_loss`` where it
+    applies (soft labels), else ``Trainer.compute_loss``.
+
+    Args:
+        objective: the :class:`~bert_tickets.training.objectives.TrainingObjective`.
+        objective_options: its options instance.
+        label_loss: the source's :attr:`~bert_tickets.training.sources.TrainingData.label_loss`, or ``None``.
+        **kwargs: ``Trainer``'s arguments.
+    """
+
+    def __init__(
+        self, *args: Any, objective: TrainingObjective, objective_options: Any = None, label_loss: Callable | None = None, **kwargs: Any
+    ):
+        super().__init__(*args, **kwargs)
+        self.objective, self.objective_options, self.label_loss = objective, objective_options, label_loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        def base_loss(m, batch):
+            out = self.label_loss(m, batch) if self.label_loss is not None else None
+            if out is None:
+                out = super(ObjectiveTrainer, self).compute_loss(m, batch, return_outputs=True, num_items_in_batch=num_items_in_batch)
+            return out
+
+        if model.training and torch.is_grad_enabled():
+            loss, outputs = self.objective.loss(model, dict(inputs), self.objective_options, base_loss)
+        else:
+            loss, outputs = base_loss(model, inputs)
+        return (loss, outputs) if return_outputs else loss
+
+
+class _TrainingCollator:
+    """A source's collator for batches of its training examples (features whose keys are the
+    training dataset's columns, after the Trainer removed those the model does not take), the
+    kind's (or the Trainer's default) for every other batch (evaluation)."""
+
+    def __init__(self, train: Callable, other: Callable, columns: Sequence[str]):
+        self.train, self.other, self.columns = train, other, frozenset(columns)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        return (self.train if set(features[0]) <= self.columns else self.other)(features)
+
+
+def _trainer(model, args, training: TrainingData, plan: TrainingPlan, kind, task, data, tokenizer, callbacks) -> Trainer:
+    """The Trainer of one fine-tune: a stock ``Trainer`` for the standard objective without a
+    label loss, else an :class:`ObjectiveTrainer`."""
+    kwargs = kind.trainer_kwargs(task, tokenizer, data)
+    if training.data_collator is not None:
+        from transformers import DataCollatorWithPadding, default_data_collator
+
+        other = kwargs.get("data_collator") or (DataCollatorWithPadding(tokenizer) if tokenizer is not None else default_data_collator)
+        kwargs["data_collator"] = _TrainingCollator(training.data_collator, other, training.dataset.column_names)
+    common = dict(
+        model=model,
+        args=args,
+        train_dataset=training.dataset,
+        eval_dataset=next(iter(data.eval.values())),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        **kwargs,
+    )
+    if plan.objective.standard and training.label_loss is None:
+        return Trainer(**common)
+    return ObjectiveTrainer(objective=plan.objective, objective_options=plan.objective_options, label_loss=training.label_loss, **common)
+
+
 def finetune(
     model: torch.nn.Module,
     ticket: TicketMask,
@@ -87,13 +213,20 @@ def finetune(
     tokenizer: Any = None,
     callbacks: Sequence[TrainerCallback] = (),
     resume_from_checkpoint: str | None = None,
+    source: str = "task",
+    source_options: Mapping[str, Any] | Any | None = None,
+    objective: str = "standard",
+    objective_options: Mapping[str, Any] | Any | None = None,
 ) -> FinetuneResult:
-    """Fine-tune ``model`` on ``task`` while :class:`~bert_tickets.training.callback.TicketCallback`
-    keeps ``ticket``'s pruned weights at exactly zero, then evaluate with the task kind.
+    """Fine-tune ``model`` on what ``source`` gives, with ``objective``'s loss, while
+    :class:`~bert_tickets.training.callback.TicketCallback` keeps ``ticket``'s pruned weights at
+    exactly zero, then evaluate with the task kind (on ``data.eval``, whatever the source).
 
     The caller decides where the weights start (θ0, a rewind point, a re-initialisation) and
     which head they carry; this function does not load or save weights. Every
-    ``TrainingArguments`` option passes through; ``output_dir`` and ``seed`` replace theirs.
+    ``TrainingArguments`` option passes through; ``output_dir`` and ``seed`` replace theirs, and
+    a source's step budget (``subset``'s ``steps``) replaces ``max_steps``. With the default
+    source and objective the Trainer is built exactly as before the training seam (same numbers).
 
     Args:
         model: the task model (a ``BertFor…`` of ``task``'s kind), weights already in place.
@@ -108,24 +241,30 @@ def finetune(
         resume_from_checkpoint: a Trainer checkpoint directory of this very fine-tune
             (``output_dir/checkpoint-N``) to continue from, through the Trainer's own
             ``train(resume_from_checkpoint=...)`` (weights, optimizer, scheduler, RNG, data order).
+        source: the registered training-data source (:mod:`bert_tickets.training.sources`):
+            ``task`` (``data.train``, default), ``subset``, ``examples``, ``embeddings``, ...
+        source_options: its options (name -> value, or its ``Options`` instance).
+        objective: the registered training objective (:mod:`bert_tickets.training.objectives`):
+            ``standard`` (the model's own loss, default), ``adversarial``, ...
+        objective_options: its options (name -> value, or its ``Options`` instance).
 
     Returns:
         :class:`FinetuneResult`.
 
     Raises:
+        ValueError: an unknown source or objective or a bad option (see :func:`plan_training`;
+            before any training).
+        FileNotFoundError: a source's file is missing (before any training).
         RuntimeError: a pruned weight is non-zero after training (the callback failed).
     """
-    kind = get_kind(task.kind)
-    args = replace(training_args, output_dir=str(output_dir), seed=seed)
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=next(iter(data.eval.values())),
-        processing_class=tokenizer,
-        callbacks=[TicketCallback(ticket), *callbacks],
-        **kind.trainer_kwargs(task, tokenizer, data),
+    plan = plan_training(
+        task, data, source=source, source_options=source_options, objective=objective, objective_options=objective_options, model=model
     )
+    kind = get_kind(task.kind)
+    training = plan.source.build(plan.source_options, task=task, data=data, tokenizer=tokenizer)
+    budget = {"max_steps": training.max_steps} if training.max_steps is not None else {}
+    args = replace(training_args, output_dir=str(output_dir), seed=seed, **budget)
+    trainer = _trainer(model, args, training, plan, kind, task, data, tokenizer, [TicketCallback(ticket), *callbacks])
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     metrics = kind.evaluate(trainer, task, data)
     metrics["train_loss"] = next((h["train_loss"] for h in reversed(trainer.state.log_history) if "train_loss" in h), None)
