@@ -125,18 +125,108 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """``json.loads`` of a file this package wrote.
+def read_json(path: str | os.PathLike, fix: str = "delete it to redo that step") -> Any:
+    """``json.loads`` of a file this package wrote: the one reader of a run's or a matrix's JSON.
+
+    Args:
+        fix: what the user should do about a corrupt file, in the message (e.g. "delete the
+            cell directory to re-run it").
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is not valid JSON; the message names the file (one line).
+        ValueError: the file is not valid JSON; the message names the file and ``fix`` (one line).
     """
     path = Path(path)
     try:
         return json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is corrupt (not valid JSON: {first_line(err)}); delete it to redo that step") from None
+        raise ValueError(f"{path} is corrupt (not valid JSON: {first_line(err)}); {fix}") from None
+
+
+def tensors_problem(path: str | os.PathLike) -> str | None:
+    """What is wrong with the safetensors file ``path`` without reading its tensors: ``None``
+    when its 8-byte header length, JSON header and data length agree with the file's size
+    (a truncated or overwritten file does not), else the reason (one phrase).
+
+    The check reads the header only (a few KiB), so a resume can verify every weight file it
+    skips. Format: https://huggingface.co/docs/safetensors (header length little-endian u64,
+    header JSON with each tensor's ``data_offsets`` relative to the end of the header)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                return f"{size} bytes, shorter than the 8-byte header length"
+            (n,) = struct.unpack("<Q", raw)
+            if n > size - 8:
+                return f"its header claims {n} bytes but the file has {size}"
+            header = json.loads(f.read(n))
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return f"unreadable header ({first_line(err)})"
+    if not isinstance(header, dict):
+        return "its header is not a JSON object"
+    ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v]
+    expected = 8 + n + max(ends, default=0)
+    if expected != size:
+        return f"truncated or padded: {size} bytes, its header describes {expected}"
+    return None
+
+
+def read_tensors(path: str | os.PathLike, fix: str) -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file`` of a weight file this package wrote (CPU tensors): the one
+    reader of a run's or a matrix's weights.
+
+    Args:
+        fix: what the user should do about a corrupt file, in the message (e.g. "re-run the
+            level").
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is truncated or corrupt; one line naming the file and ``fix``.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; {fix}")
+    problem = tensors_problem(path)
+    if problem is not None:
+        raise ValueError(f"{path} is corrupt ({problem}); {fix}")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, RuntimeError) as err:
+        raise ValueError(f"{path} is corrupt ({first_line(err)}); {fix}") from None
+
+
+def file_record(path: str | os.PathLike) -> dict[str, Any]:
+    """``{"bytes": size, "sha256": hex digest}`` of a file: what a record lists about a file it
+    relies on, so that a resume can verify it (:func:`file_problem`)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"bytes": Path(path).stat().st_size, "sha256": h.hexdigest()}
+
+
+def file_problem(path: str | os.PathLike, recorded: Mapping[str, Any] | None = None) -> str | None:
+    """What is wrong with a file a record relies on, or ``None``: missing; a size or sha256
+    other than ``recorded`` (:func:`file_record`) says; for a ``.safetensors`` file without a
+    record, its header against its size (:func:`tensors_problem`)."""
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    if recorded:
+        size = path.stat().st_size
+        if "bytes" in recorded and size != recorded["bytes"]:
+            return f"{size} bytes, {recorded['bytes']} recorded"
+        if "sha256" in recorded and file_record(path)["sha256"] != recorded["sha256"]:
+            return "its sha256 differs from the one recorded"
+        return None
+    return tensors_problem(path) if path.suffix == ".safetensors" else None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

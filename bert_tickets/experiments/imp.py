@@ -43,7 +43,18 @@ from ..pruning import (
     schedule_hash_entries,
 )
 from ..pruning.select import SCOPES
-from ..results import LevelResult, RunRecord, argument_groups, check_output_dir, format_summary, hyperparameter_hash, summarize, verdicts
+from ..results import (
+    LevelResult,
+    RunRecord,
+    argument_groups,
+    check_output_dir,
+    claim_directory,
+    format_summary,
+    hyperparameter_hash,
+    kinds,
+    summarize,
+    verdicts,
+)
 from ..tasks import PreparedData, TaskSpec, get_kind, get_task
 from ..ticket import (
     DEFAULT_PRUNABLE_PATTERNS,
@@ -309,12 +320,12 @@ class IMPRunner:
         if data_args.data_dir is not None:
             self.kind.validate_inputs(self.task, data_args.data_dir)
         check_output_dir(training_args.output_dir)
+        claim_directory(training_args.output_dir, kinds.RUN)
         self.record = RunRecord(training_args.output_dir, is_main=training_args.process_index == 0)
         self.hparams = run_hyperparameters(model_args, data_args, imp_args, training_args)
         self.hash = hyperparameter_hash(self.hparams)
         self.record.check_config(self.hparams, self.hash, self.planned)
         self._load_theta0_once()
-        self.record.check_resumable()
         self.data: PreparedData | None = None
         self._trivial = None
 
@@ -465,6 +476,7 @@ class IMPRunner:
         summary.json/csv. The loop is the schedule's: ``while (s := schedule.next(verdicts))``."""
         started = time.perf_counter()
         self._start()
+        self._repair_initial_heads()
         history: list[LevelResult] = []
         next_ticket: TicketMask | None = self.dense_ticket
         diet_steps = self.diet_rewind_point() if self.imp_args.rewind_data != "full" else 0
@@ -522,7 +534,11 @@ class IMPRunner:
         Raises:
             ValueError: it was run at another sparsity than the schedule now gives it.
         """
-        done = self.record.completed_level(level)
+        try:
+            done = self.record.completed_level(level)
+        except ValueError as err:  # a corrupt metrics.json: the level is re-trained
+            logger.warning("level %d: %s: re-training the level", level, first_line(err).split(";")[0])
+            return None
         if done is None:
             return None
         if abs(done.target_sparsity - target) > 1e-9:
@@ -530,9 +546,31 @@ class IMPRunner:
                 f"{self.record.paths.level(level)} was run at sparsity {done.target_sparsity} but this schedule puts "
                 f"level {level} at {target}; use another --output_dir"
             )
+        problem = self.record.level_problem(level, weights=self._kept_weights())
+        k = self.imp_args.rewind_step
+        if problem is None and level == 0 and k > 0 and self.imp_args.rewind_data == "full":
+            found = self.record.rewind_point_problem(k)
+            problem = f"{self.record.paths.rewind_point(k)}: {found}" if found else None
+        if problem is not None:
+            logger.warning("level %d is complete but %s: re-training the level", level, problem)
+            return None
         self.record.remove_checkpoints(level)  # left if a run died right after completing the level
         logger.info("level %d (sparsity %.4f) already complete: skipped", level, done.sparsity)
         return done
+
+    def _kept_weights(self) -> tuple[str, ...]:
+        """The weight files every complete level of this run has kept (what a resume verifies)."""
+        return ("trained_model",) * self.keep_trained + ("trained_head",) * self.imp_args.keep_trained_head
+
+    def _repair_initial_heads(self) -> None:
+        """Re-create a corrupt initial head of a run whose level 0 is complete: it is the seed's
+        fresh head of θ0 (:func:`~bert_tickets.training.weights.load_theta0` is deterministic per
+        seed), so no level is re-trained. (Before level 0 completes, level 0 writes it anyway.)"""
+        for seed in self.seeds:
+            problem = self.record.initial_head_problem(seed)
+            if problem is not None and self.record.paths.metrics(0).is_file():
+                logger.warning("%s: %s: re-creating it from θ0 and seed %d", self.record.paths.initial_head(seed), problem, seed)
+                self.record.save_initial_head(seed, head_state(self._load_model(seed)))
 
     def _train_level_of(self, level: int, target: float, ticket: TicketMask) -> tuple[LevelResult, dict, torch.nn.Module]:
         """Save the level's ticket (once: its metrics go to metrics.json), fine-tune every seed,

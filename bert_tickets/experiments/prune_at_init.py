@@ -28,7 +28,7 @@ from transformers import AutoTokenizer
 from .._io import atomic_write_text
 from ..pruning import CRITERIA_REGISTRY, at_init_criteria, get_criterion
 from ..pruning.select import SCOPES
-from ..results import check_output_dir
+from ..results import check_output_dir, claim_directory, kinds
 from ..results.paths import TICKET_DIR
 from ..results.rows import SANITY_CHECKS, CriterionRow, check_rows, get_row
 from ..tasks import get_kind, get_task
@@ -39,8 +39,8 @@ from .transfer import TransferArguments, TransferMatrix, criterion_ticket
 
 logger = logging.getLogger("bert_tickets")
 
-FINETUNE_DIR = "finetune"
-REPORT_FILE = "report.md"
+FINETUNE_DIR = kinds.FINETUNE_DIR
+REPORT_FILE = kinds.REPORT_FILE
 
 
 @dataclass
@@ -218,6 +218,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: PruneAtInitA
     """
     task = get_task(data_args.task)
     check_output_dir(training_args.output_dir)
+    claim_directory(training_args.output_dir, kinds.PRUNE_AT_INIT)
     if data_args.data_dir is not None:
         get_kind(task.kind).validate_inputs(task, data_args.data_dir)
     root = Path(training_args.output_dir)

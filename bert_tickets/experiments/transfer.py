@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 from transformers import AutoTokenizer
 
-from .._io import json_hash, write_json
+from .._io import first_line, json_hash, write_json
 from ..pruning import add_cost, get_criterion, prune_ticket
-from ..results import RunLock, RunPaths, RunRecord, argument_groups, check_output_dir
+from ..results import RunLock, RunPaths, RunRecord, argument_groups, check_output_dir, claim_directory, kinds
 from ..results.cells import BASELINES, CellResult, CellSpec, MatrixRecord
 from ..results.figures import transfer_heatmap
 from ..results.rows import DENSE_ROW, SANITY_CHECKS, TICKET_ROW, CriterionRow, RowInputs, baseline_names, check_rows, get_check, get_row
@@ -542,7 +542,10 @@ class CellRunner:
         context = {k: v for k, v in self.plan.context(spec).items() if k != "mask"}
         cached = self.record.root / MASKS_DIR / json_hash({**key_spec, "context": context})
         if (cached / CONFIG_FILE).is_file():
-            return TicketMask.from_pretrained(cached)
+            try:
+                return TicketMask.from_pretrained(cached)
+            except (ValueError, OSError) as err:  # searched again and rewritten below
+                logger.warning("%s: %s: searching the mask again", cached, first_line(err))
         ticket = criterion_ticket(
             dense,
             model,
@@ -620,6 +623,7 @@ class TransferMatrix:
         self.plan = MatrixPlan.build(args, training_args)
         first_args = training_args[next(iter(self.plan.targets))]
         check_output_dir(first_args.output_dir)
+        claim_directory(first_args.output_dir, kinds.MATRIX)
         self.record = MatrixRecord(first_args.output_dir, is_main=first_args.process_index == 0)
         self.spec_hash = self.record.check_config(self.plan.spec)
         self.runner = CellRunner(self.plan, self.record)
@@ -646,7 +650,7 @@ class TransferMatrix:
         (see :func:`~bert_tickets.results.cells.build_matrix`). ``local``: one after another in
         this process; ``ray``: :func:`run_on_ray`."""
         self.record.write_config(self.plan.spec, self.spec_hash)
-        todo = {cid: spec for cid, spec in self.plan.cells.items() if self.record.completed(cid) is None}
+        todo = self.cells_to_run()
         logger.info(
             "transfer matrix %s: %d sources x %d targets x %d seeds + baselines = %d cells, %d to run, executor %s, output %s",
             self.spec_hash,
@@ -666,10 +670,30 @@ class TransferMatrix:
             self.write_outputs()
         return self.write_outputs()
 
+    def cells_to_run(self) -> dict[str, CellSpec]:
+        """The cells that are not complete, and the complete ones whose files are corrupt
+        (:meth:`~bert_tickets.results.cells.MatrixRecord.cell_problem`: a warning names the file;
+        the cell is re-run and its files rewritten)."""
+        todo = {}
+        for cid, spec in self.plan.cells.items():
+            problem = self.record.cell_problem(cid, trained=self.plan.args.save_trained)
+            if problem is not None and problem != "not complete":
+                logger.warning("cell %s: %s: re-running the cell", cid, problem)
+            if problem is not None:
+                todo[cid] = spec
+        return todo
+
+    def _readable(self, cell_id: str) -> CellResult | None:
+        """The cell's result, or ``None`` when it is missing or (until it is re-run) corrupt."""
+        try:
+            return self.record.completed(cell_id)
+        except ValueError:
+            return None
+
     def write_outputs(self) -> dict[str, Any]:
         """Rebuild the results and matrix files (and the heatmap once dense cells exist) from the
         complete cells of this matrix."""
-        done = [r for cid in self.plan.cells if (r := self.record.completed(cid)) is not None]
+        done = [r for cid in self.plan.cells if (r := self._readable(cid)) is not None]
         trivial = {t: self.trivial_baseline(t) for t in {r.spec.target for r in done}}
         matrix = self.record.write_tables(done, self.plan.args.tolerance, trivial)
         if self.record.is_main and any(

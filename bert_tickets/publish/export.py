@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..results import RunRecord
+from ..results import RunRecord, kinds
 from ..results.record import read_run
 from ..tasks import get_kind, get_task
 from ..ticket import TicketMask, hub_revision
@@ -60,6 +60,7 @@ def export_level(run_dir: str | os.PathLike, level: int, output_dir: str | os.Pa
     row = run.levels[level]
     what = f"The fine-tuned weights of IMP level {level} of a `bert-tickets find` run on {task.display_name}"
     card = _card(task, base, ticket, row["metric"], row["mean"], row.get("std"), what)
+    _mark(model, {"run": str(Path(run_dir).resolve()), "level": level, "sparsity": ticket.sparsity})
     return _write_checkpoint(model, base, revision, card, output_dir)
 
 
@@ -88,8 +89,16 @@ def export_cell(matrix_dir: str | os.PathLike, cell_id: str, output_dir: str | o
     ticket = TicketMask.from_pretrained(record.ticket_dir(cell_id))
     _check_zeros(ticket, model, f"cell {cell_id}")
     spec = result.spec
+    _mark(model, {"matrix": str(Path(matrix_dir).resolve()), "cell": cell_id, "sparsity": ticket.sparsity})
     what = f"The fine-tuned weights of transfer cell {cell_id} (the {spec.label} mask on {task.display_name}, seed {spec.seed})"
     return _write_checkpoint(model, base, None, _card(task, base, ticket, result.metric, result.value, None, what), output_dir)
+
+
+def _mark(model, provenance: dict) -> None:
+    """Record in the checkpoint's ``config.json`` that it is an export and where it came from
+    (``"bert_tickets": {"kind": "export", ...}``: the run-kind marker of
+    :mod:`bert_tickets.results.kinds`; ``from_pretrained`` keeps it as a config attribute)."""
+    model.config.bert_tickets = {"kind": kinds.EXPORT, **provenance}
 
 
 def _new_dir(output_dir: str | os.PathLike) -> Path:

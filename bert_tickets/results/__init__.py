@@ -5,6 +5,7 @@ Layer: imports :mod:`bert_tickets.ticket` and :mod:`bert_tickets._io` (no traini
 ``info`` and ``push`` read runs without importing the Trainer).
 """
 
+from .kinds import claim_directory, directory_kind
 from .lock import RunLock, RunLockedError
 from .matching import LevelResult, dense_not_learned, is_matching, matching_margin, summarize, verdicts
 from .paths import RunPaths, check_output_dir
@@ -18,6 +19,8 @@ __all__ = [
     "RunLockedError",
     "RunPaths",
     "check_output_dir",
+    "claim_directory",
+    "directory_kind",
     "RunRecord",
     "argument_groups",
     "format_summary",

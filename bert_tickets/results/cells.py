@@ -30,8 +30,9 @@ from typing import Any
 
 import torch
 
-from .._io import atomic_write_text, json_hash, read_json, save_tensors, write_json
+from .._io import atomic_write_text, file_problem, file_record, json_hash, read_json, read_tensors, save_tensors, write_json
 from ..tasks import TrivialBaseline
+from .kinds import MATRIX, MATRIX_CONFIG_FILE
 from .matching import EPS, dense_not_learned, is_matching, matching_margin
 from .paths import TICKET_DIR, TRAINED_MODEL_FILE
 from .rows import DENSE_ROW, TICKET_ROW, get_row, row_label
@@ -41,7 +42,7 @@ from .rows import DENSE_ROW, TICKET_ROW, get_row, row_label
 #: is a registered class of :mod:`.rows`.
 BASELINES = ("dense", "random", "reinit", "weight_shuffle", "magnitude")
 
-CONFIG_FILE = "transfer_config.json"
+CONFIG_FILE = MATRIX_CONFIG_FILE
 CELLS_DIR = "cells"
 CELL_FILE = "cell.json"
 RESULT_FILE = "result.json"
@@ -151,13 +152,18 @@ class MatrixRecord:
         return (self.cell_dir(cell_id) / TRAINED_MODEL_FILE).is_file() and self.ticket_dir(cell_id).is_dir()
 
     def load_trained(self, cell_id: str) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
+        """The cell's kept fine-tuned weights (one-line ``ValueError`` when the file is corrupt)."""
+        return read_tensors(self.cell_dir(cell_id) / TRAINED_MODEL_FILE, self.repair(cell_id))
 
-        return load_file(self.cell_dir(cell_id) / TRAINED_MODEL_FILE)
+    def repair(self, cell_id: str) -> str:
+        """What to do about a corrupt file of a cell (part of every such message)."""
+        return (
+            f"delete {self.cell_dir(cell_id)} and re-run the same transfer command to re-run that cell (a re-run also redoes it by itself)"
+        )
 
     def cell_spec(self, cell_id: str) -> dict[str, Any]:
         """The cell's ``cell.json`` (spec and context)."""
-        return read_json(self.cell_dir(cell_id) / CELL_FILE)
+        return read_json(self.cell_dir(cell_id) / CELL_FILE, self.repair(cell_id))
 
     def check_config(self, spec: dict[str, Any]) -> str:
         """The spec's hash; raises ``ValueError`` when the directory holds another matrix spec."""
@@ -178,32 +184,74 @@ class MatrixRecord:
 
     def write_config(self, spec: dict[str, Any], spec_hash: str) -> None:
         if self.is_main:
-            write_json(self.root / CONFIG_FILE, {"hash": spec_hash, "spec": spec})
+            write_json(self.root / CONFIG_FILE, {"kind": MATRIX, "hash": spec_hash, "spec": spec})
 
     def completed(self, cell_id: str) -> CellResult | None:
+        """The cell's result when it is complete (``result.json`` exists), else ``None``.
+
+        Raises:
+            ValueError: ``result.json`` is corrupt (one line naming it and what to do).
+        """
         path = self.cell_dir(cell_id) / RESULT_FILE
         if not path.is_file():
             return None
-        raw = read_json(path)
-        return CellResult(
-            CellSpec(**raw["spec"]),
-            raw["cell_id"],
-            raw["metric"],
-            raw["value"],
-            raw["metrics"],
-            raw["wall_s"],
-            raw.get("placement", {}),
-            raw.get("mask_cost", {}),
-        )
+        raw = read_json(path, self.repair(cell_id))
+        try:
+            return CellResult(
+                CellSpec(**raw["spec"]),
+                raw["cell_id"],
+                raw["metric"],
+                float(raw["value"]),
+                raw["metrics"],
+                raw["wall_s"],
+                raw.get("placement", {}),
+                raw.get("mask_cost", {}),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path} is corrupt (no valid cell result: {err!r}); {self.repair(cell_id)}") from None
+
+    def cell_problem(self, cell_id: str, trained: bool = False) -> str | None:
+        """Why the complete cell cannot be reused as it is, or ``None``: its ``result.json`` is
+        valid and its id is this cell's; the files it lists (``--save_trained``: the fine-tuned
+        weights, size and sha256) are intact, and with ``trained`` its kept ticket loads (mask
+        sha256). What a resume checks before it skips a cell; a cell with a problem is re-run."""
+        try:
+            done = self.completed(cell_id)
+        except ValueError as err:
+            return str(err).split(";")[0]
+        if done is None:
+            return "not complete"
+        if done.cell_id != cell_id:
+            return f"{self.cell_dir(cell_id) / RESULT_FILE} holds cell {done.cell_id}"
+        listed = read_json(self.cell_dir(cell_id) / RESULT_FILE).get("files") or {}
+        names = set(listed) | ({TRAINED_MODEL_FILE} if trained else set())
+        for name in sorted(names):
+            problem = file_problem(self.cell_dir(cell_id) / name, listed.get(name))
+            if problem is not None:
+                return f"{self.cell_dir(cell_id) / name}: {problem}"
+        if trained:
+            from ..ticket import TicketMask
+
+            try:
+                TicketMask.from_pretrained(self.ticket_dir(cell_id))
+            except (ValueError, OSError) as err:
+                return str(err).split(";")[0]
+        return None
 
     def write_cell_spec(self, cell_id: str, spec: CellSpec, context: dict[str, Any]) -> None:
         if self.is_main:
             write_json(self.cell_dir(cell_id) / CELL_FILE, {"cell_id": cell_id, "spec": asdict(spec), "context": context})
 
     def write_result(self, result: CellResult) -> None:
-        """Atomically write the cell's ``result.json``: from now on the cell is complete."""
+        """Atomically write the cell's ``result.json``: from now on the cell is complete. It lists
+        the weights the cell kept (``files``: name -> bytes and sha256)."""
         if self.is_main:
-            write_json(self.cell_dir(result.cell_id) / RESULT_FILE, {**asdict(result), "spec": asdict(result.spec)})
+            trained = self.cell_dir(result.cell_id) / TRAINED_MODEL_FILE
+            files = {TRAINED_MODEL_FILE: file_record(trained)} if trained.is_file() else {}
+            record = {**asdict(result), "spec": asdict(result.spec)}
+            if files:  # the weights the cell kept (--save_trained), so a resume can verify them
+                record["files"] = files
+            write_json(self.cell_dir(result.cell_id) / RESULT_FILE, record)
 
     def all_results(self) -> list[CellResult]:
         """Every complete cell in the directory, ordered by cell id."""

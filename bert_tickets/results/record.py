@@ -15,6 +15,7 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,12 +24,13 @@ from typing import Any
 
 import torch
 
-from .._io import atomic_write_text, json_hash, read_json, save_tensors, write_json
+from .._io import atomic_write_text, file_problem, file_record, json_hash, read_json, read_tensors, save_tensors, write_json
 from ..ticket import TicketMask
 from ..ticket.base_model import LOCAL_REVISION_PREFIX
+from .kinds import RUN
 from .lock import RunLock
 from .matching import LevelResult, is_matching, level_barrier, matching_margin
-from .paths import TICKET_DIR, RunPaths
+from .paths import RunPaths
 
 SUMMARY_COLUMNS = (
     "level",
@@ -105,7 +107,10 @@ class RunRecord:
         if schedule is None:
             return
         for path in self.paths.metrics_files():
-            done = _result(path)
+            try:
+                done = _result(path)
+            except ValueError:
+                continue  # a corrupt level is re-trained (level_problem), not compared
             level = done["level"]
             if level < len(schedule) and abs(done["target_sparsity"] - schedule[level]) > 1e-9:
                 raise ValueError(
@@ -113,19 +118,39 @@ class RunRecord:
                     f"at {schedule[level]}; use another --output_dir"
                 )
 
-    def check_resumable(self) -> None:
-        """Read what a re-run will reuse -- every complete level's ``metrics.json`` and every
-        saved ticket -- so a corrupt file stops the run with one line naming it, before any work.
+    def level_problem(self, level: int, *, weights: tuple[str, ...] = ()) -> str | None:
+        """Why the complete level ``level`` cannot be reused as it is, or ``None``: what a resume
+        verifies before it skips a level. Checked: its ``metrics.json`` (valid, with its row);
+        the files that record lists (size and sha256) or, for runs written before it listed
+        them, those of the weight files named in ``weights`` that exist (``"trained_model"``,
+        ``"trained_head"``: safetensors header against file size; a missing one is no problem:
+        ``--save_trained`` added to a finished run does not re-train it); the next level's ticket when it exists (the
+        level's product, written before its ``metrics.json``; its mask sha256) and level 0's
+        own ticket. A level with a problem is re-trained, which re-creates all of them.
 
-        Raises:
-            ValueError: a corrupt ``metrics.json`` or ticket (the message names the file).
+        Returns:
+            One phrase naming the file and what is wrong with it.
         """
-        for path in self.paths.metrics_files():
-            _result(path)
-        for level_dir in self.paths.level_dirs():
-            ticket = level_dir / TICKET_DIR
-            if ticket.is_dir():
-                TicketMask.from_pretrained(ticket)
+        path = self.paths.metrics(level)
+        try:
+            raw = read_json(path)
+            _result(path, raw)
+        except ValueError as err:
+            return str(err).split(";")[0]
+        listed = raw.get("files") or {}
+        names = {"trained_model": self.paths.trained_model(level), "trained_head": self.paths.trained_head(level)}
+        present = {names[w].name for w in weights if names[w].exists()}  # a run may add --save_trained later
+        for name in sorted(set(listed) | present):
+            problem = file_problem(self.paths.level(level) / name, listed.get(name))
+            if problem is not None:
+                return f"{self.paths.level(level) / name}: {problem}"
+        for lv in (level, level + 1) if level == 0 else (level + 1,):
+            if self.has_ticket(lv):
+                try:
+                    self.load_ticket(lv)
+                except (ValueError, OSError) as err:
+                    return str(err).split(";")[0]
+        return None
 
     def write_config(
         self,
@@ -145,7 +170,7 @@ class RunRecord:
         """
         if self.is_main:
             self.root.mkdir(parents=True, exist_ok=True)
-            config = {"hash": run_hash, "hyperparameters": hparams, "schedule": schedule}
+            config = {"kind": RUN, "hash": run_hash, "hyperparameters": hparams, "schedule": schedule}
             if launch is not None:
                 config["launch"] = launch
             if arguments is not None:
@@ -154,7 +179,11 @@ class RunRecord:
 
     # ----------------------------------------------------------------- levels
     def completed_level(self, level: int) -> LevelResult | None:
-        """The level's result when it is complete (``metrics.json`` exists), else ``None``."""
+        """The level's result when it is complete (``metrics.json`` exists), else ``None``.
+
+        Raises:
+            ValueError: ``metrics.json`` is corrupt (one line naming it).
+        """
         path = self.paths.metrics(level)
         if not path.exists():
             return None
@@ -172,16 +201,27 @@ class RunRecord:
             ticket.save_pretrained(self.paths.ticket(level))
 
     def write_level(self, result: LevelResult, per_seed: dict[str, dict[str, Any]]) -> None:
-        """Write ``metrics.json``: from now on the level is complete."""
+        """Write ``metrics.json``: from now on the level is complete. It lists the weight files
+        the level kept (``files``: name -> bytes and sha256, :func:`~bert_tickets._io.file_record`)."""
         if self.is_main:
-            write_json(self.paths.metrics(result.level), {"result": result.__dict__, "per_seed": per_seed})
+            files = {
+                p.name: file_record(p)
+                for p in (self.paths.trained_model(result.level), self.paths.trained_head(result.level))
+                if p.is_file()
+            }
+            record = {"result": result.__dict__, "per_seed": per_seed}
+            if files:  # the weights the level kept, so a resume can verify them (level_problem)
+                record["files"] = files
+            write_json(self.paths.metrics(result.level), record)
 
     def has_rewind_point(self, step: int) -> bool:
-        return self.paths.rewind_point(step).is_file()
+        """Whether a readable rewind point at ``step`` is saved (a truncated one is made again)."""
+        path = self.paths.rewind_point(step)
+        return path.is_file() and file_problem(path) is None
 
     def load_checkpoint_weights(self, checkpoint: str | os.PathLike) -> dict[str, torch.Tensor]:
         """The model weights of a Trainer checkpoint directory (``model.safetensors``)."""
-        return self._load(Path(checkpoint) / "model.safetensors")
+        return self._load(Path(checkpoint) / "model.safetensors", "the level starts over without it")
 
     def remove_checkpoints(self, level: int, seed: int | None = None) -> None:
         """Delete the Trainer checkpoints (``checkpoint-N``) of a level's seeds (or one seed)."""
@@ -197,8 +237,7 @@ class RunRecord:
 
     def completed_stability(self, level: int, rewind_step: int) -> dict | None:
         """The saved instability analysis (``stability.json``), or ``None`` when not done."""
-        path = self.paths.stability(level, rewind_step) / "stability.json"
-        return read_json(path) if path.is_file() else None
+        return _completed_analysis(self.paths.stability(level, rewind_step) / "stability.json")
 
     def write_stability(self, level: int, rewind_step: int, result: dict) -> Path:
         """Write ``stability.json`` (last: from now on the analysis is complete)."""
@@ -238,17 +277,30 @@ class RunRecord:
         if self.is_main:
             save_tensors(path, state)
 
-    @staticmethod
-    def _load(path: Path) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
+    #: What to do about a corrupt weight file of a run (the message of :meth:`_load`).
+    REPAIR = "re-run the same find command: it re-creates what is corrupt (re-training the level that wrote it)"
 
-        return load_file(path)
+    @staticmethod
+    def _load(path: Path, fix: str = REPAIR) -> dict[str, torch.Tensor]:
+        """The one reader of the run's weight files (:func:`~bert_tickets._io.read_tensors`):
+        a truncated or corrupt file is a one-line ``ValueError`` naming it and what to do."""
+        return read_tensors(path, fix)
 
     def save_initial_head(self, seed: int, state: dict[str, torch.Tensor]) -> None:
         self._save(self.paths.initial_head(seed), state)
 
     def load_initial_head(self, seed: int) -> dict[str, torch.Tensor]:
         return self._load(self.paths.initial_head(seed))
+
+    def initial_head_problem(self, seed: int) -> str | None:
+        """What is wrong with the seed's saved initial head (``None``: nothing, or not saved yet)."""
+        path = self.paths.initial_head(seed)
+        return None if not path.exists() else file_problem(path)
+
+    def rewind_point_problem(self, step: int) -> str | None:
+        """What is wrong with the saved rewind point (``None``: nothing, or not saved yet)."""
+        path = self.paths.rewind_point(step)
+        return None if not path.exists() else file_problem(path)
 
     def save_rewind_point(self, step: int, state: dict[str, torch.Tensor]) -> None:
         self._save(self.paths.rewind_point(step), state)
@@ -292,8 +344,7 @@ class RunRecord:
     # ----------------------------------------------------------------- summary
     def completed_successive(self, level: int) -> dict | None:
         """The saved path between levels ``level - 1`` and ``level``, or ``None``."""
-        path = self.paths.successive(level) / "stability.json"
-        return read_json(path) if path.is_file() else None
+        return _completed_analysis(self.paths.successive(level) / "stability.json")
 
     def write_successive(self, level: int, result: dict) -> Path:
         path = self.paths.successive(level) / "stability.json"
@@ -464,12 +515,29 @@ def _by_global_batch(hparams: dict) -> dict:
     return {**hparams, "training": training}
 
 
-def _result(path: Path) -> dict:
-    """The ``result`` row of a level's ``metrics.json`` (``ValueError`` naming the file when it
-    is corrupt or lacks the row)."""
-    raw = read_json(path)
+def _completed_analysis(path: Path) -> dict | None:
+    """A saved ``stability.json``, or ``None`` when there is none or it is corrupt (then it is
+    redone: a warning names it)."""
+    if not path.is_file():
+        return None
+    try:
+        found = read_json(path)
+        if isinstance(found, dict) and "barrier" in found:
+            return found
+        problem = "not an analysis record"
+    except ValueError as err:
+        problem = str(err).split(";")[0]
+    logging.getLogger("bert_tickets").warning("%s: %s; the analysis is redone", path, problem)
+    return None
+
+
+def _result(path: Path, raw: Any = None) -> dict:
+    """The ``result`` row of a level's ``metrics.json`` (read now unless ``raw`` is given);
+    ``ValueError`` naming the file when it is corrupt or lacks the row."""
+    fix = "re-run the same find command to re-train that level"
+    raw = read_json(path, fix) if raw is None else raw
     if not isinstance(raw, dict) or not isinstance(raw.get("result"), dict) or "level" not in raw["result"]:
-        raise ValueError(f"{path} is corrupt (no 'result' row with a 'level'); delete it to re-run that level")
+        raise ValueError(f"{path} is corrupt (no 'result' row with a 'level'); {fix}")
     return raw["result"]
 
 
