@@ -188,7 +188,11 @@ def test_find_resume_retrains_the_level_whose_file_is_corrupt(made, damage, retr
     assert f"level {retrained}" in err and str(path) in err and "re-training the level" in err
     assert _same_level_metrics(_metrics(run), _metrics(root / "run"))
     after = _tree(run)
-    for name in ("level_01/ticket/ticket_mask.safetensors", "level_02/ticket/ticket_mask.safetensors", "level_00/ticket/ticket_config.json"):
+    for name in (
+        "level_01/ticket/ticket_mask.safetensors",
+        "level_02/ticket/ticket_mask.safetensors",
+        "level_00/ticket/ticket_config.json",
+    ):
         if damage.endswith(name.split("/")[-1]) or name == damage:
             assert after[name] == reference[name]  # re-created byte for byte
     ref_w, new_w = (load_file(r / "level_01" / "trained_model.safetensors") for r in (root / "run", run))
@@ -224,6 +228,7 @@ def test_transfer_resume_reruns_a_corrupt_cell(made, damage):
     assert err.count("re-running the cell") == 1  # the intact cells were skipped
     ref = json.loads((root / "matrix" / "matrix.json").read_text())
     assert json.loads((matrix / "matrix.json").read_text())["entries"] == ref["entries"]
-    assert json.loads(victim.parent.joinpath("result.json").read_text())["value"] == json.loads(
-        (root / "matrix" / "cells" / cells[0].name / "result.json").read_text()
-    )["value"]
+    assert (
+        json.loads(victim.parent.joinpath("result.json").read_text())["value"]
+        == json.loads((root / "matrix" / "cells" / cells[0].name / "result.json").read_text())["value"]
+    )

@@ -19,7 +19,6 @@ from bert_tickets.cli import main
 from tiny_assets import IMP_TRAIN_ARGS, write_imp_inputs
 
 
-
 def _env() -> dict[str, str]:
     """This process's environment now (after ``ray.init``, which sets what a driver needs to join
     its cluster), one thread per process (every run the same arithmetic)."""
@@ -31,7 +30,25 @@ def source(tmp_path_factory):
     root = tmp_path_factory.mktemp("kill")
     ckpt, glue = write_imp_inputs(root / "in")
     run = root / "run"
-    assert main(["find", "--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), "--output_dir", str(run), "--max_levels", "1", *IMP_TRAIN_ARGS]) == 0
+    assert (
+        main(
+            [
+                "find",
+                "--task",
+                "rte",
+                "--model",
+                str(ckpt),
+                "--data_dir",
+                str(glue),
+                "--output_dir",
+                str(run),
+                "--max_levels",
+                "1",
+                *IMP_TRAIN_ARGS,
+            ]
+        )
+        == 0
+    )
     return root, ckpt, glue, run
 
 
