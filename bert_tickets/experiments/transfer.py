@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from transformers import AutoTokenizer
 
-from .._io import first_line, json_hash, write_json
+from .._io import first_line, json_hash, read_json, write_json
 from ..pruning import add_cost, get_criterion, prune_ticket
 from ..results import RunLock, RunPaths, RunRecord, argument_groups, check_output_dir, claim_directory, kinds
 from ..results.cells import BASELINES, CellResult, CellSpec, MatrixRecord
@@ -189,6 +189,7 @@ def _mask_hash(ticket: TicketMask) -> str:
 
 def _run_level_ticket(run_dir: Path, sparsity: float | None, level: int | None) -> Path:
     paths = RunPaths(run_dir)
+    read_json(paths.run_config)  # what says it is a run: a corrupt one is one line naming it
     found = {}
     for level_dir in paths.level_dirs():
         level_no = int(level_dir.name.rsplit("_", 1)[-1])
