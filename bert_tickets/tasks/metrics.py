@@ -50,6 +50,7 @@ __all__ = [
     "compute_task_metrics",
     "f1",
     "make_compute_metrics",
+    "prediction_spread",
     "masked_lm_metrics",
     "matthews_correlation",
     "normalize_answer",
@@ -289,13 +290,53 @@ def compute_task_metrics(spec: TaskSpec, predictions: Any, references: Any) -> d
     return out
 
 
+#: Below this ratio of the predictions' std to the labels' std a regression model "predicts (almost)
+#: a constant": after 63 steps every STS-B model of issue 20 predicted about the label mean
+#: (prediction std 0.03 against a label std of 1.5, ratio 0.02) while models that rank masks reach
+#: ratios of 0.5 and more; 0.1 separates the two with margin on both sides.
+CONSTANT_STD_RATIO = 0.1
+#: At or above this share of the evaluation examples predicted as one class a classifier
+#: "predicts (almost) a constant" (at most 1 example in 20 gets another class).
+CONSTANT_MAJORITY_SHARE = 0.95
+
+
+def prediction_spread(spec: TaskSpec, predictions: Any, references: Any) -> dict[str, float]:
+    """How much a GLUE model's evaluation predictions vary, and whether it predicts (almost) a
+    constant (issue 20: a fine-tune too short to rank masks predicts about the label mean, and a
+    metric of such a model says nothing about its mask).
+
+    Args:
+        spec, predictions, references: as for :func:`compute_task_metrics`.
+
+    Returns:
+        Regression: ``prediction_std`` (population std of the predicted scores, label units) and
+        ``label_std``; classification: ``majority_share`` (fraction of examples predicted as the
+        most predicted class, in (0, 1]). Both: ``near_constant`` 1.0 when the predictions'
+        std is below :data:`CONSTANT_STD_RATIO` × the labels' std (regression) or the majority
+        share is at least :data:`CONSTANT_MAJORITY_SHARE` (classification), else 0.0.
+
+    Raises:
+        ValueError: as :func:`compute_task_metrics`.
+    """
+    preds = _predicted_labels(spec, predictions)
+    refs = _as_1d("references", references)
+    if preds.shape[0] != refs.shape[0] or preds.shape[0] == 0:
+        raise ValueError(f"{spec.name}: {preds.shape[0]} predictions but {refs.shape[0]} references")
+    if spec.is_regression:
+        std, label_std = float(np.std(preds)), float(np.std(refs.astype(np.float64)))
+        return {"prediction_std": std, "label_std": label_std, "near_constant": float(std < CONSTANT_STD_RATIO * label_std)}
+    share = float(np.bincount(preds.astype(np.int64)).max() / preds.shape[0])
+    return {"majority_share": share, "near_constant": float(share >= CONSTANT_MAJORITY_SHARE)}
+
+
 def make_compute_metrics(spec: TaskSpec) -> Callable[[Any], dict[str, float]]:
     """Return a ``compute_metrics`` function for :class:`transformers.Trainer`.
 
     The returned callable takes an :class:`transformers.EvalPrediction` (or a
     ``(predictions, label_ids)`` tuple). If ``predictions`` is a tuple (models that also
     return hidden states), its first element is used as the logits. It returns
-    :func:`compute_task_metrics`'s dict; the Trainer prefixes the keys with ``eval_``.
+    :func:`compute_task_metrics`'s dict and :func:`prediction_spread`'s; the Trainer prefixes
+    the keys with ``eval_``.
     """
 
     def compute_metrics(eval_pred: Any) -> dict[str, float]:
@@ -305,7 +346,7 @@ def make_compute_metrics(spec: TaskSpec) -> Callable[[Any], dict[str, float]]:
             predictions, label_ids = eval_pred
         if isinstance(predictions, tuple):
             predictions = predictions[0]
-        return compute_task_metrics(spec, predictions, label_ids)
+        return {**compute_task_metrics(spec, predictions, label_ids), **prediction_spread(spec, predictions, label_ids)}
 
     compute_metrics.__name__ = f"compute_metrics_{spec.name}"
     return compute_metrics

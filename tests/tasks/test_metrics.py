@@ -178,7 +178,31 @@ def test_make_compute_metrics_with_eval_prediction():
     fn = M.make_compute_metrics(spec)
     logits = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
     labels = np.array([0, 1, 0])
-    assert fn(EvalPrediction(predictions=logits, label_ids=labels)) == {"accuracy": pytest.approx(2 / 3)}
+    expected = {"accuracy": pytest.approx(2 / 3), "majority_share": pytest.approx(2 / 3), "near_constant": 0.0}
+    assert fn(EvalPrediction(predictions=logits, label_ids=labels)) == expected
     # models returning (logits, hidden_states): first element is used
-    assert fn(EvalPrediction(predictions=(logits, np.zeros((3, 4))), label_ids=labels)) == {"accuracy": pytest.approx(2 / 3)}
-    assert fn((logits, labels)) == {"accuracy": pytest.approx(2 / 3)}
+    assert fn(EvalPrediction(predictions=(logits, np.zeros((3, 4))), label_ids=labels)) == expected
+    assert fn((logits, labels)) == expected
+
+
+def test_prediction_spread_flags_a_near_constant_model_exactly():
+    """Issue 20: the spread of evaluation predictions and the near-constant flag on known inputs."""
+    stsb, rte = get_task("stsb"), get_task("rte")
+    refs = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])  # population std sqrt(35/12)
+    label_std = float(np.sqrt(35 / 12))
+    flat = np.full(6, 2.4) + np.array([0.01, -0.01, 0.02, -0.02, 0.0, 0.0])
+    out = M.prediction_spread(stsb, flat[:, None], refs)
+    assert out["label_std"] == pytest.approx(label_std) and out["prediction_std"] == pytest.approx(float(np.std(flat)))
+    assert out["near_constant"] == 1.0
+    assert M.prediction_spread(stsb, refs * 0.5, refs)["near_constant"] == 0.0  # std ratio 0.5
+    logits = np.zeros((20, 2))
+    logits[:19, 0] = 1.0  # 19 of 20 predicted class 0
+    logits[19, 1] = 1.0
+    labels = np.array([0, 1] * 10)
+    assert M.prediction_spread(rte, logits, labels) == {"majority_share": 0.95, "near_constant": 1.0}
+    logits[18] = [0.0, 1.0]  # 18 of 20
+    assert M.prediction_spread(rte, logits, labels) == {"majority_share": 0.9, "near_constant": 0.0}
+    trainer_metrics = M.make_compute_metrics(rte)((logits, labels))
+    assert (
+        trainer_metrics["majority_share"] == 0.9 and trainer_metrics["accuracy"] == M.compute_task_metrics(rte, logits, labels)["accuracy"]
+    )
