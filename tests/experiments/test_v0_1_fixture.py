@@ -95,7 +95,9 @@ def test_resume_extends_the_old_run_and_matches_a_fresh_run(workdir, capsys):
     for level in (0, 1, 2):  # every metric of the old run, to the last digit
         old = json.loads((FIXTURE / f"level_{level:02d}" / "metrics.json").read_text())["per_seed"]["42"]
         new = json.loads((workdir / "fresh" / f"level_{level:02d}" / "metrics.json").read_text())["per_seed"]["42"]
-        assert untimed(new) == untimed(old) and "loss" in untimed(new), level
+        # issue 20 added the prediction spread; every metric the old run has is unchanged
+        assert set(untimed(new)) - set(untimed(old)) == {"majority_share", "near_constant"}, level
+        assert {k: untimed(new)[k] for k in untimed(old)} == untimed(old) and "loss" in untimed(new), level
 
 
 def test_push_save_dir_from_the_old_run(workdir, capsys):
