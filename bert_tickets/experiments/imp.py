@@ -52,6 +52,7 @@ from ..results import (
     format_summary,
     hyperparameter_hash,
     kinds,
+    near_constant_count,
     summarize,
     verdicts,
 )
@@ -845,12 +846,26 @@ class LevelTrainer:
             elapsed_s=time.perf_counter() - t0,
             nonzero_pruned_weights=sum(m["nonzero_pruned_weights"] for m in per_seed.values()),
             collapsed_tensors=collapsed,
+            near_constant=near_constant_count(per_seed.values()),
+            train_loss=_mean_or_none(m.get("train_loss") for m in per_seed.values()),
         )
+        if result.near_constant:
+            logger.warning(
+                "level %d: %d of %d seeds predict (almost) a constant on the evaluation split: the metric says little about the mask",
+                level,
+                result.near_constant,
+                len(per_seed),
+            )
         return result, per_seed, trained
 
 
 #: The argument dataclasses of ``find`` (before ``TrainingArguments``), in command-line order.
 ARGUMENTS = (ModelArguments, DataArguments, IMPArguments)
+
+
+def _mean_or_none(values) -> float | None:
+    found = [float(v) for v in values if v is not None]
+    return statistics.fmean(found) if found else None
 
 
 def recorded_arguments(model_args: ModelArguments, data_args: DataArguments, imp_args: IMPArguments, training_args) -> dict:

@@ -7,7 +7,7 @@ Layer: imports :mod:`bert_tickets.ticket` and :mod:`bert_tickets._io` (no traini
 
 from .kinds import claim_directory, directory_kind
 from .lock import RunLock, RunLockedError
-from .matching import LevelResult, dense_not_learned, is_matching, matching_margin, summarize, verdicts
+from .matching import LevelResult, dense_not_learned, is_matching, matching_margin, near_constant_count, summarize, verdicts
 from .paths import RunPaths, check_output_dir
 from .record import RunInfo, RunRecord, argument_groups, hyperparameter_hash, read_run, summary_csv
 from .tables import format_summary
@@ -27,6 +27,7 @@ __all__ = [
     "hyperparameter_hash",
     "is_matching",
     "matching_margin",
+    "near_constant_count",
     "read_run",
     "summarize",
     "summary_csv",

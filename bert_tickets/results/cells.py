@@ -33,7 +33,7 @@ import torch
 from .._io import atomic_write_text, file_problem, file_record, json_hash, read_json, read_tensors, save_tensors, write_json
 from ..tasks import TrivialBaseline
 from .kinds import MATRIX, MATRIX_CONFIG_FILE
-from .matching import EPS, dense_not_learned, is_matching, matching_margin
+from .matching import EPS, dense_not_learned, is_matching, matching_margin, near_constant_count
 from .paths import TICKET_DIR, TRAINED_MODEL_FILE
 from .rows import DENSE_ROW, TICKET_ROW, get_row, row_label
 
@@ -304,7 +304,8 @@ def build_matrix(results: list[CellResult], tolerance: float, trivial: dict[str,
     Returns:
         ``{"targets": [...], "rows": [...], "metric": {target: name}, "entries": {row: {target:
         {mean, std, n, seeds, delta_dense, delta_own, matching, transfer_ge_own, beats_trivial,
-        mask_train_steps, mask_score_passes}}}, "kinds": {row: its row kind, e.g. "ticket",
+        near_constant (cells predicting (almost) a constant, ``None`` unmeasured), mask_train_steps,
+        mask_score_passes}}}, "kinds": {row: its row kind, e.g. "ticket",
         "snip", "snip+layer_shuffle"}, "checks": {sanity row: {"of": the row it checks (``None``
         when that row has no complete cell), "check": the check's name}}, "own": {target: row},
         "rules": {target: rule}, "trivial": {target: baseline dict}}``. Row labels are
@@ -366,6 +367,7 @@ def build_matrix(results: list[CellResult], tolerance: float, trivial: dict[str,
                 "matching": None if margin is None else is_matching(mean, dense_mean, margin),
                 "transfer_ge_own": None if own_mean is None else bool(mean >= own_mean - EPS),
                 "beats_trivial": trivial[t].beaten_by(mean) if t in trivial else None,
+                "near_constant": near_constant_count(c.metrics for c in cells),
             }
     return {
         "targets": targets,
@@ -406,6 +408,7 @@ def format_matrix(matrix: dict[str, Any]) -> str:
                     ("M", e["matching"]),
                     ("≥own", e["transfer_ge_own"] and matrix["own"].get(t) != label and transferred),
                     ("≤trivial", e.get("beats_trivial") is False),
+                    (f"const({e.get('near_constant')}/{e['n']})", bool(e.get("near_constant"))),
                 )
                 if on
             ]
@@ -427,7 +430,7 @@ def format_matrix(matrix: dict[str, Any]) -> str:
     lines.append(
         "Entries: mean ± sample std over seeds of the target's primary metric (Δ vs dense). M = matching; ≥own = a transferred ticket at least "
         "as good as the target's own; "
-        "≤trivial = does not beat the target's trivial baseline."
+        "≤trivial = does not beat the target's trivial baseline; const(k/n) = k of the n cells predict (almost) a constant."
         + (
             " Mask cost: optimizer steps (mean over cells) that produced the mask — IMP levels on its lineage, Gem-Miner's score "
             "training — plus forward/backward passes spent scoring (SNIP, SynFlow); – = free (magnitude, random) or not recorded."

@@ -30,6 +30,10 @@ class LevelResult:
         collapsed_tensors: tensor -> sparsity of tensors pruned beyond the collapse threshold.
         beats_trivial: whether ``mean`` beats the task's trivial baseline (set by
             :func:`summarize` when the baseline is known, else ``None``).
+        near_constant: how many of the level's seeds predict (almost) a constant on the
+            evaluation split (:func:`bert_tickets.tasks.metrics.prediction_spread`; ``None`` when
+            not measured, e.g. SQuAD/MLM or runs recorded before it).
+        train_loss: mean over seeds of the final training loss (``None`` when not recorded).
         barrier, parent_level: with a schedule that reads barriers (``adaptive``), the error
             barrier (primary metric) between this level's trained network and that of the level
             its mask was pruned from, and that level. (The barrier from level L − 1 is another
@@ -53,6 +57,15 @@ class LevelResult:
     beats_trivial: bool | None = None
     barrier: float | None = None
     parent_level: int | None = None
+    near_constant: int | None = None
+    train_loss: float | None = None
+
+
+def near_constant_count(per_seed_metrics) -> int | None:
+    """How many of the metric dicts ``per_seed_metrics`` (one per seed or cell) say their model
+    predicts (almost) a constant (``near_constant`` = 1.0); ``None`` when none measured it."""
+    flags = [m["near_constant"] for m in per_seed_metrics if m.get("near_constant") is not None]
+    return int(sum(f >= 0.5 for f in flags)) if flags else None
 
 
 def matching_margin(dense_std: float | None, n_seeds: int, tolerance: float) -> tuple[float, str]:

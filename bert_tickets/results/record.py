@@ -48,6 +48,8 @@ SUMMARY_COLUMNS = (
     "parent_level",
     "barrier",
     "barrier_successive",
+    "near_constant",
+    "train_loss",
 )
 
 

@@ -7,7 +7,8 @@ from .matching import level_barrier as _barrier
 
 def format_summary(summary: dict) -> str:
     """The summary table as printed at the end of ``find`` (and by ``info``): one row per level;
-    with a trivial baseline, levels that do not beat it are marked ``≤ trivial``."""
+    with a trivial baseline, levels that do not beat it are marked ``≤ trivial``, and levels whose
+    models predict (almost) a constant ``constant output (k/n seeds)`` (issue 20)."""
     trivial = summary.get("trivial_baseline")
     # two barrier columns, each from its own producer: to the parent level (the adaptive schedule,
     # measured by find) and from level L-1 (stability --successive). A summary written before the
@@ -24,6 +25,8 @@ def format_summary(summary: dict) -> str:
         collapsed = ", ".join(f"{n} ({s:.2f})" for n, s in r.get("collapsed_tensors", {}).items()) or "-"
         matching = {True: "yes", False: "no", None: "-"}[r["matching"]]
         flag = "  ≤ trivial" if r.get("beats_trivial") is False else ""
+        if r.get("near_constant"):
+            flag += f"  constant output ({r['near_constant']}/{len(r['per_seed'])} seeds)"
         barrier = "".join(f"{_barrier(r, key):>17.4f}  " if _barrier(r, key) is not None else f"{'-':>17}  " for key, _ in columns)
         lines.append(
             f"{r['level']:>5}  {r['sparsity']:>8.4f}  {value:>22}  {r['delta']:>+10.4f}  {matching:<8}  {barrier}{collapsed}{flag}"
