@@ -130,6 +130,14 @@ class IMPArguments:
         default=0,
         metadata={"help": "Rewind surviving weights to θ0 (0) or to the weights after this many steps of level-0 (dense) fine-tuning."},
     )
+    rewind_mode: str = field(
+        default="state",
+        metadata={
+            "help": "With --rewind_step K > 0: state = every weight of step K (backbone and head) and the learning-rate schedule "
+            "and data order go on from step K (Frankle et al. 2020; open_lth); backbone_restart = the step-K backbone with the "
+            "step-0 head and the schedule restarted (the behaviour before issue 20)."
+        },
+    )
     rewind_data: str = field(
         default="full",
         metadata={
@@ -203,6 +211,18 @@ class IMPArguments:
         return CRITERIA.get(self.criterion).options(split_assignments(self.criterion_options, flag="--criterion_options"))
 
 
+#: How a level rewinds to step K > 0 (``--rewind_mode``; see :class:`IMPArguments`).
+REWIND_MODES = ("state", "backbone_restart")
+
+
+def continues_from_step(imp_args: IMPArguments) -> bool:
+    """Whether later levels continue from each seed's whole state at the rewind step
+    (``--rewind_mode state`` with a rewind step of level-0 training) rather than from rewound
+    weights with the schedule restarted (``backbone_restart``, and data-diet rewind points,
+    which are a backbone pre-trained apart)."""
+    return imp_args.rewind_step > 0 and imp_args.rewind_mode == "state" and imp_args.rewind_data == "full"
+
+
 #: ``find`` options of data-diet rewinding (part of a run's hash only with ``--rewind_data`` random / easy).
 DIET_OPTIONS = ("rewind_data", "rewind_subset_size", "el2n_models", "el2n_steps")
 
@@ -226,6 +246,8 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
         imp["criterion_options"] = asdict(options)
     if not SCHEDULES.get(imp_args.schedule).uses_barrier:  # barriers are computed only for such schedules
         imp.pop("barrier_points")
+    if imp_args.rewind_step == 0 or imp_args.rewind_data != "full" or imp_args.rewind_mode == "backbone_restart":
+        imp.pop("rewind_mode")  # no effect there (and runs recorded before the modes keep their hash)
     if imp_args.rewind_data == "full":  # (and runs recorded before data diets keep their hash)
         for key in DIET_OPTIONS:
             imp.pop(key)
@@ -267,6 +289,10 @@ def check_imp_arguments(imp_args: IMPArguments, task: TaskSpec, seeds: list[int]
         raise ValueError("--max_tensor_sparsity applies to --pruning_scope global only (layer-wise pruning cannot collapse a layer)")
     if imp_args.rewind_step < 0:
         raise ValueError(f"--rewind_step must be >= 0, got {imp_args.rewind_step}")
+    if imp_args.rewind_mode not in REWIND_MODES:
+        raise ValueError(f"--rewind_mode {imp_args.rewind_mode!r}: choose one of {', '.join(REWIND_MODES)}")
+    if imp_args.keep_trained_head and imp_args.rewind_step > 0 and imp_args.rewind_mode == "state" and imp_args.rewind_data == "full":
+        raise ValueError("--keep_trained_head replaces the head a rewind restores: use it with --rewind_mode backbone_restart")
     if imp_args.rewind_data not in REWIND_DATA:
         raise ValueError(f"--rewind_data {imp_args.rewind_data!r}: choose one of {', '.join(REWIND_DATA)}")
     if imp_args.rewind_data != "full":
@@ -552,6 +578,8 @@ class IMPRunner:
         if problem is None and level == 0 and k > 0 and self.imp_args.rewind_data == "full":
             found = self.record.rewind_point_problem(k)
             problem = f"{self.record.paths.rewind_point(k)}: {found}" if found else None
+            if problem is None and continues_from_step(self.imp_args):
+                problem = next(filter(None, (self.record.rewind_start_problem(s, k) for s in self.seeds)), None)
         if problem is not None:
             logger.warning("level %d is complete but %s: re-training the level", level, problem)
             return None
@@ -728,12 +756,20 @@ class LevelTrainer:
         self.task, self.training_args, self.imp_args, self.seeds = task, training_args, imp_args, seeds
         self.record, self.tokenizer, self.load_model = record, tokenizer, load_model
 
+    @property
+    def continues_from_step(self) -> bool:
+        return continues_from_step(self.imp_args)
+
     def _start_weights(self, level: int, seed: int) -> torch.nn.Module:
         """θ0 with this seed's head: level 0 records the initial head; later levels rewind the
-        backbone (step k > 0) and restore the initial (or the previous trained) head."""
+        backbone (step k > 0) and restore the initial (or the previous trained) head. (With
+        :attr:`continues_from_step` the Trainer loads every weight from the seed's start point
+        instead: this model is its template.)"""
         model = self.load_model(seed)
         if level == 0:
             self.record.save_initial_head(seed, head_state(model))
+            return model
+        if self.continues_from_step:
             return model
         if self.imp_args.rewind_step > 0:
             load_into(get_backbone(model), self.record.load_rewind_point(self.imp_args.rewind_step), "rewind weights")
@@ -742,6 +778,19 @@ class LevelTrainer:
         else:
             load_into(model, self.record.load_initial_head(seed), "initial head")
         return model
+
+    def _rewind_start(self, seed: int) -> str:
+        """The seed's start point at the rewind step (a Trainer checkpoint directory written at
+        level 0, :func:`~bert_tickets.training.weights.write_start_point`).
+
+        Raises:
+            ValueError: it is missing or corrupt (level 0 re-creates it: re-run the command).
+        """
+        k = self.imp_args.rewind_step
+        problem = self.record.rewind_start_problem(seed, k)
+        if problem is not None:
+            raise ValueError(f"{problem}; re-run the same find command: level 0 is re-trained to re-create it")
+        return str(self.record.paths.rewind_start(k, seed))
 
     def _checkpoint_to_resume(self, level: int, seed: int, ticket: TicketMask, model: torch.nn.Module) -> str | None:
         """The last Trainer checkpoint (``--save_steps``) of this level and seed, if one is left
@@ -778,15 +827,24 @@ class LevelTrainer:
             extra = []
             capture = None
             resume = self._checkpoint_to_resume(level, seed, ticket, model)
-            if resume is not None and level == 0 and k > 0 and not self.record.has_rewind_point(k):
+            saved = self.record.rewind_start(seed, k) is not None if self.continues_from_step else self.record.has_rewind_point(k)
+            if resume is not None and level == 0 and k > 0 and not saved:
                 logger.warning(
                     "level 0, seed %d: %s is past the rewind step %d but no rewind point was saved: starting over", seed, resume, k
                 )
                 self.record.remove_checkpoints(level, seed)
                 resume = None
-            if level == 0 and seed == self.seeds[0] and k > 0 and resume is None and self.imp_args.rewind_data == "full":
-                capture = RewindPointCapture(k, lambda state: self.record.save_rewind_point(k, state))
+            first = seed == self.seeds[0]
+            if level == 0 and k > 0 and resume is None and self.imp_args.rewind_data == "full" and (first or self.continues_from_step):
+                capture = RewindPointCapture(
+                    k,
+                    (lambda state: self.record.save_rewind_point(k, state)) if first else None,
+                    save_start=(lambda write, s=seed: self.record.save_rewind_start(s, k, write)) if self.continues_from_step else None,
+                )
                 extra.append(capture)
+            rewound = None
+            if level > 0 and resume is None and self.continues_from_step:
+                rewound = resume = self._rewind_start(seed)
             try:
                 result = finetune(
                     model,
@@ -804,7 +862,10 @@ class LevelTrainer:
                 raise RuntimeError(f"level {level}, seed {seed}: {err}") from None
             if capture is not None and not capture.done:
                 raise ValueError(f"--rewind_step {k} exceeds the {result.global_step} steps of level-0 training")
-            if resume is not None:
+            if rewound is not None:
+                # Continued from step k: train_loss averages the steps k..T this level ran.
+                result.metrics["rewound_to_step"] = k
+            elif resume is not None:
                 # The Trainer's train_loss averages only the steps run since the resume (it keeps
                 # the rest of the sum in a local variable); the evaluation metrics are exact.
                 result.metrics["resumed_from_step"] = int(resume.rsplit("-", 1)[-1])

@@ -5,7 +5,10 @@ Layout (``--output_dir``)::
 
     run_config.json                     hyperparameters + their hash (a re-run must match it)
     initial_head_seed{S}.safetensors    task head at level 0 (per seed), restored every level
-    rewind_step{K}.safetensors          backbone after K steps of level-0 training (K > 0 only)
+    rewind_step{K}_seed{S}/             the seed's level-0 state after K steps (K > 0): every weight,
+                                        LR schedule position and step count; later levels continue from it
+    rewind_step{K}.safetensors          backbone after K steps of level-0 training (K > 0, --rewind_mode
+                                        backbone_restart, data-diet rewinding and runs recorded before)
     level_{LL}/ticket/                  the level's TicketMask (mask + ticket_config.json)
     level_{LL}/seed_{S}/                Trainer output_dir of that seed (log_history.json)
     level_{LL}/trained_head.safetensors (with --keep_trained_head)
@@ -96,6 +99,12 @@ class RunPaths:
 
     def rewind_point(self, step: int) -> Path:
         return self.root / f"rewind_step{step}.safetensors"
+
+    def rewind_start(self, step: int, seed: int) -> Path:
+        """``rewind_step{K}_seed{S}/``: the seed's whole level-0 state after K steps (every weight,
+        schedule position, step count: a Trainer checkpoint directory), where every later level of
+        that seed continues from (``--rewind_mode state``)."""
+        return self.root / f"rewind_step{step}_seed{seed}"
 
     def data_diet(self) -> Path:
         """``data_diet/``: the EL2N scores (``el2n.safetensors``), the rewind subset

@@ -24,7 +24,17 @@ from typing import Any
 
 import torch
 
-from .._io import atomic_write_text, file_problem, file_record, json_hash, read_json, read_tensors, save_tensors, write_json
+from .._io import (
+    atomic_write_dir,
+    atomic_write_text,
+    file_problem,
+    file_record,
+    json_hash,
+    read_json,
+    read_tensors,
+    save_tensors,
+    write_json,
+)
 from ..ticket import TicketMask
 from ..ticket.base_model import LOCAL_REVISION_PREFIX
 from .kinds import RUN
@@ -303,6 +313,36 @@ class RunRecord:
         """What is wrong with the saved rewind point (``None``: nothing, or not saved yet)."""
         path = self.paths.rewind_point(step)
         return None if not path.exists() else file_problem(path)
+
+    def save_rewind_start(self, seed: int, step: int, write) -> None:
+        """Write the seed's start point at ``step`` (``write(directory)``, see
+        :func:`~bert_tickets.training.weights.write_start_point`) as one directory (a temporary
+        one, then a rename); an earlier one — a re-run of level 0 re-creates it — is replaced."""
+        if not self.is_main:
+            return
+        path = self.paths.rewind_start(step, seed)
+        if path.exists():
+            import shutil
+
+            shutil.rmtree(path)
+        atomic_write_dir(path, write)
+
+    def rewind_start(self, seed: int, step: int) -> Path | None:
+        """The seed's saved start point at ``step`` when it is intact (its weights' header and
+        its step record readable), else ``None``."""
+        path = self.paths.rewind_start(step, seed)
+        return path if self.rewind_start_problem(seed, step) is None else None
+
+    def rewind_start_problem(self, seed: int, step: int) -> str | None:
+        """What is wrong with the seed's start point at ``step`` (``"missing"`` when there is none)."""
+        path = self.paths.rewind_start(step, seed)
+        problem = file_problem(path / "model.safetensors")
+        if problem is None:
+            try:
+                read_json(path / "trainer_state.json")
+            except (ValueError, FileNotFoundError) as err:
+                problem = str(err).split(";")[0]
+        return None if problem is None else f"{path}: {problem}"
 
     def save_rewind_point(self, step: int, state: dict[str, torch.Tensor]) -> None:
         self._save(self.paths.rewind_point(step), state)

@@ -7,7 +7,10 @@ the caller's (the run record's) business.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import TrainerCallback, set_seed
@@ -66,17 +69,56 @@ def load_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], what: 
             params[n].copy_(t)
 
 
+def write_start_point(directory: str | Path, model: torch.nn.Module, optimizer: Any, lr_scheduler: Any, state: Any) -> None:
+    """Write a Trainer checkpoint directory from which ``Trainer.train(resume_from_checkpoint=
+    directory)`` continues a fine-tune at step ``state.global_step``: *every* weight of the model
+    (backbone and task head, ``save_pretrained``: tied weights once), the learning-rate
+    schedule's position (``scheduler.pt``), the step count (``trainer_state.json``, without the
+    log history) from which the Trainer skips the batches already seen (the data order goes on),
+    and an optimizer state with the parameter groups but **no moments** (``optimizer.pt``).
+
+    This is rewinding as Frankle et al. 2020 (*Linear Mode Connectivity and the Lottery Ticket
+    Hypothesis*, Section 3: "rewind to iteration k", all weights W_k) and its reference code
+    facebookresearch/open_lth (``training/train.py``: ``train(start_step=k)`` steps the
+    learning-rate schedule k times, advances the data loader to epoch/iteration k and starts a
+    fresh optimizer) do it. Decision: fresh Adam moments, as open_lth's fresh optimizer (its SGD
+    momentum buffer is not part of the rewind point); the pruned weights' moments would be
+    zeroed by :class:`~bert_tickets.training.callback.TicketCallback` anyway.
+    """
+    from .callback import unwrap_optimizer
+
+    directory = Path(directory)
+    model.save_pretrained(directory, safe_serialization=True)
+    inner = unwrap_optimizer(optimizer)
+    torch.save({"state": {}, "param_groups": inner.state_dict()["param_groups"]}, directory / "optimizer.pt")
+    torch.save(lr_scheduler.state_dict(), directory / "scheduler.pt")
+    start = copy.deepcopy(state)
+    start.log_history = []
+    start.save_to_json(str(directory / "trainer_state.json"))
+
+
 class RewindPointCapture(TrainerCallback):
-    """Hands the backbone's weights after ``step`` optimizer steps to ``save`` (late rewinding,
-    Frankle et al. 2020); ``done`` tells afterwards whether the step was reached."""
+    """At ``step`` optimizer steps, hands the backbone's weights to ``save`` (the rewind point of
+    late rewinding, Frankle et al. 2020) and/or a writer of the whole start point to
+    ``save_start`` (``save_start(write)``, ``write(directory)`` = :func:`write_start_point`:
+    every weight, schedule position and data order, to continue from); ``done`` tells afterwards
+    whether the step was reached. With ``stop`` the rest of the training is skipped."""
 
-    def __init__(self, step: int, save: Callable[[dict[str, torch.Tensor]], None] | None, stop: bool = False):
-        self.step, self.save, self.stop, self.done = step, save, stop, False
+    def __init__(
+        self,
+        step: int,
+        save: Callable[[dict[str, torch.Tensor]], None] | None,
+        stop: bool = False,
+        save_start: Callable[[Callable[[Path], None]], None] | None = None,
+    ):
+        self.step, self.save, self.stop, self.save_start, self.done = step, save, stop, save_start, False
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
+    def on_step_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
         if not self.done and state.global_step == self.step:
             if self.save is not None:
                 self.save(backbone_state(model))
+            if self.save_start is not None:
+                self.save_start(lambda directory: write_start_point(directory, model, optimizer, lr_scheduler, state))
             self.done = True
             if self.stop:  # only the rewind point is wanted: the rest of training is skipped
                 control.should_training_stop = True
