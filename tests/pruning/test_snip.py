@@ -25,10 +25,7 @@ def regression():
 def _batches(n=3, seed=0, size=4):
     """STS-B-like batches: float labels on a 0-5 scale (mean far from the fresh head's ≈ 0)."""
     g = torch.Generator().manual_seed(seed)
-    return [
-        {"input_ids": torch.randint(5, 99, (size, 12), generator=g), "labels": 5 * torch.rand(size, generator=g)}
-        for _ in range(n)
-    ]
+    return [{"input_ids": torch.randint(5, 99, (size, 12), generator=g), "labels": 5 * torch.rand(size, generator=g)} for _ in range(n)]
 
 
 def _copy(model):

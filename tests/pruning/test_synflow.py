@@ -54,7 +54,9 @@ def _reference_flow(model, w, residual, scales=None):
             mean = scales[len(used)] if scales else sum(gates).detach() / heads
             used.append(mean)
             gates = [g / mean for g in gates]
-        attention = w[pre + "attention.output.dense.weight"] @ torch.cat([gates[j] * (v[j * size : (j + 1) * size] @ h) for j in range(heads)])
+        attention = w[pre + "attention.output.dense.weight"] @ torch.cat(
+            [gates[j] * (v[j * size : (j + 1) * size] @ h) for j in range(heads)]
+        )
         a = h + attention if residual else attention
         ffn = w[pre + "output.dense.weight"] @ (w[pre + "intermediate.dense.weight"] @ a)
         f = a + ffn if residual else ffn

@@ -6,8 +6,8 @@ Algorithm 1; released code ksreenivasan/pruning_is_enough, commit 8c4c9e8, cited
 Per prunable weight a score s ∈ [0, 1]; the forward pass uses w = θ0 ⊙ 1[s > 0.5] with a
 straight-through gradient (∂L/∂s := ∂L/∂m, the mask's gradient, i.e. θ0 ⊙ ∂L/∂w; the
 reference's ``hc_quantized: True``, ``quantize_threshold: 0.5``, ``utils/conv_type.py``
-``GetSubnet``); after each step the scores are clamped to [0, 1] (``trainers/default.py``,
-``project_freq`` 1; no sigmoid). The loss is the task loss plus ``penalty · Σ s²``
+``GetSubnet``); after each step the scores are clamped to [0, 1] (``trainers/default.py``: before
+every step's forward, ``project_freq`` 1, and at the end of each epoch; no sigmoid). The loss is the task loss plus ``penalty · Σ s²``
 (``regularization: L2``, ``utils/net_utils.py`` ``get_regularization_loss``). At ``rounds``
 evenly spaced steps the lowest-scoring surviving weights are pruned globally (set to 0 and kept
 there; the reference's ``prune_type: BottomK``, ``utils/net_utils.py`` ``prune``) so that the
@@ -38,7 +38,8 @@ Defaults, their sources and reasons. They come from the reference's Adam configs
 ``optimizer: sgd``, ``lmbda: 0.0001``); with Adam, whose steps do not scale with the gradient,
 it outweighed the data gradient and drove every score below 0.5 within ~26 steps. The default
 config is ``configs/hypercube/resnet18/cifar10/sparsity_5_85lam6_iter_20_adam.yml`` (ResNet-18,
-CIFAR-10), the reference's Adam config at this learning rate with ``unflag_before_finetune``:
+CIFAR-10, 5% of the weights kept, ``unflag_before_finetune: True``): one of the reference's Adam
+configs at lr 0.01, and its λ is the one two of them share (the third, at 5% too, uses 3e-6):
 
 * **Adam on the scores, learning_rate 1e-2, cosine decay** — ``optimizer: adam``, ``lr: 0.01``,
   ``lr_policy: cosine_lr``, ``wd: 0.0``; the reference steps ``CosineAnnealingLR(T_max=epochs)``
@@ -57,9 +58,9 @@ CIFAR-10), the reference's Adam config at this learning rate with ``unflag_befor
 * **rounds = 9** — ``epochs: 200``, ``iter_period: 20`` → ⌊(200 − 1)/20⌋ = 9 rounds
   (``main.py``: a round after epoch e when e % T == 0 and e ≠ 0; ``utils/net_utils.py``
   ``get_prune_rate``). The other iterative Adam configs give 7 to 39 rounds (``iter_period``
-  5–25 over 88–200 epochs). Round k of
-  K is taken after step ⌊k · S / (K + 1)⌋ of S, so the last round falls one period before the
-  end, as in the reference (round 9 after epoch 180 of 200). ``prune_period=P`` instead prunes
+  5–25 over 88–200 epochs). Round k of K is taken after step ⌊k · S / (K + 1)⌋ of S, so the
+  last round falls one period before the end, as in the reference (round 9 after epoch index
+  180 of 0–199). ``prune_period=P`` instead prunes
   after every P steps, ⌊(S − 1)/P⌋ rounds — the reference's rule in steps.
 * **epochs = 3** — the reference trains the scores for as many epochs as it then fine-tunes the
   weights (``main.py``: ``range(start_epoch, epochs)``; ``main_utils.py`` ``finetune``:
@@ -82,6 +83,7 @@ Choices the paper leaves open for BERT (not in the reference), and why:
   and head — is left untouched, and ``finetune`` then trains the weights under the mask.
 * Dropout is on while training the scores (training mode), as in the reference's ``train``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -131,7 +133,10 @@ class GemMinerOptions:
 
     epochs: float = field(
         default=DEFAULT_EPOCHS,
-        metadata={"aliases": ["gem_epochs"], "help": "score-training epochs over the batches given (the weights' fine-tuning epochs, GLUE 3)"},
+        metadata={
+            "aliases": ["gem_epochs"],
+            "help": "score-training epochs over the batches given (the weights' fine-tuning epochs, GLUE 3)",
+        },
     )
     steps: int | None = field(
         default=None, metadata={"aliases": ["gem_steps"], "help": "score-training steps, a reduced budget (default: epochs x batches)"}
@@ -151,7 +156,8 @@ class GemMinerOptions:
         metadata={"aliases": ["gem_penalty"], "help": "L2 penalty on the scores (reference Adam config: 8.5e-6)"},
     )
     rounds: int = field(
-        default=REFERENCE_ROUNDS, metadata={"aliases": ["gem_rounds"], "help": "global pruning rounds (reference: 200 epochs / period 20 -> 9)"}
+        default=REFERENCE_ROUNDS,
+        metadata={"aliases": ["gem_rounds"], "help": "global pruning rounds (reference: 200 epochs / period 20 -> 9)"},
     )
     prune_period: int | None = field(
         default=None, metadata={"aliases": ["gem_prune_period"], "help": "steps between pruning rounds (default: from rounds)"}
@@ -325,7 +331,9 @@ def gem_miner_search(
                         scores[n].clamp_(0.0, 1.0).mul_(alive[n])
                     if step in targets:
                         current = {n: s.detach() for n, s in scores.items()}
-                        alive = select(shapes, lambda name, out, _c=current: _c[name].float(), targets[step], alive, scope, max_tensor_sparsity)
+                        alive = select(
+                            shapes, lambda name, out, _c=current: _c[name].float(), targets[step], alive, scope, max_tensor_sparsity
+                        )
                         for n in names:
                             scores[n].mul_(alive[n])
                         record["kept"].append(sum(int(a.sum()) for a in alive.values()))
