@@ -110,7 +110,7 @@ def test_rounds_follow_the_reference_rule():
         round_steps(0, 9)
 
 
-def test_the_active_density_follows_the_target_schedule(model):
+def test_the_active_density_follows_the_target_schedule(model, tmp_path):
     """With the scores held near their start (a learning rate of 1e-9, no penalty) every survivor
     stays active, so the recorded active count after each step is the schedule's kept count:
     N until the first round, then N - round(s_k * N) after round k, s_k = 1 - (1 - s)^(k/K)."""
@@ -129,6 +129,8 @@ def test_the_active_density_follows_the_target_schedule(model):
     assert record["active"] == expected_active
     assert record["final"] == {"kept": n - target_count(0.6, n), "above_half": n - target_count(0.6, n), "topped_up": 0, "cut": 0}
     assert ticket.num_pruned == target_count(0.6, n)
+    ticket.save_pretrained(tmp_path / "t")  # the record travels with the ticket
+    assert TicketMask.from_pretrained(tmp_path / "t").metadata.extra["criterion_record"] == record
     # the record describes this mask only: pruning the ticket further by magnitude drops it
     assert "criterion_record" not in prune_ticket(ticket, model, 0.7, "magnitude").metadata.extra
 

@@ -4,14 +4,15 @@ Algorithm 1).
 
 The score of weight w is |w · ∂R/∂w| with R the summed output of the network whose weights are
 replaced by their absolute values, run on an all-ones input (R = 1ᵀ (∏ |W_l|) 1 for a chain
-without skips); the mask is
-reached in ``score_iterations`` rounds (default 100, as in the paper) on an exponential
-schedule, every round re-scoring the surviving weights (:meth:`SynflowCriterion.sparsity_steps`).
+without skips); the mask is reached in ``score_iterations`` rounds (default 100, as in the
+paper) on an exponential schedule, every round re-scoring the surviving weights
+(:meth:`SynflowCriterion.sparsity_steps`).
 
 The reference implementation (ganguli-lab/Synaptic-Flow, ``Pruners/pruners.py``, ``SynFlow.score``)
 runs the *real* model with every parameter replaced by its absolute value on an all-ones input
 (in evaluation mode, ``prune.py``: ``prune_loop``; commit 9dfa57a) and sums the output; its
-ResNets keep their skip connections in that pass. BERT cannot be run that way, for three exact reasons:
+ResNets keep their skip connections in that pass. BERT cannot be run that way, for three exact
+reasons:
 
 * **Softmax attention**: every token of an all-ones input is identical, so every row of
   attention logits is constant whatever W_Q and W_K are; the attention output does not change
