@@ -5,7 +5,7 @@ registry), ``prune_ticket`` and layer-collapse checks (:mod:`.collapse`).
 Layer: imports :mod:`bert_tickets.ticket` and :mod:`bert_tickets._io` only.
 """
 
-from .collapse import collapse_options_hint, collapsed_tensors, low_scale_tensors
+from .collapse import collapse_options_hint, collapsed_tensors, low_scale_tensors, pruned_rows_columns
 from .criteria import CRITERIA as CRITERIA_REGISTRY
 from .criteria import (
     NEEDS,
@@ -46,6 +46,7 @@ __all__ = [
     "low_scale_tensors",
     "make_schedule",
     "prune_ticket",
+    "pruned_rows_columns",
     "random_pruning",
     "register_criterion",
     "register_schedule",

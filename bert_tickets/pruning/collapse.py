@@ -11,6 +11,12 @@ Ways around it (options of ``find`` and of :func:`~bert_tickets.pruning.prune_ti
 the tensor out of the prunable set (``--exclude 'pooler\\..*'``), cap per-tensor sparsity
 within global pruning (``--max_tensor_sparsity``), or prune layer-wise
 (``--pruning_scope layerwise``).
+
+Below the tensor level, :func:`pruned_rows_columns` counts the rows and columns of each weight
+matrix that a mask prunes entirely: a fully pruned row of a ``(out_features, in_features)``
+weight is an output unit that receives nothing (e.g. an FFN neuron), a fully pruned column an
+input dimension the layer ignores. It is reported next to magnitude's count for a criterion
+that may remove whole units (SynFlow, ``pruning/criteria/synflow.py``).
 """
 
 from __future__ import annotations
@@ -62,6 +68,38 @@ def low_scale_tensors(weights: Mapping[str, torch.Tensor], ratio: float = DEFAUL
     if median == 0.0:
         return {}
     return {n: r / median for n, r in rms.items() if r < ratio * median}
+
+
+def pruned_rows_columns(masks: Mapping[str, torch.Tensor]) -> dict[str, dict[str, int]]:
+    """Rows and columns of every 2-D mask with no kept entry (pure; nothing is changed).
+
+    Args:
+        masks: name -> ``torch.bool`` mask (``True`` = kept); 2-D masks are the weights of
+            linear layers, shape ``(out_features, in_features)``; masks of other ranks are
+            skipped (they have no rows and columns in this sense).
+
+    Returns:
+        ``{"rows": r, "columns": c, "tensors": {name: {"rows": r_n, "columns": c_n}}}`` —
+        r_n the number of fully pruned rows (output units) of tensor ``name``, c_n its fully
+        pruned columns (input dimensions), r and c their sums over all tensors. ``tensors``
+        lists only tensors with at least one fully pruned row or column.
+
+    Raises:
+        ValueError: a mask that is not a ``torch.bool`` tensor.
+    """
+    rows = columns = 0
+    tensors: dict[str, dict[str, int]] = {}
+    for name, mask in masks.items():
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise ValueError(f"mask {name!r} must be a torch.bool tensor, got {getattr(mask, 'dtype', type(mask))}")
+        if mask.dim() != 2:
+            continue
+        r = int((~mask.any(dim=1)).sum())
+        c = int((~mask.any(dim=0)).sum())
+        rows, columns = rows + r, columns + c
+        if r or c:
+            tensors[name] = {"rows": r, "columns": c}
+    return {"rows": rows, "columns": columns, "tensors": tensors}
 
 
 def collapse_options_hint(names) -> str:

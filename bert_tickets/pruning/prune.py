@@ -45,7 +45,10 @@ def prune_ticket(
             with labels; ``synflow``: ``score_iterations``); ``model`` and the current mask
             (``masks``) are always passed to the criterion. An iterative criterion (SynFlow)
             re-scores and selects once per :meth:`~.criteria.PruningCriterion.sparsity_steps`
-            entry; the scoring passes are added to the ticket's cost record (:func:`add_cost`).
+            entry; the scoring passes are added to the ticket's cost record (:func:`add_cost`),
+            and what the criterion recorded (:meth:`~.criteria.PruningCriterion.record`, e.g.
+            Gem-Miner's density trajectory) to ``metadata.extra["criterion_record"]`` (one
+            record, or a list of one per selection that recorded).
 
     Returns:
         A new :class:`~bert_tickets.ticket.TicketMask` with exactly ``round(sparsity · N)``
@@ -65,6 +68,7 @@ def prune_ticket(
     weights = {n: targets[n] for n in ticket.masks}
     shapes = {n: w.shape for n, w in weights.items()}
     new = ticket.masks
+    records = []
     steps = criterion.sparsity_steps(ticket.sparsity, sparsity, **context)
     for step_sparsity in steps:  # one selection, or a criterion's rounds (SynFlow) re-scoring the survivors
         scorer = criterion.scorer(
@@ -78,8 +82,13 @@ def prune_ticket(
             **context,
         )
         new = select(shapes, scorer, step_sparsity, new, scope, max_tensor_sparsity)
+        if record := criterion.record(scorer):
+            records.append(record)
     meta = copy.deepcopy(ticket.metadata)
     add_cost(meta, criterion.passes(len(steps), **context))
+    meta.extra.pop("criterion_record", None)  # a parent's record describes the parent's mask
+    if records:
+        meta.extra["criterion_record"] = records[0] if len(records) == 1 else records
     meta.level += 1
     meta.target_sparsity = sparsity
     meta.criterion = method

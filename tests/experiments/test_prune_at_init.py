@@ -44,7 +44,7 @@ def test_prune_at_init_ticket_finetunes_sanity_rows_and_resume(inputs, tmp_path,
     ticket = TicketMask.from_pretrained(out / "ticket")
     assert ticket.num_pruned == target_count(0.3, ticket.num_prunable)
     assert ticket.metadata.pruning_method == "snip" and ticket.metadata.task == "rte"
-    assert ticket.metadata.cost == {"train_steps": 0, "score_forward": 1, "score_backward": 1}
+    assert ticket.metadata.cost == {"train_steps": 0, "score_forward": 4, "score_backward": 4}  # snip's default 4 batches
     assert ticket.metadata.extra["prune_at_init"]["criterion"] == "snip"
     # (ticket + dense + synflow + gem_miner) x 2 seeds, + layer_shuffle of ticket, synflow, gem_miner x 2 seeds
     results = json.loads((out / "finetune" / "results.json").read_text())
@@ -99,7 +99,7 @@ def test_no_finetune_stops_at_the_mask(inputs, tmp_path, capsys):
         (("--score_iterations", "0"), "--score_iterations must be >= 1, got 0"),
         (("--criterion", "gem_miner", "--gem_score_init", "0.2"), "--gem_score_init must be in (0.5, 1], got 0.2"),
         (("--gem_score_init", "0.9"), "--criterion_options gem_score_init: no criterion used here (synflow) has this option"),
-        (("--criterion_options", "synflow.iters=3"), "criterion synflow has no option 'iters' (its options: score_iterations)"),
+        (("--criterion_options", "synflow.iters=3"), "criterion synflow has no option 'iters' (its options: score_iterations, residual)"),
         (("--baselines", "nope"), "unknown baseline 'nope'"),
         (("--seeds", "-1"), "--seeds must be distinct integers >= 0, got -1"),
         (("--seeds", "1", "1"), "--seeds must be distinct integers >= 0, got 1 1"),

@@ -118,3 +118,33 @@ def test_exclude_keeps_the_tensor_out(config):
     assert "pooler.dense.weight" not in ticket.masks
     assert ticket.metadata.exclude_patterns == [r"pooler\..*"]
     assert collapsed_tensors(ticket.per_tensor_sparsity()) == {}
+
+
+def test_pruned_rows_columns_counts_fully_pruned_rows_and_columns_of_each_matrix():
+    from bert_tickets.pruning import pruned_rows_columns
+
+    a = torch.ones(4, 5, dtype=torch.bool)
+    a[1, :] = False  # row 1 fully pruned
+    a[3, :] = False  # row 3 too
+    a[:, 2] = False  # column 2 fully pruned
+    a[0, 4] = False  # a single weight: no full row or column
+    b = torch.ones(3, 3, dtype=torch.bool)
+    b[:, 0] = False
+    b[:, 1] = False  # columns 0 and 1
+    c = torch.ones(3, 3, dtype=torch.bool)
+    c[0, 0] = False  # nothing fully pruned
+    empty = torch.zeros(2, 3, dtype=torch.bool)  # all 2 rows and 3 columns
+    vector = torch.zeros(6, dtype=torch.bool)  # not a matrix: skipped
+    counts = pruned_rows_columns({"a": a, "b": b, "c": c, "empty": empty, "v": vector})
+    assert counts == {
+        "rows": 2 + 0 + 0 + 2,
+        "columns": 1 + 2 + 0 + 3,
+        "tensors": {"a": {"rows": 2, "columns": 1}, "b": {"rows": 0, "columns": 2}, "empty": {"rows": 2, "columns": 3}},
+    }
+    # against a brute-force count over every row and column
+    for name, m in {"a": a, "b": b, "empty": empty}.items():
+        rows = sum(not any(m[i, j] for j in range(m.shape[1])) for i in range(m.shape[0]))
+        cols = sum(not any(m[i, j] for i in range(m.shape[0])) for j in range(m.shape[1]))
+        assert counts["tensors"][name] == {"rows": rows, "columns": cols}
+    with pytest.raises(ValueError, match="must be a torch.bool tensor"):
+        pruned_rows_columns({"x": torch.ones(2, 2)})

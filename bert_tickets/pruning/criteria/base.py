@@ -102,6 +102,13 @@ class PruningCriterion:
         scores cost none (``{}``)."""
         return {}
 
+    def record(self, scorer: Scorer) -> dict[str, Any]:
+        """What the scoring recorded besides the scores, JSON-ready, for the ticket's metadata
+        (``extra["criterion_record"]``, written by :func:`~bert_tickets.pruning.prune_ticket`);
+        ``{}`` when nothing. A criterion records by giving the scorer it returns an attribute
+        ``record`` (a dict; Gem-Miner: its density trajectory), so criteria stay stateless."""
+        return dict(getattr(scorer, "record", None) or {})
+
     def scorer(self, weights: Mapping[str, torch.Tensor], *, seed: int = 0, **context: Any) -> Scorer:
         """The score function over ``weights``.
 

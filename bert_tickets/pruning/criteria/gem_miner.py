@@ -1,36 +1,92 @@
 """Gem-Miner: a mask learned at θ0 by training a score per weight with the weights frozen
 (Sreenivasan et al. 2022, *Rare Gems: Finding Lottery Tickets at Initialization*, Section 3,
-Algorithm 1; released code ksreenivasan/pruning_is_enough).
+Algorithm 1; released code ksreenivasan/pruning_is_enough, commit 8c4c9e8, cited below as
+*the reference*).
 
 Per prunable weight a score s ∈ [0, 1]; the forward pass uses w = θ0 ⊙ 1[s > 0.5] with a
-straight-through gradient (∂L/∂s := ∂L/∂m, the mask's gradient, i.e. θ0 ⊙ ∂L/∂w); after each
-step the scores are clamped to [0, 1] (no sigmoid). The loss is the task loss plus
-``penalty · Σ s²`` (an L2 penalty on the scores). Every ``prune_period`` steps the lowest active
-scores are pruned globally (set to 0 and kept there) so that the kept fraction follows an
-exponential schedule ``(1 − s_target)^(k/K)`` to the target at the last period; the final mask is
-the exact-count selection of the trained scores (pruned scores are 0, so it agrees with the last
-period). The task head is trained with the scores (from its state in ``model``, on a copy: the
-model is not changed); θ0 — backbone and head — is left untouched, and ``finetune`` then trains
-the weights under the mask.
+straight-through gradient (∂L/∂s := ∂L/∂m, the mask's gradient, i.e. θ0 ⊙ ∂L/∂w; the
+reference's ``hc_quantized: True``, ``quantize_threshold: 0.5``, ``utils/conv_type.py``
+``GetSubnet``); after each step the scores are clamped to [0, 1] (``trainers/default.py``: before
+every step's forward, ``project_freq`` 1, and at the end of each epoch; no sigmoid). The loss is the task loss plus ``penalty · Σ s²``
+(``regularization: L2``, ``utils/net_utils.py`` ``get_regularization_loss``). At ``rounds``
+evenly spaced steps the lowest-scoring surviving weights are pruned globally (set to 0 and kept
+there; the reference's ``prune_type: BottomK``, ``utils/net_utils.py`` ``prune``) so that the
+kept fraction follows the exponential schedule ``(1 − s_target)^(k/K)`` of round k of K
+(``get_prune_rate``: a constant fraction of the survivors per round) and reaches the target at
+the last round; the scores then keep training among the survivors until the last step, as the
+reference's last round at epoch ⌊(E − 1)/T⌋·T of E (``main.py``) leaves a tail of training.
 
-Choices the paper leaves open for BERT, and why:
+**Final mask** (the exact count ``round(s_target · N)`` pruned): the surviving weights with
+score > 0.5, *topped up* with the highest-scoring surviving weights of score ≤ 0.5 when they are
+fewer than the count, or *cut* to the count by dropping the lowest scores when more. The
+reference fine-tunes either every survivor of the rounds (``unflag_before_finetune: True``, 12
+of its 14 iterative Adam configs; ``main_utils.py`` ``finetune``: rounding ``all_ones``) or only
+the survivors with score > 0.5 (naive rounding, ``round: naive``; the other two), which may be
+fewer than the target. After the last round exactly the count survives, so the exact-count rule
+here keeps every survivor, as the first does; cutting happens only with ``rounds=0`` (all
+pruning at the end). How many kept weights score ≤ 0.5 is recorded (below):
+a mask made mostly of topped-up weights says the score training did not find it.
 
-* **Scores start at 0.75** for every surviving weight (pruned ones at 0): the middle of the
-  active range, so a score can move either way and the first mask is θ0 itself; no random
-  initialisation, so the mask depends on the data, not on a score seed.
-* **Adam on the scores** (lr 1e-2): the straight-through gradient θ0 ⊙ ∂L/∂w is ~1e-6 for BERT's
-  weights, so plain SGD at the paper's CIFAR learning rate would not move a score across 0.5
-  within one epoch; at 1e-2 a score crosses the active range in ~25 steps. The head trains with
-  AdamW at ``head_learning_rate`` (1e-4, the fine-tuning rate of the tasks here).
-* **penalty** 1e-4 (the released configs' λ).
-* **steps**: one pass over the batches given (``prune-at-init`` gives one epoch of the task's
-  training data) — the paper trains scores for as many epochs as the weights; one epoch keeps the
-  mask search cheaper than one IMP level. **prune_period**: ``steps // 5`` (five pruning rounds).
-* Dropout is on while training the scores (training mode), as in the paper's training loop.
+**Record** (the ticket's ``metadata.extra["criterion_record"]``, :func:`gem_miner_search`):
+the *active* count after every step (survivors with score > 0.5: the mask the forward pass
+used), the *kept* count after every round (survivors), the targets of the rounds, the number of
+prunable weights N (densities are counts / N), and the final mask's split into weights above
+0.5, topped up and cut.
+
+Defaults, their sources and reasons. They come from the reference's Adam configs — the earlier
+λ = 1e-4 here was an SGD value (e.g. ``configs/hypercube/resnet20/resnet20_sparsity_0_59_unflagT.yml``,
+``optimizer: sgd``, ``lmbda: 0.0001``); with Adam, whose steps do not scale with the gradient,
+it outweighed the data gradient and drove every score below 0.5 within ~26 steps. The default
+config is ``configs/hypercube/resnet18/cifar10/sparsity_5_85lam6_iter_20_adam.yml`` (ResNet-18,
+CIFAR-10, 5% of the weights kept, ``unflag_before_finetune: True``): one of the reference's Adam
+configs at lr 0.01, and its λ is the one two of them share (the third, at 5% too, uses 3e-6):
+
+* **Adam on the scores, learning_rate 1e-2, cosine decay** — ``optimizer: adam``, ``lr: 0.01``,
+  ``lr_policy: cosine_lr``, ``wd: 0.0``; the reference steps ``CosineAnnealingLR(T_max=epochs)``
+  once per epoch (``utils/schedulers.py``), here once per step over all steps (the same curve,
+  not a staircase). ``lr_schedule=constant`` for none.
+* **penalty λ = 8.5e-6** — ``regularization: L2``, ``lmbda: 0.0000085`` (the same in
+  ``sparsity_0_5_85lam6_iter_20_adam.yml``). λ in the other iterative Adam configs (all under
+  ``configs/hypercube/``): 3e-6 (``resnet18/cifar10/sparsity_5_3lam6_iter_20_adam.yml``), 5e-6
+  (``resnet18/resnet18_sparsity_1_4_adam_5lam6.yml``), 8e-6 (``resnet18/resnet18_sparsity_5_adam_8lam6.yml``),
+  9e-6 (``tinyImageNet/resnet18/resnet18_sparsity_1_4_adam_9lam6.yml``), 1e-6
+  (``resnet20/resnet20_quantized_iter_hc_target_sparsity_0_5_adam.yml``,
+  ``resnet50/ffcv_imagenet/resnet50_sparsity_5_adam_1.yml``), 1e-5 (``…_adam_2.yml``); a
+  TinyImageNet sweep ``resnet18_sparsity_5_adam_lam{4,5,6}.yml`` (1e-4, 1e-5, 1e-6); and 0 in
+  the two configs that keep 50% of the weights (``tinyImageNet/resnet18/resnet18_sparsity_50_adam_{5,25}.yml``,
+  at lr 0.1) — ``penalty=0`` reproduces those.
+* **rounds = 9** — ``epochs: 200``, ``iter_period: 20`` → ⌊(200 − 1)/20⌋ = 9 rounds
+  (``main.py``: a round after epoch e when e % T == 0 and e ≠ 0; ``utils/net_utils.py``
+  ``get_prune_rate``). The other iterative Adam configs give 7 to 39 rounds (``iter_period``
+  5–25 over 88–200 epochs). Round k of K is taken after step ⌊k · S / (K + 1)⌋ of S, so the
+  last round falls one period before the end, as in the reference (round 9 after epoch index
+  180 of 0–199). ``prune_period=P`` instead prunes
+  after every P steps, ⌊(S − 1)/P⌋ rounds — the reference's rule in steps.
+* **epochs = 3** — the reference trains the scores for as many epochs as it then fine-tunes the
+  weights (``main.py``: ``range(start_epoch, epochs)``; ``main_utils.py`` ``finetune``:
+  ``range(epochs, epochs * 2)``); the weights here fine-tune for the task's epochs, 3 for GLUE
+  (``tasks/spec.py``; Chen et al. 2020). Steps = ⌈epochs · batches⌉, cycling through the batches
+  given (``prune-at-init`` and ``transfer`` give one epoch) in a new seeded order every pass.
+* **Reduced budget**: ``steps=N`` (``gem_steps``) takes N steps whatever ``epochs`` says, or
+  ``epochs=1``; either is recorded in the ticket's options and cost.
+
+Choices the paper leaves open for BERT (not in the reference), and why:
+
+* **Scores start at 0.75** for every surviving weight (pruned ones at 0) — the reference draws
+  them from U[0, 1] (``score_init: unif``), which for a CIFAR network at random initialisation
+  costs nothing but here would drop a random half of the *pre-trained* θ0 before the first step.
+  0.75 is the middle of the active range: the first mask is θ0 itself and the mask depends on the
+  data, not on a score seed.
+* **The task head trains with the scores** (AdamW at ``head_learning_rate`` 1e-4, the
+  fine-tuning rate of the tasks here), from its state in ``model``, on a copy: a fresh BERT head
+  is random, whereas the reference's last layer is a pruned layer of the network. θ0 — backbone
+  and head — is left untouched, and ``finetune`` then trains the weights under the mask.
+* Dropout is on while training the scores (training mode), as in the reference's ``train``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,30 +97,70 @@ from ...ticket import is_backbone_parameter
 from ..select import select
 from .base import PruningCriterion, register_criterion
 
+logger = logging.getLogger("bert_tickets")
+
+#: λ of the reference's Adam config the defaults follow (``configs/hypercube/resnet18/cifar10/
+#: sparsity_5_85lam6_iter_20_adam.yml``: ``lmbda: 0.0000085``).
+REFERENCE_ADAM_PENALTY = 8.5e-6
+#: Its learning rate (``lr: 0.01``).
+REFERENCE_ADAM_LEARNING_RATE = 1e-2
+#: Its pruning rounds: ``epochs: 200``, ``iter_period: 20`` → ⌊199 / 20⌋.
+REFERENCE_ROUNDS = (200 - 1) // 20
+#: Score-training epochs: as many as the weights fine-tune (GLUE: 3), as the reference trains the
+#: scores for as many epochs as it then trains the weights.
+DEFAULT_EPOCHS = 3.0
+#: Learning-rate schedules of the scores.
+LR_SCHEDULES = ("cosine", "constant")
+
 
 @dataclass
 class GemMinerOptions:
-    """Options of ``gem_miner`` (module docstring for the defaults and their reasons).
+    """Options of ``gem_miner`` (module docstring for the defaults, their sources and reasons).
 
     Attributes:
-        steps: optimizer steps on the scores (``None``: one pass over the batches given).
-        learning_rate: Adam learning rate of the scores.
+        epochs: passes over the batches given (the score-training budget); ignored when
+            ``steps`` is set.
+        steps: optimizer steps on the scores — an explicit (reduced) budget; ``None``:
+            ⌈epochs · batches⌉.
+        learning_rate: Adam learning rate of the scores (peak, with ``lr_schedule``).
+        lr_schedule: ``"cosine"`` (decay to 0 over the steps) or ``"constant"``.
         head_learning_rate: AdamW learning rate of the task head.
         penalty: λ of the L2 penalty ``λ Σ s²`` on the scores.
-        prune_period: steps between global pruning rounds (``None``: ``steps // 5``, at least 1).
+        rounds: global pruning rounds, evenly spaced, the last one period before the end.
+        prune_period: steps between pruning rounds instead (``None``: from ``rounds``).
         score_init: initial score of every surviving weight, in (0.5, 1].
     """
 
-    steps: int | None = field(default=None, metadata={"aliases": ["gem_steps"], "help": "score-training steps (default: one epoch)"})
-    learning_rate: float = field(default=1e-2, metadata={"aliases": ["gem_learning_rate"], "help": "Adam learning rate of the scores"})
+    epochs: float = field(
+        default=DEFAULT_EPOCHS,
+        metadata={
+            "aliases": ["gem_epochs"],
+            "help": "score-training epochs over the batches given (the weights' fine-tuning epochs, GLUE 3)",
+        },
+    )
+    steps: int | None = field(
+        default=None, metadata={"aliases": ["gem_steps"], "help": "score-training steps, a reduced budget (default: epochs x batches)"}
+    )
+    learning_rate: float = field(
+        default=REFERENCE_ADAM_LEARNING_RATE,
+        metadata={"aliases": ["gem_learning_rate"], "help": "Adam learning rate of the scores (reference Adam config: 0.01)"},
+    )
+    lr_schedule: str = field(
+        default="cosine", metadata={"aliases": ["gem_lr_schedule"], "help": "cosine or constant (reference: cosine_lr)"}
+    )
     head_learning_rate: float = field(
         default=1e-4, metadata={"aliases": ["gem_head_learning_rate"], "help": "AdamW learning rate of the task head"}
     )
     penalty: float = field(
-        default=1e-4, metadata={"aliases": ["gem_penalty"], "help": "L2 penalty on the scores (the released configs' 1e-4)"}
+        default=REFERENCE_ADAM_PENALTY,
+        metadata={"aliases": ["gem_penalty"], "help": "L2 penalty on the scores (reference Adam config: 8.5e-6)"},
+    )
+    rounds: int = field(
+        default=REFERENCE_ROUNDS,
+        metadata={"aliases": ["gem_rounds"], "help": "global pruning rounds (reference: 200 epochs / period 20 -> 9)"},
     )
     prune_period: int | None = field(
-        default=None, metadata={"aliases": ["gem_prune_period"], "help": "steps between global pruning rounds (default: steps // 5)"}
+        default=None, metadata={"aliases": ["gem_prune_period"], "help": "steps between pruning rounds (default: from rounds)"}
     )
     score_init: float = field(default=0.75, metadata={"aliases": ["gem_score_init"], "help": "initial score, in (0.5, 1]"})
 
@@ -75,15 +171,73 @@ class GemMinerOptions:
         """Raises ``ValueError`` (one line) for an option outside its range."""
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"--gem_steps must be >= 1, got {self.steps}")
+        if not (self.epochs > 0 and math.isfinite(self.epochs)):
+            raise ValueError(f"--gem_epochs must be > 0, got {self.epochs}")
         if self.prune_period is not None and self.prune_period < 1:
             raise ValueError(f"--gem_prune_period must be >= 1, got {self.prune_period}")
+        if self.rounds < 0:
+            raise ValueError(f"--gem_rounds must be >= 0, got {self.rounds}")
         if not (self.learning_rate > 0 and self.head_learning_rate >= 0 and self.penalty >= 0):
             raise ValueError("--gem_learning_rate must be > 0, --gem_head_learning_rate and --gem_penalty >= 0")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"--gem_lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if not (0.5 < self.score_init <= 1.0):
             raise ValueError(f"--gem_score_init must be in (0.5, 1], got {self.score_init}")
 
+    def total_steps(self, num_batches: int) -> int:
+        """Score-training steps over ``num_batches`` batches: ``steps``, else ⌈epochs · batches⌉."""
+        return self.steps if self.steps is not None else max(1, math.ceil(self.epochs * num_batches))
 
-def gem_miner_scores(
+
+def round_steps(steps: int, rounds: int, prune_period: int | None = None) -> list[int]:
+    """The steps (1-based, after the optimizer step) at which Gem-Miner prunes: with
+    ``prune_period`` P, every P steps before the last, ⌊(steps − 1)/P⌋ rounds (the reference's
+    rule in epochs, ``main.py``); otherwise ``rounds`` rounds at ⌊k · steps / (rounds + 1)⌋,
+    k = 1 … rounds, without repeats and never at step 0 (fewer rounds when ``steps`` is small).
+
+    Raises:
+        ValueError: ``steps`` < 1, ``rounds`` < 0 or ``prune_period`` < 1.
+    """
+    if steps < 1 or rounds < 0 or (prune_period is not None and prune_period < 1):
+        raise ValueError(f"gem_miner rounds need steps >= 1, rounds >= 0, prune_period >= 1; got {steps}, {rounds}, {prune_period}")
+    if prune_period is not None:
+        return [k * prune_period for k in range(1, (steps - 1) // prune_period + 1)]
+    return sorted({k * steps // (rounds + 1) for k in range(1, rounds + 1)} - {0})
+
+
+def round_sparsities(start: float, sparsity: float, rounds: int) -> list[float]:
+    """Target sparsity after each of ``rounds`` rounds: round k keeps
+    ``(1 − start) · ((1 − sparsity)/(1 − start))^(k/rounds)`` (the reference's constant fraction of
+    the survivors per round, ``get_prune_rate``); the last is exactly ``sparsity``; all
+    ``start`` when nothing is to be pruned."""
+    if sparsity <= start:
+        return [start] * rounds
+    ratio = (1.0 - sparsity) / (1.0 - start)
+    return [sparsity if k == rounds else 1.0 - (1.0 - start) * math.pow(ratio, k / rounds) for k in range(1, rounds + 1)]
+
+
+@dataclass
+class GemMinerResult:
+    """What :func:`gem_miner_search` found.
+
+    Attributes:
+        scores: name -> float32 CPU tensor of the weight's shape in [0, 1]; exactly 0 for the
+            weights pruned by the rounds (and for those pruned before).
+        mask: name -> ``torch.bool`` CPU tensor, the final exact-count mask (module docstring).
+        record: the trajectory, JSON-ready (``metadata.extra["criterion_record"]``):
+            ``prunable`` (N), ``steps``, ``round_steps``, ``round_sparsities`` (targets),
+            ``active`` (per step: survivors with score > 0.5), ``kept`` (per round: survivors
+            after it), ``final`` (``kept``, ``above_half``, ``topped_up``, ``cut``: counts of the
+            final mask, its weights with score > 0.5, with score ≤ 0.5, and survivors with score
+            > 0.5 left out). Densities are counts / ``prunable``.
+    """
+
+    scores: dict[str, torch.Tensor]
+    mask: dict[str, torch.Tensor]
+    record: dict[str, Any]
+
+
+def gem_miner_search(
     model: torch.nn.Module,
     weights: dict[str, torch.nn.Parameter],
     batches: list[dict[str, Any]],
@@ -94,21 +248,20 @@ def gem_miner_scores(
     seed: int = 0,
     scope: str = "global",
     max_tensor_sparsity: float | None = None,
-) -> dict[str, torch.Tensor]:
-    """Train Gem-Miner scores (module docstring) toward ``sparsity`` and return them: name ->
-    float32 tensor of the weight's shape in [0, 1], exactly 0 for the weights pruned by the
-    periodic rounds (the last round leaves ``round(sparsity · N)`` pruned).
+) -> GemMinerResult:
+    """Train Gem-Miner scores (module docstring) toward ``sparsity``; return the scores, the
+    final mask and the recorded trajectory (:class:`GemMinerResult`).
 
     Args:
         model: a BERT model with a task head; its parameters are not changed.
         weights: backbone-relative name -> the model's prunable parameter.
-        batches: model-input dicts with labels, cycled through for ``options.steps`` steps.
+        batches: model-input dicts with labels, cycled through (a new seeded order every pass).
         sparsity: target sparsity, a fraction in [0, 1).
         masks: the current mask (``True`` = kept); pruned weights stay pruned.
         options: :class:`GemMinerOptions`.
         seed: seeds dropout and the batch order.
         scope, max_tensor_sparsity: as for :func:`~bert_tickets.pruning.select.select`, used by
-            the periodic rounds.
+            the rounds and the final selection.
 
     Raises:
         ValueError: no batches, a batch without labels, or an option out of range.
@@ -117,20 +270,31 @@ def gem_miner_scores(
     options.check()
     if not batches:
         raise ValueError("gem_miner needs training batches with labels")
-    steps = options.steps or len(batches)
-    period = options.prune_period or max(1, steps // 5)
-    rounds = max(1, steps // period)
+    steps = options.total_steps(len(batches))
+    schedule = round_steps(steps, options.rounds, options.prune_period)
     full_name = {id(p): n for n, p in model.named_parameters()}
     names = list(weights)
     shapes = {n: weights[n].shape for n in names}
     theta0 = {n: weights[n].detach().clone() for n in names}
     alive = {n: (masks[n].clone() if masks is not None else torch.ones(shapes[n], dtype=torch.bool)).to(theta0[n].device) for n in names}
-    start = 1.0 - sum(int(a.sum()) for a in alive.values()) / sum(a.numel() for a in alive.values())
+    prunable = sum(a.numel() for a in alive.values())
+    start = 1.0 - sum(int(a.sum()) for a in alive.values()) / prunable
+    targets = dict(zip(schedule, round_sparsities(start, sparsity, len(schedule))))
     scores = {n: (alive[n].float() * options.score_init).requires_grad_(True) for n in names}
     head = {n: p.detach().clone().requires_grad_(True) for n, p in model.named_parameters() if not is_backbone_parameter(model, n)}
-    optimizers = [torch.optim.Adam(list(scores.values()), lr=options.learning_rate)]
+    score_optimizer = torch.optim.Adam(list(scores.values()), lr=options.learning_rate)
+    optimizers = [score_optimizer]
     if head and options.head_learning_rate > 0:
         optimizers.append(torch.optim.AdamW(list(head.values()), lr=options.head_learning_rate))
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(score_optimizer, T_max=steps) if options.lr_schedule == "cosine" else None
+    record: dict[str, Any] = {
+        "prunable": prunable,
+        "steps": steps,
+        "round_steps": schedule,
+        "round_sparsities": [targets[s] for s in schedule],
+        "active": [],
+        "kept": [],
+    }
     was_training = model.training
     grad_flags = {n: p.requires_grad for n, p in model.named_parameters()}
     model.requires_grad_(False)  # θ0 is frozen: no gradient reaches the model's own parameters
@@ -160,29 +324,75 @@ def gem_miner_scores(
                 loss.backward()
                 for opt in optimizers:
                     opt.step()
+                if cosine is not None:
+                    cosine.step()
                 with torch.no_grad():
                     for n in names:
                         scores[n].clamp_(0.0, 1.0).mul_(alive[n])
-                    if step % period == 0 or step == steps:
-                        k = min(rounds, math.ceil(step / period))
-                        kept = (1.0 - start) * math.pow((1.0 - sparsity) / (1.0 - start), k / rounds) if sparsity > start else 1.0 - start
-                        target = sparsity if step == steps else min(sparsity, 1.0 - kept)
+                    if step in targets:
                         current = {n: s.detach() for n, s in scores.items()}
-                        alive = select(shapes, lambda name, out, _c=current: _c[name].float(), target, alive, scope, max_tensor_sparsity)
+                        alive = select(
+                            shapes, lambda name, out, _c=current: _c[name].float(), targets[step], alive, scope, max_tensor_sparsity
+                        )
                         for n in names:
                             scores[n].mul_(alive[n])
+                        record["kept"].append(sum(int(a.sum()) for a in alive.values()))
+                    active = sum(int(((scores[n] > 0.5) & alive[n]).sum()) for n in names)
+                    record["active"].append(active)
+                    if step in targets:
+                        logger.debug(
+                            "gem_miner step %d/%d: round to sparsity %.4f, kept %.4f, active %.4f",
+                            step,
+                            steps,
+                            targets[step],
+                            record["kept"][-1] / prunable,
+                            active / prunable,
+                        )
     finally:
         model.train(was_training)
         for n, p in model.named_parameters():
             p.requires_grad_(grad_flags[n])
-    return {n: s.detach().float().cpu() for n, s in scores.items()}
+    final_scores = {n: s.detach().float().cpu() for n, s in scores.items()}
+    survivors = {n: a.cpu() for n, a in alive.items()}
+    # survivors rank above the pruned (-1), so ties at score 0 never revive a pruned weight
+    ranking = {n: torch.where(survivors[n], final_scores[n], torch.full_like(final_scores[n], -1.0)) for n in names}
+    mask = select(shapes, lambda name, out: ranking[name], sparsity, masks, scope, max_tensor_sparsity)
+    above = {n: survivors[n] & (final_scores[n] > 0.5) for n in names}
+    record["final"] = {
+        "kept": sum(int(m.sum()) for m in mask.values()),
+        "above_half": sum(int((mask[n] & above[n]).sum()) for n in names),
+        "topped_up": sum(int((mask[n] & ~above[n]).sum()) for n in names),
+        "cut": sum(int((above[n] & ~mask[n]).sum()) for n in names),
+    }
+    return GemMinerResult(final_scores, mask, record)
+
+
+def gem_miner_scores(
+    model: torch.nn.Module,
+    weights: dict[str, torch.nn.Parameter],
+    batches: list[dict[str, Any]],
+    sparsity: float,
+    masks: dict[str, torch.Tensor] | None = None,
+    options: GemMinerOptions | None = None,
+    *,
+    seed: int = 0,
+    scope: str = "global",
+    max_tensor_sparsity: float | None = None,
+) -> dict[str, torch.Tensor]:
+    """The trained scores of :func:`gem_miner_search` (same arguments and errors): name ->
+    float32 tensor of the weight's shape in [0, 1], exactly 0 for the weights pruned by the
+    rounds (the last round leaves ``round(sparsity · N)`` pruned)."""
+    return gem_miner_search(
+        model, weights, batches, sparsity, masks, options, seed=seed, scope=scope, max_tensor_sparsity=max_tensor_sparsity
+    ).scores
 
 
 @register_criterion
 class GemMinerCriterion(PruningCriterion):
     """Learned scores at θ0 with a straight-through mask (module docstring). Context: ``model``,
     ``batches`` (training data), ``gem_miner`` (:class:`GemMinerOptions`), ``masks``,
-    ``sparsity`` (set by :func:`~bert_tickets.pruning.prune_ticket`)."""
+    ``sparsity`` (set by :func:`~bert_tickets.pruning.prune_ticket`). The scorer ranks the final
+    mask (module docstring) first and carries the trajectory as its ``record``."""
 
     name = "gem_miner"
     needs = frozenset({"batches", "trains_scores", "seed"})
@@ -195,14 +405,16 @@ class GemMinerCriterion(PruningCriterion):
 
     def passes(self, steps: int, **context: Any) -> dict[str, int]:
         options = context.get("gem_miner") or self._options(context)
-        n = steps * (options.steps or len(context.get("batches") or []))
-        return {"train_steps": n}
+        batches = context.get("batches") or []
+        if options.steps is None and not batches:
+            return {"train_steps": 0}
+        return {"train_steps": steps * options.total_steps(len(batches))}
 
     def scorer(self, weights, *, seed=0, model=None, batches=None, masks=None, sparsity=None, gem_miner=None, **context):
         gem_miner = gem_miner or self._options(context)
         if model is None or sparsity is None:
             raise ValueError("gem_miner needs the model and the target sparsity (context model=, sparsity=)")
-        scores = gem_miner_scores(
+        found = gem_miner_search(
             model,
             dict(weights),
             list(batches or []),
@@ -213,7 +425,24 @@ class GemMinerCriterion(PruningCriterion):
             scope=context.get("scope", "global"),
             max_tensor_sparsity=context.get("max_tensor_sparsity"),
         )
-        return lambda name, out: scores[name]
+        # the final mask ranks first (2 + s >= 2 > every other score), so the selection of
+        # prune_ticket (same count, scope and cap) returns exactly found.mask
+        ranking = {n: found.mask[n].float() * 2.0 + s for n, s in found.scores.items()}
+
+        def gem_miner_scorer(name: str, out: torch.Tensor | None) -> torch.Tensor:
+            return ranking[name]
+
+        gem_miner_scorer.record = found.record  # type: ignore[attr-defined]
+        return gem_miner_scorer
 
 
-__all__ = ["GemMinerCriterion", "GemMinerOptions", "gem_miner_scores"]
+__all__ = [
+    "GemMinerCriterion",
+    "GemMinerOptions",
+    "GemMinerResult",
+    "REFERENCE_ADAM_PENALTY",
+    "gem_miner_scores",
+    "gem_miner_search",
+    "round_sparsities",
+    "round_steps",
+]
