@@ -60,6 +60,7 @@ from ..ticket import (
     DEFAULT_PRUNABLE_PATTERNS,
     TicketMask,
     TicketMetadata,
+    check_model_source,
     get_backbone,
     local_checkpoint_revision,
     prunable_parameters,
@@ -335,12 +336,12 @@ class IMPRunner:
         prunable tensor's scale is far below the others' under a magnitude criterion.
 
         Raises:
-            FileNotFoundError: a local model directory that does not exist.
+            FileNotFoundError: a local model directory that does not exist (or a name that is
+                neither a directory nor a Hub repo id).
             ValueError: a tokenizer that cannot be loaded; no prunable weight matched.
         """
         name, imp_args = self.model_args.model_name_or_path, self.imp_args
-        if (os.path.isabs(name) or name.startswith((".", "~"))) and not os.path.isdir(os.path.expanduser(name)):
-            raise FileNotFoundError(f"model directory not found: {name}")
+        check_model_source(name)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(name, revision=self.model_args.revision, cache_dir=self.model_args.cache_dir)
         except (OSError, ValueError, TypeError) as err:

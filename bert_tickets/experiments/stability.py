@@ -35,7 +35,7 @@ from ..results import RunLock, RunRecord
 from ..results.figures import linear_path_plot
 from ..results.record import read_run
 from ..tasks import get_kind, get_task
-from ..ticket import TicketMask, get_backbone, hub_revision
+from ..ticket import TicketMask, check_model_source, get_backbone, hub_revision
 from ..training.finetune import evaluate_model, finetune
 from ..training.weights import RewindPointCapture, load_into, load_theta0
 
@@ -105,6 +105,7 @@ def _run_inputs(hp: dict):
     one), tokenizer and prepared data, from its recorded hyperparameters."""
     task = get_task(hp["data"]["task"])
     model_name = hp["model"]["model_name_or_path"]
+    check_model_source(model_name, "the run's base model", "; the run needs its θ0 where it was found")
     revision = hub_revision(hp["model"].get("revision"))
     tokenizer = AutoTokenizer.from_pretrained(model_name, revision=revision)
     d = hp["data"]

@@ -26,14 +26,15 @@ from typing import Any
 import numpy as np
 from transformers import AutoTokenizer
 
-from .._io import first_line, json_hash, write_json
+from .._io import first_line, json_hash, read_json, write_json
 from ..pruning import add_cost, get_criterion, prune_ticket
 from ..results import RunLock, RunPaths, RunRecord, argument_groups, check_output_dir, claim_directory, kinds
-from ..results.cells import BASELINES, CellResult, CellSpec, MatrixRecord
+from ..results.cells import BASELINES, CELLS_DIR, CellResult, CellSpec, MatrixRecord
 from ..results.figures import transfer_heatmap
+from ..results.kinds import MATRIX_CONFIG_FILE
 from ..results.rows import DENSE_ROW, SANITY_CHECKS, TICKET_ROW, CriterionRow, RowInputs, baseline_names, check_rows, get_check, get_row
 from ..tasks import get_kind, get_task
-from ..ticket import CONFIG_FILE, TicketMask, TicketMetadata, is_hub_repo_id, read_ticket_config
+from ..ticket import CONFIG_FILE, TicketMask, TicketMetadata, check_model_source, is_hub_repo_id, read_ticket_config, same_path
 from ..training.finetune import finetune, global_batch_size, training_batches, training_hyperparameters
 from ..training.weights import load_theta0
 from .common import CriterionArguments
@@ -251,9 +252,7 @@ def resolve_sources(args: TransferArguments) -> list[Source]:
 
 
 def _same_model(a: str, b: str | None) -> bool:
-    if b is None or a == b:
-        return True
-    return os.path.isdir(a) and os.path.isdir(b) and os.path.realpath(a) == os.path.realpath(b)
+    return b is None or same_path(a, b)
 
 
 def _data_dirs(entries: list[str] | None, targets: list[str]) -> dict[str, str | None]:
@@ -294,6 +293,54 @@ def _train_samples(entries: list[str] | None, targets: list[str]) -> dict[str, i
         else:
             every = n
     return {t: per_task.get(t, every) for t in targets}
+
+
+@dataclass
+class RecordedPaths:
+    """How an existing matrix directory spells its local paths: the base model and the data
+    directories of its spec, and the sources of its cells. A re-run that spells one of them
+    otherwise (relative vs absolute, through a symlink) adopts the recorded spelling, so the
+    matrix keeps its spec hash and every cell its id (:func:`_spelling`)."""
+
+    base_model: str | None = None
+    data_dirs: dict[str, str | None] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, root: str | os.PathLike) -> RecordedPaths:
+        """The spellings recorded in ``root`` (nothing for a new directory; an unreadable file
+        is left to the checks that read it)."""
+        root, out = Path(root), cls()
+        try:
+            spec = read_json(root / MATRIX_CONFIG_FILE).get("spec", {}) if (root / MATRIX_CONFIG_FILE).is_file() else {}
+            out.base_model = spec.get("base_model")
+            dirs = spec.get("data", {}).get("data_dirs")
+            out.data_dirs = dict(dirs) if isinstance(dirs, dict) else {}
+        except (ValueError, OSError, AttributeError):
+            pass
+        sources = set()
+        for path in (root / CELLS_DIR).glob("*/*.json"):  # cell.json and result.json: the cell's spec
+            try:
+                source = read_json(path).get("spec", {}).get("source")
+            except (ValueError, OSError, AttributeError):
+                continue
+            if isinstance(source, str) and source:
+                sources.add(source)
+        out.sources = sorted(sources)
+        return out
+
+
+def _spelling(path: str | None, recorded: list[str | None]) -> str | None:
+    """How a matrix names a local path (the base model, a data directory, a source): as an
+    existing matrix recorded the same file or directory (so its ids stay), else resolved
+    (absolute, symlinks followed: the same matrix from any working directory). A Hub id or a
+    path that does not exist is unchanged."""
+    if path is None or not os.path.exists(os.path.expanduser(path)):
+        return path
+    for old in recorded:
+        if old is not None and same_path(old, path):
+            return old
+    return os.path.realpath(os.path.expanduser(path))
 
 
 def check_matrix_arguments(args: TransferArguments) -> None:
@@ -356,25 +403,31 @@ class MatrixPlan:
     cells: dict[str, CellSpec] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, args: TransferArguments, training_args: dict[str, Any]) -> MatrixPlan:
+    def build(cls, args: TransferArguments, training_args: dict[str, Any], recorded: RecordedPaths | None = None) -> MatrixPlan:
         """Validate and plan (see :func:`check_matrix_arguments`, :func:`resolve_sources`).
+        Local paths (base model, data directories, sources) are resolved, or spelled as the
+        matrix directory ``recorded`` them (:func:`_spelling`).
 
         Raises:
             ValueError / FileNotFoundError: a bad argument, source or data file, or a source mask
                 that does not fit a target model (one line).
         """
         check_matrix_arguments(args)
+        recorded = recorded or RecordedPaths()
         configs = args.criterion_configs()
         targets = {get_task(t).name: get_task(t) for t in args.tasks}
         sources = resolve_sources(args)
+        for s in sources:
+            s.origin = _spelling(s.origin, recorded.sources)
         first = sources[0].ticket.metadata
+        data_dirs = _data_dirs(args.data_dir, list(targets))
         plan = cls(
             args,
             training_args,
             targets,
             sources,
-            args.model_name_or_path or first.base_model,
-            _data_dirs(args.data_dir, list(targets)),
+            _spelling(args.model_name_or_path or first.base_model, [recorded.base_model]),
+            {t: _spelling(d, [recorded.data_dirs.get(t)]) for t, d in data_dirs.items()},
             _train_samples(args.max_train_samples, list(targets)),
             (first.prunable_patterns, first.exclude_patterns),
             configs,
@@ -386,7 +439,9 @@ class MatrixPlan:
         return plan
 
     def check_inputs(self) -> None:
-        """Every target's data files, and every source mask on every target model."""
+        """θ0 (a directory or a Hub id), every target's data files, and every source mask on
+        every target model."""
+        check_model_source(self.base_model, "--model" if self.args.model_name_or_path else "the tickets' base model")
         for name, task in self.targets.items():
             if self.data_dirs[name] is not None:
                 get_kind(task.kind).validate_inputs(task, self.data_dirs[name])
@@ -620,7 +675,8 @@ class TransferMatrix:
     ray_task = None
 
     def __init__(self, args: TransferArguments, training_args: dict[str, Any]):
-        self.plan = MatrixPlan.build(args, training_args)
+        root = next(iter(training_args.values())).output_dir
+        self.plan = MatrixPlan.build(args, training_args, RecordedPaths.of(root) if os.path.isdir(root) else None)
         first_args = training_args[next(iter(self.plan.targets))]
         check_output_dir(first_args.output_dir)
         claim_directory(first_args.output_dir, kinds.MATRIX)

@@ -17,7 +17,7 @@ from .._io import atomic_write_dir
 from ..results import RunRecord, check_output_dir, kinds
 from ..results.record import read_run
 from ..tasks import get_kind, get_task
-from ..ticket import TicketMask, hub_revision
+from ..ticket import TicketMask, check_model_source, hub_revision
 from ..ticket.hub import is_hub_repo_id
 
 
@@ -51,6 +51,7 @@ def export_level(run_dir: str | os.PathLike, level: int, output_dir: str | os.Pa
     hp = run.config["hyperparameters"]
     task = get_task(hp["data"]["task"])
     base = hp["model"]["model_name_or_path"]
+    check_model_source(base, "the run's base model", "; the run needs its θ0 where it was found")
     revision = hub_revision(hp["model"].get("revision"))
     model = get_kind(task.kind).load_model(task, base, revision=revision)
     _load_strict(model, record.load_trained_model(level), f"level {level}")
@@ -83,6 +84,7 @@ def export_cell(matrix_dir: str | os.PathLike, cell_id: str, output_dir: str | o
         raise FileNotFoundError(f"cell {cell_id} kept no trained weights: run the transfer with --save_trained (a new --output_dir)")
     task = get_task(result.spec.target)
     base = record.cell_spec(cell_id)["context"]["base_model"]
+    check_model_source(base, "the matrix's base model", "; the matrix needs its θ0 where it was run")
     model = get_kind(task.kind).load_model(task, base)
     _load_strict(model, record.load_trained(cell_id), f"cell {cell_id}")
     ticket = TicketMask.from_pretrained(record.ticket_dir(cell_id))
