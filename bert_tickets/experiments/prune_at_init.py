@@ -93,6 +93,10 @@ class PruneAtInitArguments(CriterionArguments):
             raise ValueError(f"--pruning_scope {self.pruning_scope!r}: choose one of {', '.join(SCOPES)}")
         if not self.seeds or any(s < 0 for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"--seeds must be distinct integers >= 0, got {' '.join(map(str, self.seeds)) or 'none'}")
+        if self.max_tensor_sparsity is not None and not 0.0 < self.max_tensor_sparsity <= 1.0:
+            raise ValueError(f"--max_tensor_sparsity must be a fraction in (0, 1], got {self.max_tensor_sparsity}")
+        if self.tolerance < 0:
+            raise ValueError(f"--tolerance must be >= 0, got {self.tolerance}")
 
     def criteria_used(self) -> list[str]:
         """The criterion of the ticket and those of the ``--baselines`` criterion rows."""
