@@ -43,15 +43,23 @@ def derived_seed(seed: int, index: int) -> int:
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)``, then rename ``tmp_path`` onto ``path`` (same directory, created
     if needed). On any error the temporary file is removed and ``path`` is left as it was. The
-    file gets mode ``0666 & ~umask``, as ``open`` would give it (not ``mkstemp``'s 0600), so
-    collaborators on a shared filesystem can read a run."""
+    file gets mode ``0666 & ~umask``, as ``open`` would give it (not ``mkstemp``'s 0600, nor the
+    0600 of a library that writes through its own temporary file, as ``safetensors`` does), so
+    collaborators on a shared filesystem can read a run.
+
+    Raises:
+        IsADirectoryError: ``path`` is a directory (one line).
+        NotADirectoryError: a parent of ``path`` is a file (one line).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a directory")
+    make_parent_dirs(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a file written here gets the usual mode
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # after the write: a writer may have replaced the file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -59,10 +67,37 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         raise
 
 
+def make_parent_dirs(path: str | os.PathLike) -> None:
+    """``mkdir -p`` of ``path``'s parent.
+
+    Raises:
+        NotADirectoryError: a component of the parent is a file (one line naming it, not the
+            ``[Errno 17] File exists`` of ``os.mkdir``).
+    """
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (parent, *parent.parents) if p.exists() and not p.is_dir()), parent)
+        raise NotADirectoryError(f"cannot write {path}: {blocker} is a file, not a directory") from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _follow_umask(root: Path) -> None:
+    """Give ``root`` and every directory and file under it the modes ``mkdir`` / ``open`` give
+    under the umask (``0777`` / ``0666`` ``& ~umask``)."""
+    mask = _umask()
+    os.chmod(root, 0o777 & ~mask)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            os.chmod(os.path.join(dirpath, d), 0o777 & ~mask)
+        for f in filenames:
+            os.chmod(os.path.join(dirpath, f), 0o666 & ~mask)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -79,19 +114,22 @@ def atomic_write_dir(path: str | os.PathLike, write: Callable[[Path], None]) -> 
     """Create the directory ``path`` as one unit: call ``write(tmp_dir)`` on a fresh sibling
     directory, then rename it onto ``path``. A crash leaves either no ``path`` or a complete one
     (plus, at worst, a hidden ``.<name>.*.tmp`` sibling that nothing reads). The directory gets
-    mode ``0777 & ~umask``.
+    mode ``0777 & ~umask`` and every file and directory written in it the modes ``open`` and
+    ``mkdir`` give under the umask (whatever the writer used: ``save_pretrained`` writes its
+    safetensors file 0600).
 
     Raises:
         FileExistsError: ``path`` exists (a directory holding other files is never replaced).
+        NotADirectoryError: a parent of ``path`` is a file.
     """
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"{path} exists")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent_dirs(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
     try:
         write(tmp)
+        _follow_umask(tmp)
         os.rename(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -26,6 +26,7 @@ __all__ = [
     "DataArguments",
     "IMPArguments",
     "ModelArguments",
+    "check_training_arguments",
     "experiment_parser",
     "parse_experiment_args",
     "parse_transfer_args",
@@ -63,6 +64,54 @@ def task_defaults(task_name: str) -> dict:
     }
 
 
+#: ``TrainingArguments`` counts that mean nothing below 1 (``None``: unset), and those that mean
+#: nothing below 0. ``save_steps`` / ``logging_steps`` / ``eval_steps`` below 1 are a fraction of
+#: the training steps (transformers), so they need only be > 0.
+_AT_LEAST_ONE = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "eval_accumulation_steps")
+_POSITIVE = ("save_steps", "logging_steps", "eval_steps")
+_NON_NEGATIVE = ("num_train_epochs", "dataloader_num_workers", "save_total_limit")
+_SEEDS = ("seed", "data_seed")
+
+
+def check_training_arguments(training_args: TrainingArguments, where: str = "") -> None:
+    """The ``TrainingArguments`` values that mean nothing, refused before any work (as the
+    experiments' own options are): batch sizes and accumulation below 1, step intervals
+    (``--save_steps``, ``--logging_steps``, ``--eval_steps``) not > 0, negative epochs, workers or
+    checkpoint limits, ``--max_steps`` other than -1 (train ``--num_train_epochs``) or a positive
+    count, no training at all (0 epochs without ``--max_steps``), seeds outside ``[0, 2**32)``
+    (what ``transformers.set_seed`` takes).
+
+    Args:
+        where: appended to the message (e.g. ``" (target rte)"``).
+
+    Raises:
+        ArgumentError: one line naming the option and the value.
+    """
+    a = training_args
+    for name in _AT_LEAST_ONE:
+        value = getattr(a, name)
+        if value is not None and value < 1:
+            raise ArgumentError(f"--{name} must be >= 1, got {value}{where}")
+    for name in _POSITIVE:
+        value = getattr(a, name)
+        if value is not None and value <= 0:
+            raise ArgumentError(f"--{name} must be > 0 (a number of steps, or below 1 a fraction of them), got {value:g}{where}")
+    for name in _NON_NEGATIVE:
+        value = getattr(a, name)
+        if value is not None and value < 0:
+            raise ArgumentError(f"--{name} must be >= 0, got {value:g}{where}")
+    if a.max_steps == 0 or a.max_steps < -1:
+        raise ArgumentError(
+            f"--max_steps must be a positive number of optimizer steps, or -1 to train --num_train_epochs; got {a.max_steps}{where}"
+        )
+    if a.max_steps == -1 and a.num_train_epochs == 0:
+        raise ArgumentError(f"--num_train_epochs 0 without --max_steps trains nothing{where}")
+    for name in _SEEDS:
+        value = getattr(a, name)
+        if value is not None and not 0 <= value < 2**32:
+            raise ArgumentError(f"--{name} must be an integer in [0, 2**32), got {value}{where}")
+
+
 #: ``--output_dir`` of ``prune-at-init`` until the arguments are parsed: left there only when no
 #: flag, alias or config gave one (then ``runs/<task>-<criterion>-<sparsity>``).
 _UNSET = "\x00unset"
@@ -82,7 +131,8 @@ def parse_experiment_args(command: str, argv: list[str]):
 
     Raises:
         ArgumentError: unknown task, a missing or unreadable config file, a config key that is
-            no option, or invalid values (one line).
+            no option, or invalid values (one line; ``TrainingArguments``:
+            :func:`check_training_arguments`).
     """
     parser = experiment_parser(command)
     try:
@@ -103,6 +153,7 @@ def parse_experiment_args(command: str, argv: list[str]):
     except (ValueError, json.JSONDecodeError) as err:
         raise ArgumentError(first_line(err)) from None
     training_args = parsed[-1]
+    check_training_arguments(training_args)
     if training_args.output_dir == _UNSET:
         data_args, args = parsed[1], parsed[2]
         training_args.output_dir = f"runs/{get_task(data_args.task).name}-{args.criterion}-{args.sparsity:g}"
@@ -205,7 +256,8 @@ def parse_transfer_args(argv: list[str]):
     ``TrainingArguments`` exactly as recorded.
 
     Raises:
-        ArgumentError: unknown task, invalid values, or a config with other options (one line).
+        ArgumentError: unknown task, invalid values (:func:`check_training_arguments` for each
+            target), or a config with other options (one line).
     """
     parser = experiment_parser("transfer")
     if "--config" in argv or any(a.startswith("--config=") for a in argv):
@@ -225,6 +277,7 @@ def parse_transfer_args(argv: list[str]):
             parser = experiment_parser("transfer")
             parser.set_defaults(**{**task_defaults(task), "output_dir": "transfer"})
             per_target[name] = parser.parse_args_into_dataclasses(args=[*argv, *overrides[name]])[1]
+            check_training_arguments(per_target[name], f" (target {name})" if overrides[name] else "")
         return args, per_target
     except (ValueError, json.JSONDecodeError) as err:
         raise ArgumentError(first_line(err)) from None
@@ -247,4 +300,6 @@ def _recorded_transfer_args(argv: list[str]):
         raise ArgumentError(f"config file {path} is not the arguments.json of a transfer matrix ({first_line(err)})") from None
     except ValueError as err:
         raise ArgumentError(first_line(err)) from None
+    for name, training_args in per_target.items():
+        check_training_arguments(training_args, f" (target {name})")
     return args, per_target

@@ -146,7 +146,6 @@ def cases(p: dict[str, Path]) -> list[tuple[str, str, list]]:
         ("duplicate seeds", find("--seeds", "1", "1")),
         ("negative seed", find("--seeds", "-1")),
         ("negative tolerance", find("--tolerance", "-1")),
-        ("--max_levels 0", find("--max_levels", "0")),
         ("--save_steps -1", find("--save_steps", "-1")),
         ("empty train.tsv", find(data=p["empty_glue"])),
         ("missing data directory", find(data=root / "nowhere")),

@@ -61,6 +61,7 @@ from ..ticket import (
     DEFAULT_PRUNABLE_PATTERNS,
     TicketMask,
     TicketMetadata,
+    check_model_source,
     get_backbone,
     local_checkpoint_revision,
     prunable_parameters,
@@ -68,7 +69,15 @@ from ..ticket import (
 )
 from ..training.data_diet import REWIND_DATA, easy_subset, mean_el2n, random_subset
 from ..training.distributed import check_same_on_all_ranks, close_process_group
-from ..training.finetune import evaluate_model, finetune, global_batch_size, optimizer_steps, training_batches, training_hyperparameters
+from ..training.finetune import (
+    check_rewind_step,
+    evaluate_model,
+    finetune,
+    global_batch_size,
+    optimizer_steps,
+    training_batches,
+    training_hyperparameters,
+)
 from ..training.weights import RewindPointCapture, head_state, load_into, load_theta0
 from .common import DataArguments, ModelArguments
 
@@ -280,13 +289,18 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
 
 def check_imp_arguments(imp_args: IMPArguments, task: TaskSpec, seeds: list[int]) -> None:
     """The checks of ``find``'s own arguments that need no file (one-line ``ValueError`` each):
-    distinct seeds, scope and cap, rewind step, data-diet options, tolerance."""
+    distinct seeds in ``[0, 2**32)``, scope and cap (a fraction in (0, 1]), rewind step, data-diet
+    options, tolerance."""
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds must be distinct, got {seeds}")
+    if any(not 0 <= s < 2**32 for s in seeds):
+        raise ValueError(f"--seeds must be integers in [0, 2**32), got {' '.join(map(str, seeds))}")
     if imp_args.pruning_scope not in SCOPES:
         raise ValueError(f"unknown pruning scope {imp_args.pruning_scope!r}; choose one of {', '.join(SCOPES)}")
     if imp_args.pruning_scope == "layerwise" and imp_args.max_tensor_sparsity is not None:
         raise ValueError("--max_tensor_sparsity applies to --pruning_scope global only (layer-wise pruning cannot collapse a layer)")
+    if imp_args.max_tensor_sparsity is not None and not 0.0 < imp_args.max_tensor_sparsity <= 1.0:
+        raise ValueError(f"--max_tensor_sparsity must be a fraction in (0, 1], got {imp_args.max_tensor_sparsity}")
     if imp_args.rewind_step < 0:
         raise ValueError(f"--rewind_step must be >= 0, got {imp_args.rewind_step}")
     if imp_args.rewind_mode not in REWIND_MODES:
@@ -362,12 +376,12 @@ class IMPRunner:
         prunable tensor's scale is far below the others' under a magnitude criterion.
 
         Raises:
-            FileNotFoundError: a local model directory that does not exist.
+            FileNotFoundError: a local model directory that does not exist (or a name that is
+                neither a directory nor a Hub repo id).
             ValueError: a tokenizer that cannot be loaded; no prunable weight matched.
         """
         name, imp_args = self.model_args.model_name_or_path, self.imp_args
-        if (os.path.isabs(name) or name.startswith((".", "~"))) and not os.path.isdir(os.path.expanduser(name)):
-            raise FileNotFoundError(f"model directory not found: {name}")
+        check_model_source(name)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(name, revision=self.model_args.revision, cache_dir=self.model_args.cache_dir)
         except (OSError, ValueError, TypeError) as err:
@@ -422,9 +436,7 @@ class IMPRunner:
         for split, ds in self.data.eval.items():
             if len(ds) == 0:
                 raise ValueError(f"{self.task.display_name}: no evaluation examples in {split} (data: {d.data_dir or 'the Hub'})")
-        steps = optimizer_steps(self.training_args, len(self.data.train))
-        if self.imp_args.rewind_step > steps:
-            raise ValueError(f"--rewind_step {self.imp_args.rewind_step} exceeds the {steps} optimizer steps of level-0 training")
+        check_rewind_step(self.imp_args.rewind_step, self.training_args, len(self.data.train), "level-0 training")
         size = self.imp_args.rewind_subset_size
         if self.imp_args.rewind_data != "full" and size > len(self.data.train):
             raise ValueError(f"--rewind_subset_size {size} exceeds the {len(self.data.train)} training examples")

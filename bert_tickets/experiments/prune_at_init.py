@@ -32,7 +32,16 @@ from ..results import check_output_dir, claim_directory, kinds
 from ..results.paths import TICKET_DIR
 from ..results.rows import SANITY_CHECKS, CriterionRow, check_rows, get_row
 from ..tasks import get_kind, get_task
-from ..ticket import CONFIG_FILE, DEFAULT_PRUNABLE_PATTERNS, TicketMask, TicketMetadata, local_checkpoint_revision, resolve_model_path
+from ..ticket import (
+    CONFIG_FILE,
+    DEFAULT_PRUNABLE_PATTERNS,
+    TicketMask,
+    TicketMetadata,
+    check_model_source,
+    local_checkpoint_revision,
+    resolve_model_path,
+    same_path,
+)
 from ..training.weights import load_theta0
 from .common import CriterionArguments, DataArguments, ModelArguments
 from .transfer import TransferArguments, TransferMatrix, criterion_ticket
@@ -84,6 +93,10 @@ class PruneAtInitArguments(CriterionArguments):
             raise ValueError(f"--pruning_scope {self.pruning_scope!r}: choose one of {', '.join(SCOPES)}")
         if not self.seeds or any(s < 0 for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"--seeds must be distinct integers >= 0, got {' '.join(map(str, self.seeds)) or 'none'}")
+        if self.max_tensor_sparsity is not None and not 0.0 < self.max_tensor_sparsity <= 1.0:
+            raise ValueError(f"--max_tensor_sparsity must be a fraction in (0, 1], got {self.max_tensor_sparsity}")
+        if self.tolerance < 0:
+            raise ValueError(f"--tolerance must be >= 0, got {self.tolerance}")
 
     def criteria_used(self) -> list[str]:
         """The criterion of the ticket and those of the ``--baselines`` criterion rows."""
@@ -99,12 +112,14 @@ class PruneAtInitArguments(CriterionArguments):
 
 
 def _spec(model_args: ModelArguments, data_args: DataArguments, args: PruneAtInitArguments, seed: int) -> dict[str, Any]:
-    """What determines the mask (stored with the ticket; a re-run must match it)."""
+    """What determines the mask (stored with the ticket; a re-run must match it). A local θ0 by
+    its resolved path (tickets written before name it as typed; :func:`_changed` compares the
+    directories)."""
     return {
         "criterion": args.criterion,
         "sparsity": args.sparsity,
         "options": args.options_for(args.criterion),
-        "base_model": model_args.model_name_or_path,
+        "base_model": resolve_model_path(model_args.model_name_or_path),
         "task": get_task(data_args.task).name,
         "seed": seed,
         "exclude": list(args.exclude),
@@ -113,6 +128,16 @@ def _spec(model_args: ModelArguments, data_args: DataArguments, args: PruneAtIni
         "max_train_samples": data_args.max_train_samples,
         "max_seq_length": data_args.max_seq_length,
     }
+
+
+def _changed(recorded: dict[str, Any], spec: dict[str, Any]) -> list[str]:
+    """The keys in which a ticket's recorded spec differs from ``spec``; the base model compares
+    as a directory (relative or absolute, resolved: the same θ0)."""
+    return sorted(
+        k
+        for k in set(recorded) | set(spec)
+        if recorded.get(k) != spec.get(k) and not (k == "base_model" and same_path(recorded.get(k), spec.get(k)))
+    )
 
 
 def _scoring_data(model_args: ModelArguments, data_args: DataArguments, task):
@@ -137,8 +162,8 @@ def find_ticket(model_args: ModelArguments, data_args: DataArguments, args: Prun
     spec = _spec(model_args, data_args, args, training_args.seed)
     if (out / CONFIG_FILE).is_file():
         old = TicketMask.from_pretrained(out)
-        if old.metadata.extra.get("prune_at_init") != spec:
-            changed = sorted(k for k in spec if old.metadata.extra.get("prune_at_init", {}).get(k) != spec[k])
+        changed = _changed(old.metadata.extra.get("prune_at_init") or {}, spec)
+        if changed:
             raise ValueError(f"{out} holds a ticket found with other arguments (changed: {', '.join(changed)}); use another --output_dir")
         logger.info("ticket already found: %s (%s at sparsity %.4f)", out, args.criterion, old.sparsity)
         return old
@@ -217,6 +242,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: PruneAtInitA
             any work).
     """
     task = get_task(data_args.task)
+    check_model_source(model_args.model_name_or_path)
     check_output_dir(training_args.output_dir)
     claim_directory(training_args.output_dir, kinds.PRUNE_AT_INIT)
     if data_args.data_dir is not None:

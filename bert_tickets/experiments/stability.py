@@ -35,8 +35,8 @@ from ..results import RunLock, RunRecord
 from ..results.figures import linear_path_plot
 from ..results.record import read_run
 from ..tasks import get_kind, get_task
-from ..ticket import TicketMask, get_backbone, hub_revision
-from ..training.finetune import evaluate_model, finetune
+from ..ticket import TicketMask, check_model_source, get_backbone, hub_revision
+from ..training.finetune import check_rewind_step, evaluate_model, finetune
 from ..training.weights import RewindPointCapture, load_into, load_theta0
 
 logger = logging.getLogger("bert_tickets")
@@ -105,6 +105,7 @@ def _run_inputs(hp: dict):
     one), tokenizer and prepared data, from its recorded hyperparameters."""
     task = get_task(hp["data"]["task"])
     model_name = hp["model"]["model_name_or_path"]
+    check_model_source(model_name, "the run's base model", "; the run needs its θ0 where it was found")
     revision = hub_revision(hp["model"].get("revision"))
     tokenizer = AutoTokenizer.from_pretrained(model_name, revision=revision)
     d = hp["data"]
@@ -119,7 +120,9 @@ def run(args: StabilityArguments) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError / ValueError: not a run directory, the level has no ticket, seeds not
-            two distinct numbers, fewer than 3 points (one line, before any training).
+            two distinct numbers in ``[0, 2**32)``, fewer than 3 points, a rewind step beyond the
+            optimizer steps of one fine-tune with the run's hyperparameters and data, θ0 not
+            found (one line, before any training or write).
     """
     if args.successive:
         if args.level is not None:
@@ -129,6 +132,8 @@ def run(args: StabilityArguments) -> dict[str, Any]:
         raise ValueError("give --level L (or --successive)")
     if len(args.data_seeds) != 2 or args.data_seeds[0] == args.data_seeds[1]:
         raise ValueError(f"--data_seeds takes two different data seeds, got {args.data_seeds}")
+    if any(not 0 <= s < 2**32 for s in args.data_seeds):
+        raise ValueError(f"--data_seeds must be integers in [0, 2**32), got {' '.join(map(str, args.data_seeds))}")
     if args.points < 3:
         raise ValueError(f"--points must be >= 3 (the ends and a point between), got {args.points}")
     info = read_run(args.run_dir)
@@ -144,8 +149,12 @@ def run(args: StabilityArguments) -> dict[str, Any]:
         logger.info("stability of level %d from rewind step %d already complete: %s", args.level, k, record.paths.stability(args.level, k))
         return done
     ticket = record.load_ticket(args.level)
+    run_inputs = _RunInputs.of(record, hp)  # reads the data: nothing is written before the checks
+    if k > 0:
+        out = record.paths.stability(args.level, k)
+        check_rewind_step(k, _training_args(hp, out), len(run_inputs.data.train), "one fine-tune of the run")
     with RunLock(record.root):
-        return _analyse(args, record, hp, k, ticket)
+        return _analyse(args, run_inputs, k, ticket)
 
 
 @dataclass
@@ -234,11 +243,11 @@ def _train_copies(run: _RunInputs, start: torch.nn.Module, ticket: TicketMask, d
     return ends, end_metrics
 
 
-def _analyse(args: StabilityArguments, record: RunRecord, hp: dict, k: int, ticket: TicketMask) -> dict[str, Any]:
+def _analyse(args: StabilityArguments, run: _RunInputs, k: int, ticket: TicketMask) -> dict[str, Any]:
     """The instability analysis of one level (see :func:`run`): start point, two copies, the
     linear path between them, its barriers; saved with its plot."""
     started = time.perf_counter()
-    run = _RunInputs.of(record, hp)
+    record = run.record
     out = record.paths.stability(args.level, k)
     start = _start_point(run, k, ticket, out)
     ends, end_metrics = _train_copies(run, start, ticket, args.data_seeds, out, args.level)

@@ -15,6 +15,7 @@ the complete cells after each one (:class:`bert_tickets.results.cells.MatrixReco
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -29,11 +30,12 @@ from transformers import AutoTokenizer
 from .._io import first_line, json_hash, read_json, write_json
 from ..pruning import add_cost, get_criterion, prune_ticket
 from ..results import RunLock, RunPaths, RunRecord, argument_groups, check_output_dir, claim_directory, kinds
-from ..results.cells import BASELINES, CellResult, CellSpec, MatrixRecord
+from ..results.cells import BASELINES, CELLS_DIR, CellResult, CellSpec, MatrixRecord
 from ..results.figures import transfer_heatmap
+from ..results.kinds import MATRIX_CONFIG_FILE
 from ..results.rows import DENSE_ROW, SANITY_CHECKS, TICKET_ROW, CriterionRow, RowInputs, baseline_names, check_rows, get_check, get_row
 from ..tasks import get_kind, get_task
-from ..ticket import CONFIG_FILE, TicketMask, TicketMetadata, is_hub_repo_id, read_ticket_config
+from ..ticket import CONFIG_FILE, TicketMask, TicketMetadata, check_model_source, is_hub_repo_id, read_ticket_config, same_path
 from ..training.finetune import finetune, global_batch_size, training_batches, training_hyperparameters
 from ..training.weights import load_theta0
 from .common import CriterionArguments
@@ -252,9 +254,7 @@ def resolve_sources(args: TransferArguments) -> list[Source]:
 
 
 def _same_model(a: str, b: str | None) -> bool:
-    if b is None or a == b:
-        return True
-    return os.path.isdir(a) and os.path.isdir(b) and os.path.realpath(a) == os.path.realpath(b)
+    return b is None or same_path(a, b)
 
 
 def _data_dirs(entries: list[str] | None, targets: list[str]) -> dict[str, str | None]:
@@ -297,9 +297,57 @@ def _train_samples(entries: list[str] | None, targets: list[str]) -> dict[str, i
     return {t: per_task.get(t, every) for t in targets}
 
 
+@dataclass
+class RecordedPaths:
+    """How an existing matrix directory spells its local paths: the base model and the data
+    directories of its spec, and the sources of its cells. A re-run that spells one of them
+    otherwise (relative vs absolute, through a symlink) adopts the recorded spelling, so the
+    matrix keeps its spec hash and every cell its id (:func:`_spelling`)."""
+
+    base_model: str | None = None
+    data_dirs: dict[str, str | None] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, root: str | os.PathLike) -> RecordedPaths:
+        """The spellings recorded in ``root`` (nothing for a new directory; an unreadable file
+        is left to the checks that read it)."""
+        root, out = Path(root), cls()
+        try:
+            spec = read_json(root / MATRIX_CONFIG_FILE).get("spec", {}) if (root / MATRIX_CONFIG_FILE).is_file() else {}
+            out.base_model = spec.get("base_model")
+            dirs = spec.get("data", {}).get("data_dirs")
+            out.data_dirs = dict(dirs) if isinstance(dirs, dict) else {}
+        except (ValueError, OSError, AttributeError):
+            pass
+        sources = set()
+        for path in (root / CELLS_DIR).glob("*/*.json"):  # cell.json and result.json: the cell's spec
+            try:
+                source = read_json(path).get("spec", {}).get("source")
+            except (ValueError, OSError, AttributeError):
+                continue
+            if isinstance(source, str) and source:
+                sources.add(source)
+        out.sources = sorted(sources)
+        return out
+
+
+def _spelling(path: str | None, recorded: list[str | None]) -> str | None:
+    """How a matrix names a local path (the base model, a data directory, a source): as an
+    existing matrix recorded the same file or directory (so its ids stay), else resolved
+    (absolute, symlinks followed: the same matrix from any working directory). A Hub id or a
+    path that does not exist is unchanged."""
+    if path is None or not os.path.exists(os.path.expanduser(path)):
+        return path
+    for old in recorded:
+        if old is not None and same_path(old, path):
+            return old
+    return os.path.realpath(os.path.expanduser(path))
+
+
 def check_matrix_arguments(args: TransferArguments) -> None:
     """Everything about ``transfer``'s own arguments that needs no file: targets, rows, seeds,
-    executor and its resources.
+    executor and its resources, retries, tolerance, sequence length and evaluation examples.
 
     Raises:
         ValueError: one line naming the bad value.
@@ -316,8 +364,18 @@ def check_matrix_arguments(args: TransferArguments) -> None:
             import ray  # noqa: F401
         except ImportError:
             raise ValueError("--executor ray needs Ray: pip install 'bert-tickets[ray]' (or pip install 'ray>=2.9')") from None
+        if args.ray_address:
+            _ray_endpoint(args.ray_address)  # its form; whether a cluster answers: connect_ray
     if args.cpus_per_cell <= 0:
         raise ValueError(f"--cpus_per_cell must be > 0, got {args.cpus_per_cell}")
+    if args.max_retries < 0:
+        raise ValueError(f"--max_retries must be >= 0, got {args.max_retries}")
+    if args.tolerance < 0:
+        raise ValueError(f"--tolerance must be >= 0, got {args.tolerance}")
+    for name in ("max_seq_length", "max_eval_samples"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be a positive number, got {value}")
     if args.gpus_per_cell < 0 or (args.gpus_per_cell > 1 and args.gpus_per_cell != int(args.gpus_per_cell)):
         raise ValueError(f"--gpus_per_cell {args.gpus_per_cell}: a fraction up to 1, or a whole number of GPUs for a data-parallel cell")
 
@@ -357,25 +415,31 @@ class MatrixPlan:
     cells: dict[str, CellSpec] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, args: TransferArguments, training_args: dict[str, Any]) -> MatrixPlan:
+    def build(cls, args: TransferArguments, training_args: dict[str, Any], recorded: RecordedPaths | None = None) -> MatrixPlan:
         """Validate and plan (see :func:`check_matrix_arguments`, :func:`resolve_sources`).
+        Local paths (base model, data directories, sources) are resolved, or spelled as the
+        matrix directory ``recorded`` them (:func:`_spelling`).
 
         Raises:
             ValueError / FileNotFoundError: a bad argument, source or data file, or a source mask
                 that does not fit a target model (one line).
         """
         check_matrix_arguments(args)
+        recorded = recorded or RecordedPaths()
         configs = args.criterion_configs()
         targets = {get_task(t).name: get_task(t) for t in args.tasks}
         sources = resolve_sources(args)
+        for s in sources:
+            s.origin = _spelling(s.origin, recorded.sources)
         first = sources[0].ticket.metadata
+        data_dirs = _data_dirs(args.data_dir, list(targets))
         plan = cls(
             args,
             training_args,
             targets,
             sources,
-            args.model_name_or_path or first.base_model,
-            _data_dirs(args.data_dir, list(targets)),
+            _spelling(args.model_name_or_path or first.base_model, [recorded.base_model]),
+            {t: _spelling(d, [recorded.data_dirs.get(t)]) for t, d in data_dirs.items()},
             _train_samples(args.max_train_samples, list(targets)),
             (first.prunable_patterns, first.exclude_patterns),
             configs,
@@ -387,7 +451,9 @@ class MatrixPlan:
         return plan
 
     def check_inputs(self) -> None:
-        """Every target's data files, and every source mask on every target model."""
+        """θ0 (a directory or a Hub id), every target's data files, and every source mask on
+        every target model."""
+        check_model_source(self.base_model, "--model" if self.args.model_name_or_path else "the tickets' base model")
         for name, task in self.targets.items():
             if self.data_dirs[name] is not None:
                 get_kind(task.kind).validate_inputs(task, self.data_dirs[name])
@@ -621,7 +687,8 @@ class TransferMatrix:
     ray_task = None
 
     def __init__(self, args: TransferArguments, training_args: dict[str, Any]):
-        self.plan = MatrixPlan.build(args, training_args)
+        root = next(iter(training_args.values())).output_dir
+        self.plan = MatrixPlan.build(args, training_args, RecordedPaths.of(root) if os.path.isdir(root) else None)
         first_args = training_args[next(iter(self.plan.targets))]
         check_output_dir(first_args.output_dir)
         claim_directory(first_args.output_dir, kinds.MATRIX)
@@ -720,25 +787,120 @@ def _log_cell(i: int, n: int, result: CellResult) -> None:
     )
 
 
+#: Seconds to wait for a Ray cluster at ``--ray_address`` to accept a connection.
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+def _ray_endpoint(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``host:port`` or ``ray://host[:port]`` address (client port 10001
+    by default); ``None`` for ``auto`` / ``local`` (Ray finds those itself)."""
+    if address in ("auto", "local"):
+        return None
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if not sep:
+        host, port = rest, "10001" if address.startswith("ray://") else ""
+    if not host or not port.isdigit():
+        raise ValueError(f"--ray_address {address}: expected HOST:PORT (the head node's GCS address), ray://HOST:PORT or auto")
+    return host.strip("[]"), int(port)
+
+
+def connect_ray(address: str | None, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """``ray.init`` quietly (Ray's own logs at error level, none forwarded from workers): join the
+    cluster at ``address`` (``None``: ``RAY_ADDRESS`` if set, else start a local Ray). A
+    ``host:port`` address must accept a TCP connection within ``timeout_s`` seconds first (Ray
+    itself retries for minutes).
+
+    Raises:
+        ConnectionError: nothing answers at the address, or Ray cannot join it (one line naming
+            the address).
+        ValueError: an address that is not ``HOST:PORT``, ``ray://HOST:PORT`` or ``auto``.
+    """
+    import logging as _logging
+    import socket
+
+    import ray
+
+    target = address or os.environ.get("RAY_ADDRESS")
+    endpoint = _ray_endpoint(target) if target else None
+    if endpoint is not None:
+        try:
+            socket.create_connection(endpoint, timeout=timeout_s).close()
+        except OSError as err:
+            reason = err.strerror or str(err) or type(err).__name__
+            raise ConnectionError(
+                f"--ray_address {target}: no Ray cluster answers there within {timeout_s:g} s ({reason}); "
+                "start one ('ray start --head') or leave --ray_address out to start a local Ray"
+            ) from None
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=_logging.ERROR)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise ConnectionError(f"--ray_address {target or 'local'}: Ray cannot start or join the cluster ({first_line(err)})") from None
+
+
+def check_ray_resources(cpus_per_cell: float, gpus_per_cell: float) -> None:
+    """Refuse resources per cell that no node of the connected Ray cluster has (a task asking for
+    them would wait forever): some alive node must have ``cpus_per_cell`` CPUs and
+    ``gpus_per_cell`` GPUs (``ray.nodes()``, each node's total resources).
+
+    Raises:
+        ValueError: one line naming what was asked and what the cluster's nodes have.
+    """
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(r.get("CPU", 0.0) >= cpus_per_cell and r.get("GPU", 0.0) >= gpus_per_cell for r in nodes):
+        return
+    have = "; ".join(f"{r.get('CPU', 0.0):g} CPUs, {r.get('GPU', 0.0):g} GPUs" for r in nodes) or "no alive node"
+    raise ValueError(
+        f"--cpus_per_cell {cpus_per_cell:g} --gpus_per_cell {gpus_per_cell:g}: no node of the Ray cluster has that many "
+        f"(its {len(nodes)} node{'s' if len(nodes) != 1 else ''}: {have}); ask for at most what one node has"
+    )
+
+
+@contextlib.contextmanager
+def ray_session(args: TransferArguments):
+    """Ray for a matrix: joined or started (:func:`connect_ray`) unless this process is already
+    connected, its resources checked against ``--cpus_per_cell`` / ``--gpus_per_cell``
+    (:func:`check_ray_resources`); shut down on exit if started here.
+
+    Raises:
+        ConnectionError / ValueError: see those functions (one line, before any cell runs).
+    """
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        connect_ray(args.ray_address)
+    try:
+        check_ray_resources(args.cpus_per_cell, args.gpus_per_cell)
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
 def run_on_ray(matrix: TransferMatrix, todo: dict[str, CellSpec], task=None) -> None:
     """Every cell a Ray task (``num_cpus=--cpus_per_cell``, ``num_gpus=--gpus_per_cell`` —
     fractions pack several cells on one GPU, and Ray sets ``CUDA_VISIBLE_DEVICES`` per task —
     ``max_retries=--max_retries`` for workers that die, e.g. on preempted nodes). Joins
-    ``--ray_address`` or starts a local Ray; the matrix itself is put in the object store
+    ``--ray_address`` or starts a local Ray (:func:`ray_session`: a connection timeout, and the
+    resources per cell checked against the cluster); the matrix itself is put in the object store
     once. The driver writes the matrix files as results arrive; each cell's ``result.json``
     is written by its worker (the directory must be on a filesystem every node sees).
 
     Args:
         task: the function each Ray task runs, ``task(matrix, cell_id, spec) -> CellResult``
             (default :func:`ray_cell`; a test may wrap it, e.g. to kill workers).
+
+    Raises:
+        ConnectionError / ValueError: no cluster at ``--ray_address``, or resources per cell no
+            node has (one line, before any cell runs).
     """
     import ray
 
     args = matrix.plan.args
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_session(args):
         remote = ray.remote(num_cpus=args.cpus_per_cell, num_gpus=args.gpus_per_cell, max_retries=args.max_retries)(task or ray_cell)
         shared = ray.put(matrix)
         pending = {remote.remote(shared, cid, spec): cid for cid, spec in todo.items()}
@@ -747,9 +909,6 @@ def run_on_ray(matrix: TransferMatrix, todo: dict[str, CellSpec], task=None) -> 
             del pending[ready[0]]
             _log_cell(i, len(todo), ray.get(ready[0]))
             matrix.write_outputs()
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 def _placement(executor: str) -> dict[str, Any]:
@@ -866,13 +1025,17 @@ def run(args: TransferArguments, training_args: dict[str, Any]) -> dict[str, Any
     Raises:
         ValueError / FileNotFoundError: bad arguments, sources, data or matrix directory (one
             line, before any training).
+        ConnectionError / ValueError: ``--executor ray``: no cluster at ``--ray_address``, or
+            resources per cell that no node has (one line, before anything is written).
         RunLockedError: another process holds the matrix directory.
     """
     matrix = TransferMatrix(args, training_args)
-    with RunLock(matrix.record.root, enabled=matrix.record.is_main):
-        if matrix.record.is_main:
-            write_json(matrix.record.root / ARGUMENTS_FILE, recorded_arguments(args, training_args))
-        return matrix.run()
+    # Ray is joined (and its resources checked) before anything is written
+    with ray_session(args) if args.executor == "ray" else contextlib.nullcontext():
+        with RunLock(matrix.record.root, enabled=matrix.record.is_main):
+            if matrix.record.is_main:
+                write_json(matrix.record.root / ARGUMENTS_FILE, recorded_arguments(args, training_args))
+            return matrix.run()
 
 
 __all__ = [
@@ -884,9 +1047,12 @@ __all__ = [
     "TransferArguments",
     "TransferMatrix",
     "check_matrix_arguments",
+    "check_ray_resources",
+    "connect_ray",
     "ray_cell",
     "recorded_arguments",
     "resolve_sources",
     "run",
+    "ray_session",
     "run_on_ray",
 ]

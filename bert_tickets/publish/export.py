@@ -10,15 +10,14 @@ and metric. It loads with ``AutoModelFor….from_pretrained(DIR)`` and pushes wi
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..results import RunRecord, kinds
+from .._io import atomic_write_dir
+from ..results import RunRecord, check_output_dir, kinds
 from ..results.record import read_run
 from ..tasks import get_kind, get_task
-from ..ticket import TicketMask, hub_revision
+from ..ticket import TicketMask, check_model_source, hub_revision
 from ..ticket.hub import is_hub_repo_id
 
 
@@ -52,6 +51,7 @@ def export_level(run_dir: str | os.PathLike, level: int, output_dir: str | os.Pa
     hp = run.config["hyperparameters"]
     task = get_task(hp["data"]["task"])
     base = hp["model"]["model_name_or_path"]
+    check_model_source(base, "the run's base model", "; the run needs its θ0 where it was found")
     revision = hub_revision(hp["model"].get("revision"))
     model = get_kind(task.kind).load_model(task, base, revision=revision)
     _load_strict(model, record.load_trained_model(level), f"level {level}")
@@ -84,6 +84,7 @@ def export_cell(matrix_dir: str | os.PathLike, cell_id: str, output_dir: str | o
         raise FileNotFoundError(f"cell {cell_id} kept no trained weights: run the transfer with --save_trained (a new --output_dir)")
     task = get_task(result.spec.target)
     base = record.cell_spec(cell_id)["context"]["base_model"]
+    check_model_source(base, "the matrix's base model", "; the matrix needs its θ0 where it was run")
     model = get_kind(task.kind).load_model(task, base)
     _load_strict(model, record.load_trained(cell_id), f"cell {cell_id}")
     ticket = TicketMask.from_pretrained(record.ticket_dir(cell_id))
@@ -102,9 +103,11 @@ def _mark(model, provenance: dict) -> None:
 
 
 def _new_dir(output_dir: str | os.PathLike) -> Path:
+    """``--output_dir`` as a ``Path``, refused (one line) when it exists or cannot be created."""
     output_dir = Path(output_dir)
     if output_dir.exists():
         raise FileExistsError(f"{output_dir} exists; choose a new --output_dir")
+    check_output_dir(output_dir)
     return output_dir
 
 
@@ -128,20 +131,18 @@ def _check_zeros(ticket, model, what: str) -> None:
 
 
 def _write_checkpoint(model, base: str, revision: str | None, card: str, output_dir: Path) -> Path:
-    """``save_pretrained`` of the model and the base model's tokenizer plus the card, as one unit."""
+    """``save_pretrained`` of the model and the base model's tokenizer plus the card, as one unit
+    (:func:`~bert_tickets._io.atomic_write_dir`: the directory and its files follow the umask)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base, revision=revision)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(card)
-        os.rename(tmp, output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_write_dir(output_dir, write)
     return output_dir
 
 

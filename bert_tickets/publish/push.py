@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import first_line
-from ..results import RunInfo, RunPaths, read_run
+from ..results import RunInfo, RunPaths, check_output_dir, read_run
 from ..ticket import LIBRARY_NAME, TicketMask, is_hub_repo_id
 from ..ticket.hub import COMMIT_RE
 from .card import _task_info, render_model_card
@@ -277,8 +277,8 @@ def push_run(
         One :class:`PushedLevel` per published revision (branches first, ``main`` last).
 
     Raises:
-        ValueError, FileNotFoundError: see :func:`plan_levels`, :func:`read_run`; a local base
-            model without ``base_model_id``; without ``force``, a dense level or a chosen level
+        ValueError, FileNotFoundError: see :func:`plan_levels`, :func:`read_run`; a ``save_dir``
+            that is a file or cannot be created; a local base model without ``base_model_id``; without ``force``, a dense level or a chosen level
             that does not beat the trivial baseline.
     """
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -287,6 +287,8 @@ def push_run(
         validate_repo_id(repo_id)
     except HFValidationError as err:
         raise ValueError(f"invalid repo id {repo_id!r}: {first_line(err)}") from None
+    if save_dir is not None:
+        check_output_dir(save_dir, "--save-dir")
     run = read_run(run_dir)
     if not force:
         _refuse_trivial(run, level)

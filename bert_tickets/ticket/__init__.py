@@ -4,7 +4,15 @@ check, reading tickets from a directory or the Hub, and ``load_ticket``.
 Layer: imports only :mod:`bert_tickets._io` (and third-party libraries).
 """
 
-from .base_model import BaseModelMismatchWarning, check_base_model, hub_revision, local_checkpoint_revision, resolve_model_path
+from .base_model import (
+    BaseModelMismatchWarning,
+    check_base_model,
+    check_model_source,
+    hub_revision,
+    local_checkpoint_revision,
+    resolve_model_path,
+    same_path,
+)
 from .format import CONFIG_FILE, FORMAT_NAME, FORMAT_VERSION, MASK_FILE, README_FILE, read_ticket_config
 from .hub import LIBRARY_NAME, TicketNotFoundError, download_ticket, is_hub_repo_id
 from .load import load_ticket
@@ -24,9 +32,11 @@ __all__ = [
     "TicketMetadata",
     "TicketNotFoundError",
     "check_base_model",
+    "check_model_source",
     "hub_revision",
     "local_checkpoint_revision",
     "resolve_model_path",
+    "same_path",
     "download_ticket",
     "get_backbone",
     "is_backbone_parameter",

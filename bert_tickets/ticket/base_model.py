@@ -11,6 +11,7 @@ from pathlib import Path
 from torch import nn
 
 from .hub import COMMIT_RE as _COMMIT_RE
+from .hub import is_hub_repo_id
 from .prunable import unwrap_model
 
 #: Prefix of the revision recorded for a local checkpoint: the sha256 of its weight files.
@@ -30,6 +31,40 @@ def resolve_model_path(name: str) -> str:
     ticket names the same θ0 from any working directory); a Hub id unchanged."""
     path = os.path.expanduser(name)
     return os.path.realpath(path) if os.path.isdir(path) else name
+
+
+def same_path(a: str | None, b: str | None) -> bool:
+    """Whether two spellings name the same thing: equal strings, or paths (relative ones against
+    the working directory, ``~`` expanded, symlinks resolved) of the same existing file or
+    directory."""
+    if a == b:
+        return True
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    ra, rb = (os.path.realpath(os.path.expanduser(x)) for x in (a, b))
+    return ra == rb and os.path.exists(ra)
+
+
+def check_model_source(name: str, what: str = "--model", hint: str = "") -> None:
+    """Refuse, before anything loads it, a θ0 that is neither a local directory nor a Hub repo id
+    (a relative path that does not exist from here, a checkpoint that was moved), with one line
+    instead of the Hub's "Repo id must be in the form ..." for a path taken as a repo id.
+
+    Args:
+        name: the model (``--model``, or the base model a run or ticket records).
+        what: how the message names it (``"--model"``, ``"the run's base model"``).
+        hint: what to do, appended to the message (``"; pass base_model= ..."``).
+
+    Raises:
+        FileNotFoundError: ``name`` is a file, or no directory and no possible Hub repo id.
+    """
+    path = os.path.expanduser(name)
+    if os.path.isdir(path):
+        return
+    if os.path.exists(path):
+        raise FileNotFoundError(f"{what} {name} is a file, not a model directory{hint}")
+    if not is_hub_repo_id(name):
+        raise FileNotFoundError(f"{what} {name}: model directory not found (and it is not a Hub repo id){hint}")
 
 
 def local_checkpoint_revision(name: str) -> str | None:

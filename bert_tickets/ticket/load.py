@@ -6,7 +6,7 @@ import os
 import warnings
 from typing import Any
 
-from .base_model import LOCAL_REVISION_PREFIX, BaseModelMismatchWarning, local_checkpoint_revision
+from .base_model import LOCAL_REVISION_PREFIX, BaseModelMismatchWarning, check_model_source, local_checkpoint_revision
 from .mask import TicketMask
 
 
@@ -49,6 +49,8 @@ def load_ticket(
     Raises:
         ValueError: the ticket names no base model and none is given, the ticket does not fit
             the model (names/shapes), or a mismatch with ``strict=True``.
+        FileNotFoundError: the base model is a local path that does not exist here (and no Hub
+            repo id), one line.
         TicketNotFoundError / FileNotFoundError / OSError: see
             :meth:`TicketMask.from_pretrained` and ``from_pretrained`` of ``model_class``.
     """
@@ -58,6 +60,8 @@ def load_ticket(
     name = os.fspath(base_model) if base_model is not None else ticket.metadata.base_model
     if not name:
         raise ValueError(f"ticket {repo_or_dir} names no base model; pass base_model=")
+    what = "base_model" if base_model is not None else f"the base model of ticket {repo_or_dir},"
+    check_model_source(name, what, "" if base_model is not None else "; pass base_model= (where θ0 is on this machine)")
     rev = base_model_revision if (base_model is not None or base_model_revision) else ticket.metadata.base_model_revision
     if rev and str(rev).startswith(LOCAL_REVISION_PREFIX):
         # a local checkpoint's content hash, not a Hub revision: check it instead of passing it on

@@ -67,6 +67,23 @@ def optimizer_steps(training_args: Any, num_train_examples: int) -> int:
     return math.ceil(num_train_examples / global_batch_size(training_args)) * math.ceil(training_args.num_train_epochs)
 
 
+def check_rewind_step(step: int, training_args: Any, num_train_examples: int, what: str) -> None:
+    """Refuse a rewind step that one fine-tune never reaches (before any training).
+
+    Args:
+        step: the rewind step K (optimizer steps).
+        training_args: the fine-tune's ``TrainingArguments`` (:func:`optimizer_steps`).
+        num_train_examples: its training examples.
+        what: the fine-tune, as the message names it (``"level-0 training"``).
+
+    Raises:
+        ValueError: ``step`` beyond the fine-tune's optimizer steps (one line).
+    """
+    steps = optimizer_steps(training_args, num_train_examples)
+    if step > steps:
+        raise ValueError(f"--rewind_step {step} exceeds the {steps} optimizer steps of {what}")
+
+
 @dataclass
 class FinetuneResult:
     """What one fine-tune produced.
