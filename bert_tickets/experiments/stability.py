@@ -67,6 +67,14 @@ class StabilityArguments:
         metadata={"aliases": ["--seeds"], "help": "The two data-order seeds of the copies (SGD noise; --seeds is the former name)."},
     )
     points: int = field(default=11, metadata={"help": "Evaluated points on the path, ends included (>= 3)."})
+    rewind_mode: str | None = field(
+        default=None,
+        metadata={
+            "help": "With a rewind step K > 0: state = both copies continue from the whole state at step K (every weight, "
+            "schedule position, data order; Frankle et al. 2020); backbone_restart = the step-K backbone with the step-0 head, "
+            "schedule restarted (before issue 20). Default: the run's (state for a run rewound to θ0)."
+        },
+    )
 
 
 def _training_args(hparams: dict, output_dir: Path, data_seed: int | None = None) -> TrainingArguments:
@@ -144,9 +152,11 @@ def run(args: StabilityArguments) -> dict[str, Any]:
         raise ValueError(f"--rewind_step must be >= 0, got {k}")
     if not record.has_ticket(args.level):
         raise FileNotFoundError(f"{record.paths.ticket(args.level)} does not exist: the run has no level {args.level} ticket")
-    done = record.completed_stability(args.level, k)
+    continued = k > 0 and _rewind_mode(args, hp) == "state"
+    done = record.completed_stability(args.level, k, continued)
     if done is not None:
-        logger.info("stability of level %d from rewind step %d already complete: %s", args.level, k, record.paths.stability(args.level, k))
+        where = record.paths.stability(args.level, k, continued)
+        logger.info("stability of level %d from rewind step %d already complete: %s", args.level, k, where)
         return done
     ticket = record.load_ticket(args.level)
     run_inputs = _RunInputs.of(record, hp)  # reads the data: nothing is written before the checks
@@ -154,7 +164,24 @@ def run(args: StabilityArguments) -> dict[str, Any]:
         out = record.paths.stability(args.level, k)
         check_rewind_step(k, _training_args(hp, out), len(run_inputs.data.train), "one fine-tune of the run")
     with RunLock(record.root):
-        return _analyse(args, run_inputs, k, ticket)
+        return _analyse(args, run_inputs, k, ticket, continued)
+
+
+def _rewind_mode(args: StabilityArguments, hp: dict) -> str:
+    """``--rewind_mode``, else the run's: recorded when it mattered (a rewind step > 0 of a run
+    recorded since issue 20), ``backbone_restart`` for runs rewound to step K > 0 before the modes
+    existed, ``state`` for runs rewound to θ0 (their mode never mattered).
+
+    Raises:
+        ValueError: an unknown mode.
+    """
+    from .imp import REWIND_MODES
+
+    imp = hp.get("imp", {})
+    mode = args.rewind_mode or imp.get("rewind_mode") or ("backbone_restart" if imp.get("rewind_step", 0) > 0 else "state")
+    if mode not in REWIND_MODES:
+        raise ValueError(f"--rewind_mode {mode!r}: choose one of {', '.join(REWIND_MODES)}")
+    return mode
 
 
 @dataclass
@@ -187,10 +214,42 @@ class _RunInputs:
         return evaluate_model(model, self.task, self.data, _training_args(self.hp, out), output_dir=str(out), tokenizer=self.tokenizer)
 
 
+def _continued_start(run: _RunInputs, k: int, ticket: TicketMask, out: Path) -> str:
+    """The run seed's whole state at step ``k`` of dense level-0 training (a Trainer checkpoint
+    directory, :func:`~bert_tickets.training.weights.write_start_point`), made now by training
+    the dense network ``k`` steps when the run has none: where both copies continue from.
+
+    Raises:
+        ValueError: ``k`` beyond the optimizer steps of one fine-tune.
+    """
+    found = run.record.rewind_start(run.seed, k)
+    if found is not None:
+        return str(found)
+    logger.info("no state at step %d in the run: training the dense network %d steps to make it", k, k)
+    capture = RewindPointCapture(k, None, stop=True, save_start=lambda write: run.record.save_rewind_start(run.seed, k, write))
+    start = run.theta0_with_head()
+    dense = TicketMask.dense(start, ticket.metadata.prunable_patterns, ticket.metadata.exclude_patterns)
+    rewind_args = _training_args(run.hp, out / "rewind")
+    finetune(
+        start,
+        dense,
+        run.task,
+        run.data,
+        rewind_args,
+        seed=run.seed,
+        output_dir=str(out / "rewind"),
+        tokenizer=run.tokenizer,
+        callbacks=[capture],
+    )
+    if not capture.done:
+        raise ValueError(f"--rewind_step {k} exceeds the optimizer steps of one fine-tune")
+    return str(run.record.paths.rewind_start(k, run.seed))
+
+
 def _start_point(run: _RunInputs, k: int, ticket: TicketMask, out: Path) -> torch.nn.Module:
-    """The copies' starting weights: θ0 with the initial head, its backbone at rewind step ``k``
-    (the run's rewind point, made now by training the dense network when the run has none),
-    the ticket applied.
+    """The copies' starting weights when the schedule restarts: θ0 with the initial head, its
+    backbone at rewind step ``k`` (the run's rewind point, made now by training the dense network
+    when the run has none), the ticket applied.
 
     Raises:
         ValueError: ``k`` beyond the optimizer steps of one fine-tune.
@@ -220,9 +279,13 @@ def _start_point(run: _RunInputs, k: int, ticket: TicketMask, out: Path) -> torc
     return start
 
 
-def _train_copies(run: _RunInputs, start: torch.nn.Module, ticket: TicketMask, data_seeds: list[int], out: Path, level: int):
+def _train_copies(
+    run: _RunInputs, start: torch.nn.Module, ticket: TicketMask, data_seeds: list[int], out: Path, level: int, resume: str | None = None
+):
     """Two copies of ``start`` fine-tuned under ``ticket`` with the run's seed and the given
-    data-order seeds: their final weights and metrics."""
+    data-order seeds (from ``resume``, a start point at step k, when given: every weight, the
+    schedule and the step count come from it, and the data orders part after step k): their
+    final weights and metrics."""
     ends, end_metrics = [], []
     for s in data_seeds:
         copy_model = copy.deepcopy(start)
@@ -235,6 +298,7 @@ def _train_copies(run: _RunInputs, start: torch.nn.Module, ticket: TicketMask, d
             seed=run.seed,
             output_dir=str(out / f"copy_{s}"),
             tokenizer=run.tokenizer,
+            resume_from_checkpoint=resume,
         )
         ends.append({n: t.detach().cpu().clone() for n, t in copy_model.state_dict().items()})
         end_metrics.append(result.metrics)
@@ -243,20 +307,25 @@ def _train_copies(run: _RunInputs, start: torch.nn.Module, ticket: TicketMask, d
     return ends, end_metrics
 
 
-def _analyse(args: StabilityArguments, run: _RunInputs, k: int, ticket: TicketMask) -> dict[str, Any]:
+def _analyse(args: StabilityArguments, run: _RunInputs, k: int, ticket: TicketMask, continued: bool = False) -> dict[str, Any]:
     """The instability analysis of one level (see :func:`run`): start point, two copies, the
-    linear path between them, its barriers; saved with its plot."""
+    linear path between them, its barriers; saved with its plot. ``continued``: the copies
+    continue from the whole state at step ``k`` (``--rewind_mode state``)."""
     started = time.perf_counter()
     record = run.record
-    out = record.paths.stability(args.level, k)
-    start = _start_point(run, k, ticket, out)
-    ends, end_metrics = _train_copies(run, start, ticket, args.data_seeds, out, args.level)
+    out = record.paths.stability(args.level, k, continued)
+    resume = _continued_start(run, k, ticket, out) if continued else None
+    start = run.theta0_with_head() if continued else _start_point(run, k, ticket, out)
+    if continued:
+        ticket.apply(start)
+    ends, end_metrics = _train_copies(run, start, ticket, args.data_seeds, out, args.level, resume)
     path = evaluate_linear_path(start, ends[0], ends[1], lambda m: run.evaluate(m, out / "path"), args.points)
     metric = run.task.primary_metric
     seeds = args.data_seeds
     result = {
         "level": args.level,
         "rewind_step": k,
+        "rewind_mode": "state" if continued else ("backbone_restart" if k > 0 else None),
         "sparsity": ticket.sparsity,
         "metric": metric,
         "data_seeds": list(seeds),
@@ -267,10 +336,12 @@ def _analyse(args: StabilityArguments, run: _RunInputs, k: int, ticket: TicketMa
         "barrier_rule": f"{metric}: mean of the two ends minus the lowest value on the path (the barrier of 1 - {metric}); "
         "loss: the highest loss on the path minus the mean of the two ends",
         "wall_s": time.perf_counter() - started,
-        "title": f"{run.task.name} level {args.level} (sparsity {ticket.sparsity:.3f}), rewind step {k}, data seeds {seeds[0]} / {seeds[1]}",
+        "title": f"{run.task.name} level {args.level} (sparsity {ticket.sparsity:.3f}), rewind step {k}"
+        + (" (state continued)" if continued else "")
+        + f", data seeds {seeds[0]} / {seeds[1]}",
     }
     linear_path_plot(result, out / "path.png")
-    record.write_stability(args.level, k, result)
+    record.write_stability(args.level, k, result, continued)
     barrier = result["barrier"]
     logger.info(
         "stability level %d from rewind step %d: barrier %s %.4f, loss %.4f (%s)",

@@ -159,7 +159,7 @@ def criterion_ticket(
     ``sparsity``, with ``options`` (its ``Options`` instance, ``None`` for defaults or none). A
     criterion that needs ``batches`` scores on the training batches the cell's fine-tune would
     draw first with ``seed`` (as many as :meth:`~bert_tickets.pruning.PruningCriterion.batches_needed`
-    says: snip ``score_batches``, gem_miner ``steps`` or one epoch). Its cost and wall time are in
+    says: snip ``score_batches``, gem_miner ``steps`` or ``epochs`` passes over one epoch of batches). Its cost and wall time are in
     the ticket's metadata (``cost``, ``criterion_options``; the wall time in ``extra["mask_wall_s"]``).
 
     Raises:

@@ -46,10 +46,11 @@ def test_stability_of_a_level_from_theta0_and_from_a_rewind_step(run, capsys):
     assert main(["stability", str(run), "--level", "1", "--points", "5"]) == 0
     assert (out / "stability.json").stat().st_mtime_ns == stamp and "already complete" in capsys.readouterr().err
 
-    # from rewind step 2: the run has no such rewind point, so it is made (2 steps of dense training)
+    # from rewind step 2: the run has no such rewind point, so it is made (2 steps of dense training):
+    # the run seed's whole state at step 2, from which both copies continue (issue 20)
     assert main(["stability", str(run), "--level", "1", "--points", "3", "--rewind_step", "2"]) == 0
-    assert (run / "rewind_step2.safetensors").is_file()
-    assert json.loads((run / "stability" / "level_01_rewind2" / "stability.json").read_text())["rewind_step"] == 2
+    assert (run / "rewind_step2_seed42" / "model.safetensors").is_file()
+    assert json.loads((run / "stability" / "level_01_rewind2_continued" / "stability.json").read_text())["rewind_step"] == 2
 
 
 @pytest.mark.parametrize(

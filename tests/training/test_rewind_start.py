@@ -98,3 +98,23 @@ def test_find_continues_every_level_from_the_seeds_state_at_the_rewind_step(inpu
     assert "rewind_mode" not in json.loads(RunPaths(old).run_config.read_text())["hyperparameters"]["imp"]
     history = json.loads(RunPaths(old).log_history(1, 42).read_text())
     assert [h["step"] for h in history if "loss" in h] == [1, 2, 3, 4] and not RunPaths(old).rewind_start(2, 42).exists()
+
+
+def test_stability_copies_continue_from_the_state_at_the_rewind_step(inputs, tmp_path):
+    """stability from step K > 0: by default both copies continue from the run seed's whole state
+    at step K (made now when the run rewound to θ0), in their own directory; the earlier
+    behaviour is --rewind_mode backbone_restart."""
+    root, ckpt, glue = inputs
+    run = tmp_path / "run"
+    find = ["find", "--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), *IMP_TRAIN_ARGS, "--max_levels", "1"]
+    assert main([*find, "--output_dir", str(run)]) == 0
+    paths = RunPaths(run)
+    assert main(["stability", str(run), "--level", "1", "--rewind_step", "2", "--points", "3"]) == 0
+    assert (paths.rewind_start(2, 42) / "model.safetensors").is_file()  # the run seed's state at step 2, made now
+    done = json.loads((paths.stability(1, 2, continued=True) / "stability.json").read_text())
+    assert done["rewind_mode"] == "state" and "state continued" in done["title"]
+    assert not paths.stability(1, 2).exists()
+    assert main(["stability", str(run), "--level", "1", "--rewind_step", "2", "--points", "3", "--rewind_mode", "backbone_restart"]) == 0
+    old = json.loads((paths.stability(1, 2) / "stability.json").read_text())
+    assert old["rewind_mode"] == "backbone_restart" and paths.rewind_point(2).is_file()
+    assert old["end_metrics"] != done["end_metrics"]
