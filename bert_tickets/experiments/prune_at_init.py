@@ -183,7 +183,18 @@ def find_ticket(model_args: ModelArguments, data_args: DataArguments, args: Prun
     tokenizer, data = _scoring_data(model_args, data_args, task) if get_criterion(args.criterion).needs_data else (None, None)
     options = args.criterion_configs()[args.criterion]
     ticket = criterion_ticket(
-        dense, model, args.criterion, args.sparsity, options, task, data, training_args, seed=training_args.seed, tokenizer=tokenizer
+        dense,
+        model,
+        args.criterion,
+        args.sparsity,
+        options,
+        task,
+        data,
+        training_args,
+        seed=training_args.seed,
+        tokenizer=tokenizer,
+        scope=args.pruning_scope,
+        max_tensor_sparsity=args.max_tensor_sparsity,
     )
     ticket.metadata.extra["prune_at_init"] = spec
     ticket.metadata.extra["mask_wall_s"] = time.perf_counter() - started

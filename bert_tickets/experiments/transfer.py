@@ -154,9 +154,13 @@ def criterion_ticket(
     *,
     seed: int,
     tokenizer=None,
+    scope: str = "global",
+    max_tensor_sparsity: float | None = None,
 ) -> TicketMask:
     """The mask the registered ``criterion`` finds at θ0 of ``model`` (with its fresh head) at
-    ``sparsity``, with ``options`` (its ``Options`` instance, ``None`` for defaults or none). A
+    ``sparsity``, with ``options`` (its ``Options`` instance, ``None`` for defaults or none),
+    selected over ``scope`` (``global``, optionally capped per tensor at ``max_tensor_sparsity``,
+    or ``layerwise``; :func:`~bert_tickets.pruning.prune_ticket`). A
     criterion that needs ``batches`` scores on the training batches the cell's fine-tune would
     draw first with ``seed`` (as many as :meth:`~bert_tickets.pruning.PruningCriterion.batches_needed`
     says: snip ``score_batches``, gem_miner ``steps`` or ``epochs`` passes over one epoch of batches). Its cost and wall time are in
@@ -174,7 +178,7 @@ def criterion_ticket(
         )
     if options is not None:
         context["options"] = options
-    ticket = prune_ticket(dense, model, sparsity, criterion, seed=seed, **context)
+    ticket = prune_ticket(dense, model, sparsity, criterion, seed=seed, scope=scope, max_tensor_sparsity=max_tensor_sparsity, **context)
     ticket.metadata.criterion_options = found.options_dict(options)
     if found.Options is not None:
         ticket.metadata.extra["mask_wall_s"] = time.perf_counter() - started

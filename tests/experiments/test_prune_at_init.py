@@ -213,3 +213,23 @@ def test_the_sanity_field_keeps_old_cell_ids():
     assert spec.cell_id(context) == before
     shuffled = CellSpec("ticket", "rte (layer_shuffle)", "runs/rte", "rte", "mrpc", 0.5, 1, "layer_shuffle")
     assert shuffled.cell_id(context) != before
+
+
+def test_the_selection_scope_and_cap_reach_the_mask(inputs, tmp_path):
+    """--pruning_scope and --max_tensor_sparsity select the mask (they were recorded in the
+    ticket's spec but not passed to the selection): layer-wise, every tensor is pruned to the
+    target (its exact count); globally with a cap, no tensor exceeds it."""
+    layer = tmp_path / "layerwise"
+    argv = ["--criterion", "magnitude", "--sparsity", "0.5", "--no_finetune"]
+    assert main(["prune-at-init", *_argv(inputs, layer, *argv, "--pruning_scope", "layerwise")]) == 0
+    ticket = TicketMask.from_pretrained(layer / "ticket")
+    assert ticket.metadata.pruning_scope == "layerwise"
+    for name, m in ticket.masks.items():
+        assert int((~m).sum()) == target_count(0.5, m.numel()), name
+    capped = tmp_path / "capped"
+    assert main(["prune-at-init", *_argv(inputs, capped, *argv, "--max_tensor_sparsity", "0.51")]) == 0
+    ticket = TicketMask.from_pretrained(capped / "ticket")
+    assert max(ticket.per_tensor_sparsity().values()) <= 0.51 + 1e-9 and ticket.metadata.max_tensor_sparsity == 0.51
+    plain = tmp_path / "plain"
+    assert main(["prune-at-init", *_argv(inputs, plain, *argv)]) == 0
+    assert max(TicketMask.from_pretrained(plain / "ticket").per_tensor_sparsity().values()) > 0.51  # the cap binds
