@@ -153,9 +153,15 @@ def run(args: StabilityArguments) -> dict[str, Any]:
     if not record.has_ticket(args.level):
         raise FileNotFoundError(f"{record.paths.ticket(args.level)} does not exist: the run has no level {args.level} ticket")
     continued = k > 0 and _rewind_mode(args, hp) == "state"
-    done = record.completed_stability(args.level, k, continued)
+    seeds = tuple(args.data_seeds)
+    done = record.completed_stability(args.level, k, continued, seeds)
     if done is not None:
-        where = record.paths.stability(args.level, k, continued)
+        where = record.paths.stability(args.level, k, continued, seeds)
+        if len(done.get("points", [])) != args.points:
+            raise ValueError(
+                f"{where} holds this analysis with {len(done.get('points', []))} points, not --points {args.points}; "
+                "delete it to redo it with other points"
+            )
         logger.info("stability of level %d from rewind step %d already complete: %s", args.level, k, where)
         return done
     ticket = record.load_ticket(args.level)
@@ -313,7 +319,7 @@ def _analyse(args: StabilityArguments, run: _RunInputs, k: int, ticket: TicketMa
     continue from the whole state at step ``k`` (``--rewind_mode state``)."""
     started = time.perf_counter()
     record = run.record
-    out = record.paths.stability(args.level, k, continued)
+    out = record.paths.stability(args.level, k, continued, tuple(args.data_seeds))
     resume = _continued_start(run, k, ticket, out) if continued else None
     start = run.theta0_with_head() if continued else _start_point(run, k, ticket, out)
     if continued:
@@ -341,7 +347,7 @@ def _analyse(args: StabilityArguments, run: _RunInputs, k: int, ticket: TicketMa
         + f", data seeds {seeds[0]} / {seeds[1]}",
     }
     linear_path_plot(result, out / "path.png")
-    record.write_stability(args.level, k, result, continued)
+    record.write_stability(args.level, k, result, continued, tuple(args.data_seeds))
     barrier = result["barrier"]
     logger.info(
         "stability level %d from rewind step %d: barrier %s %.4f, loss %.4f (%s)",

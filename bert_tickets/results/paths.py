@@ -15,8 +15,9 @@ Layout (``--output_dir``)::
     level_{LL}/trained_model.safetensors (with --save_trained: the fine-tuned task model, first seed)
     level_{LL}/metrics.json             metrics per seed, mean/std; written last = level complete
     summary.json, summary.csv           the table: level, sparsity, metric, Δ vs dense, matching
-    stability/level_{LL}_rewind{K}[_continued]/  instability analysis (stability.json written last, path.png);
-                                        _continued: the copies continued from step K's whole state
+    stability/level_{LL}_rewind{K}[_continued][_seedsA-B]/  instability analysis (stability.json written
+                                        last, path.png); _continued: the copies continued from step K's
+                                        whole state; _seedsA-B: data seeds other than 1 and 2
     stability/successive_{KK}_{LL}/     path between the trained levels KK = LL - 1 and LL (same files)
     .bert-tickets.lock(.holder.json)    while a run holds the directory (see results/lock.py)
 """
@@ -115,11 +116,13 @@ class RunPaths:
     def level(self, level: int) -> Path:
         return self.root / f"level_{level:02d}"
 
-    def stability(self, level: int, rewind_step: int, continued: bool = False) -> Path:
+    def stability(self, level: int, rewind_step: int, continued: bool = False, data_seeds: tuple[int, int] = (1, 2)) -> Path:
         """Directory of the instability analysis of ``level`` from rewind step ``rewind_step``
         (``…_continued``: the copies continued from the whole state at that step, ``--rewind_mode
-        state``; without the suffix, rewound weights with the schedule restarted, or step 0)."""
-        return self.root / "stability" / f"level_{level:02d}_rewind{rewind_step}{'_continued' if continued else ''}"
+        state``; without the suffix, rewound weights with the schedule restarted, or step 0), with
+        the copies' data seeds (``…_seedsA-B`` unless they are the default 1 and 2)."""
+        seeds = "" if tuple(data_seeds) == (1, 2) else f"_seeds{data_seeds[0]}-{data_seeds[1]}"
+        return self.root / "stability" / f"level_{level:02d}_rewind{rewind_step}{'_continued' if continued else ''}{seeds}"
 
     def successive(self, level: int) -> Path:
         """Directory of the linear path between the trained networks of ``level - 1`` and ``level``."""

@@ -247,13 +247,13 @@ class RunRecord:
                 if ckpt.is_dir():
                     shutil.rmtree(ckpt)
 
-    def completed_stability(self, level: int, rewind_step: int, continued: bool = False) -> dict | None:
+    def completed_stability(self, level: int, rewind_step: int, continued: bool = False, data_seeds=(1, 2)) -> dict | None:
         """The saved instability analysis (``stability.json``), or ``None`` when not done."""
-        return _completed_analysis(self.paths.stability(level, rewind_step, continued) / "stability.json")
+        return _completed_analysis(self.paths.stability(level, rewind_step, continued, data_seeds) / "stability.json")
 
-    def write_stability(self, level: int, rewind_step: int, result: dict, continued: bool = False) -> Path:
+    def write_stability(self, level: int, rewind_step: int, result: dict, continued: bool = False, data_seeds=(1, 2)) -> Path:
         """Write ``stability.json`` (last: from now on the analysis is complete)."""
-        path = self.paths.stability(level, rewind_step, continued) / "stability.json"
+        path = self.paths.stability(level, rewind_step, continued, data_seeds) / "stability.json"
         if self.is_main:
             write_json(path, result)
         return path

@@ -45,6 +45,13 @@ def test_stability_of_a_level_from_theta0_and_from_a_rewind_step(run, capsys):
     stamp = (out / "stability.json").stat().st_mtime_ns
     assert main(["stability", str(run), "--level", "1", "--points", "5"]) == 0
     assert (out / "stability.json").stat().st_mtime_ns == stamp and "already complete" in capsys.readouterr().err
+    # other --points: one line, not the saved analysis read back as if it answered
+    assert main(["stability", str(run), "--level", "1", "--points", "7"]) == 2
+    assert "holds this analysis with 5 points, not --points 7" in capsys.readouterr().err
+    # other data seeds: another analysis, in its own directory
+    assert main(["stability", str(run), "--level", "1", "--points", "3", "--data_seeds", "3", "4"]) == 0
+    other = json.loads((run / "stability" / "level_01_rewind0_seeds3-4" / "stability.json").read_text())
+    assert other["data_seeds"] == [3, 4] and (out / "stability.json").stat().st_mtime_ns == stamp
 
     # from rewind step 2: the run has no such rewind point, so it is made (2 steps of dense training):
     # the run seed's whole state at step 2, from which both copies continue (issue 20)
