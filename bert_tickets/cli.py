@@ -31,7 +31,7 @@ USAGE = """usage: bert-tickets {find,info,push,transfer,plot,stability,export,pr
 
   bert-tickets find [--task rte] [--model bert-base-uncased] [--output_dir runs/rte] [options]
   bert-tickets find --config RUN/run_config.json [options]   (or: bert-tickets find config.json)
-  bert-tickets info RUN_OR_TICKET_DIR
+  bert-tickets info RUN_OR_TICKET_DIR [--verbose]
   bert-tickets push RUN_DIR --repo-id ID [--level N | --all-levels] [--private] [--token TOKEN]
   bert-tickets transfer --tickets SRC [SRC ...] --tasks T [T ...] [--sparsity S] [--seeds 1 2 3] [--output_dir transfer]
   bert-tickets plot RUN_DIR [--out PNG] [--transfer MATRIX_DIR ...]
