@@ -70,9 +70,7 @@ def test_each_decision_is_explained_with_the_barrier_the_limit_and_the_level_it_
         s.explain(h)
     )
     h += [Level(4, 0.275, matching=False), Level(5, 0.2375, matching=False), Level(6, 0.21875, matching=False)]
-    assert s.next(h) is None and s.explain(h).endswith(
-        "stop: step 0.0094 < min_step 0.0250, the highest good level is 1 (sparsity 0.2000)"
-    )
+    assert s.next(h) is None and s.explain(h).endswith("stop: step 0.0094 < min_step 0.0250, the highest good level is 1 (sparsity 0.2000)")
     done = [Level(0, 0.0), Level(1, 0.2), Level(2, 0.5), Level(3, 0.9)]
     assert s.explain(done).endswith("stop: level 3 reached the target sparsity 0.9000")
     assert s.explain(done[:3]).endswith("next level at sparsity 0.9000 (capped at the target)")

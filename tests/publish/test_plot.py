@@ -66,7 +66,9 @@ def test_a_corrupt_matrix_is_one_line_and_nothing_is_drawn(run, tmp_path, capsys
     _write_matrix(tmp_path / "m")
     (tmp_path / "m" / "matrix.json").write_text('{"targets": ["rte"], ')
     before = sorted(p.name for p in run.iterdir())
-    _refused(capsys, run, tmp_path / "m", tmp_path / "curve.png", f"{tmp_path / 'm' / 'matrix.json'} is corrupt", "re-run the same transfer")
+    _refused(
+        capsys, run, tmp_path / "m", tmp_path / "curve.png", f"{tmp_path / 'm' / 'matrix.json'} is corrupt", "re-run the same transfer"
+    )
     _refused(capsys, run, tmp_path / "m", run / "sparsity_curve.png", "matrix.json is corrupt")
     assert sorted(p.name for p in run.iterdir()) == before
     # valid JSON without a matrix in it

@@ -70,16 +70,18 @@ def test_heatmap_marks_exactly_the_entries_at_or_below_the_trivial_baseline():
             "snip": {"mrpc": _entry(-0.05, None), "rte": _entry(-0.04, False)},  # None: no baseline known, not marked
         },
     }
-    flagged = {(i, j) for i, r in enumerate(["rte", "random", "snip"]) for j, t in enumerate(matrix["targets"])
-               if matrix["entries"][r][t]["beats_trivial"] is False}
+    flagged = {
+        (i, j)
+        for i, r in enumerate(["rte", "random", "snip"])
+        for j, t in enumerate(matrix["targets"])
+        if matrix["entries"][r][t]["beats_trivial"] is False
+    }
     assert flagged == {(0, 0), (1, 1), (2, 1)}
     fig = transfer_heatmap_figure(matrix)
     try:
         ax = fig.axes[0]
         marked_text = {(round(t.get_position()[1]), round(t.get_position()[0])) for t in ax.texts if TRIVIAL_MARK in t.get_text()}
-        hatched = {
-            (round(p.get_y() + 0.5), round(p.get_x() + 0.5)) for p in ax.patches if isinstance(p, Rectangle) and p.get_hatch()
-        }
+        hatched = {(round(p.get_y() + 0.5), round(p.get_x() + 0.5)) for p in ax.patches if isinstance(p, Rectangle) and p.get_hatch()}
         assert marked_text == flagged and hatched == flagged
         legend = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
         assert legend == [f"{TRIVIAL_MARK}: does not beat the target's trivial baseline"]
