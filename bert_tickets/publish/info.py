@@ -134,7 +134,9 @@ def describe_run(path: str | Path, verbose: bool = False) -> str:
     record = RunRecord(path)
     levels, problems = {}, []
     for level_dir in paths.level_dirs():
-        level = int(level_dir.name.split("_")[-1])
+        if not level_dir.name.removeprefix("level_").isdigit():
+            continue
+        level = int(level_dir.name.removeprefix("level_"))
         try:
             done = record.completed_level(level)
         except ValueError as err:
@@ -142,16 +144,23 @@ def describe_run(path: str | Path, verbose: bool = False) -> str:
             continue
         if done is not None:
             levels[level] = done
-    summary = None
+    summary, table = None, None
     if paths.summary_json.is_file():
         try:
-            summary = read_json(paths.summary_json)
-        except ValueError as err:
-            problems.append(f"summary: {unreadable(paths.summary_json, err)}")
-    if summary is not None:
-        lines.append(format_summary(summary))
+            summary = read_json(paths.summary_json, "re-run the same find command to rewrite it")
+            table = format_summary(summary)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            reason = err if isinstance(err, ValueError) else ValueError(f"is corrupt (no summary table: {err!r})")
+            problems.append(f"summary: {unreadable(paths.summary_json, reason)}")
+            summary = None
+    if table is not None:
+        lines.append(table)
     else:
-        lines.append("the run has not finished (no summary.json): Δ vs dense and matching come with it")
+        lines.append(
+            "the run has not finished (no summary.json): Δ vs dense and matching come with it"
+            if not paths.summary_json.is_file()
+            else "complete levels (from their metrics.json):"
+        )
         metric = next(iter(levels.values())).metric if levels else "metric"
         lines.append(f"{'level':>5}  {'sparsity':>8}  {metric:>22}")
         for r in levels.values():

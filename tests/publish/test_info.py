@@ -81,3 +81,12 @@ def test_an_unfinished_run_lists_its_complete_levels(run, capsys):
         (e["level"], round(e["sparsity"], 4), round(e["mean"], 4)) for e in expected
     ]
     assert "the run has not finished" in "\n".join(short)
+
+
+def test_a_corrupt_summary_is_marked_and_the_levels_are_listed(run, capsys):
+    (run / "summary.json").write_text('{"levels": [')
+    short = _info(capsys, run)
+    assert [line for line in short if "unreadable" in line] == [
+        next(line for line in short if line.startswith(f"summary: unreadable: {run / 'summary.json'}: corrupt (not valid JSON"))
+    ]
+    assert sum(1 for line in short if line.split() and line.split()[0].isdigit()) == 3  # the complete levels' rows
