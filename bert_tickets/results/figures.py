@@ -85,7 +85,9 @@ def transfer_heatmap_figure(matrix: dict[str, Any]):
     if np.isnan(grid).all():
         raise ValueError("no entry has a Δ vs dense: the heatmap needs dense cells")
     bound = float(np.nanmax(np.abs(grid))) or 1e-6
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(targets), 1.4 + 0.5 * len(rows)), layout="constrained")
+    # room for the row labels (about 0.08 in per character), the columns and the colour bar
+    width = max(4.8, 1.6 + 0.08 * max(len(r) for r in rows) + 1.4 * len(targets))
+    fig, ax = plt.subplots(figsize=(width, 1.8 + 0.5 * len(rows)), layout="constrained")
     image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdBu", norm=TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound), aspect="auto")
     trivial = False
     for i, r in enumerate(rows):

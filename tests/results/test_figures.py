@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -124,5 +125,26 @@ def test_curve_marks_exactly_the_levels_at_or_below_the_trivial_baseline(tmp_pat
     fig = sparsity_curve_figure(FIXTURE)
     try:
         assert not [line for line in fig.axes[0].get_lines() if line.get_label() == TRIVIAL_MARK]
+    finally:
+        plt.close(fig)
+
+
+def test_heatmap_of_one_target_and_long_row_labels_lays_out():
+    """Constrained layout fits the row labels, the colour bar and the legend (matplotlib warns
+    and gives up when they do not fit)."""
+    rows = ["dense", "rte", "synflow", "gem_miner", "rte (layer_shuffle)", "synflow (layer_shuffle)", "gem_miner (layer_shuffle)"]
+    matrix = {
+        "rows": rows,
+        "targets": ["rte"],
+        "metric": {"rte": "accuracy"},
+        "own": {"rte": "rte"},
+        "entries": {r: {"rte": _entry(-0.01 * i, i % 2 == 0, True)} for i, r in enumerate(rows)},
+    }
+    fig = transfer_heatmap_figure(matrix)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fig.canvas.draw()
+        assert sum(TRIVIAL_MARK in t.get_text() for t in fig.axes[0].texts) == 3  # rte, gem_miner, synflow (layer_shuffle)
     finally:
         plt.close(fig)
