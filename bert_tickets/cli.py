@@ -31,7 +31,7 @@ USAGE = """usage: bert-tickets {find,info,push,transfer,plot,stability,export,pr
 
   bert-tickets find [--task rte] [--model bert-base-uncased] [--output_dir runs/rte] [options]
   bert-tickets find --config RUN/run_config.json [options]   (or: bert-tickets find config.json)
-  bert-tickets info RUN_OR_TICKET_DIR
+  bert-tickets info RUN_OR_TICKET_DIR [--verbose]
   bert-tickets push RUN_DIR --repo-id ID [--level N | --all-levels] [--private] [--token TOKEN]
   bert-tickets transfer --tickets SRC [SRC ...] --tasks T [T ...] [--sparsity S] [--seeds 1 2 3] [--output_dir transfer]
   bert-tickets plot RUN_DIR [--out PNG] [--transfer MATRIX_DIR ...]
@@ -154,9 +154,22 @@ def _print_prune_at_init(result: dict, model_args, data_args, args, training_arg
     )
 
 
+def _path_table(result: dict) -> list[str]:
+    """The evaluated points of a linear path (``stability``'s result): one row per point with α,
+    the task's primary metric and the eval loss there."""
+    metric = result["metric"]
+    width = max(len(metric), 8)
+    lines = [f"{'α':>6}  {metric:>{width}}  {'eval loss':>9}"]
+    for p in result["points"]:
+        lines.append(f"{p['alpha']:>6.3f}  {p['metrics'][metric]:>{width}.4f}  {p['metrics']['loss']:>9.4f}")
+    return lines
+
+
 def _print_stability(result: dict, args) -> None:
     if args.successive:
         for lv, r in sorted(result["pairs"].items()):
+            print(f"trained level {lv - 1} (α = 0) -> trained level {lv} (α = 1):")
+            print("\n".join(_path_table(r)))
             print(f"levels {lv - 1} -> {lv}: barrier {r['metric']} {r['barrier'][r['metric']]:.4f}, loss {r['barrier']['loss']:.4f}")
         if result["missing"]:
             print(f"no trained weights kept for the pairs ending at level {', '.join(map(str, result['missing']))}")
@@ -164,6 +177,9 @@ def _print_stability(result: dict, args) -> None:
         if paths.summary_json.is_file():
             print(format_summary(read_json(paths.summary_json)))
         return
+    seeds = result["data_seeds"]
+    print(f"copy with data seed {seeds[0]} (α = 0) -> copy with data seed {seeds[1]} (α = 1):")
+    print("\n".join(_path_table(result)))
     print(
         f"level {result['level']} (sparsity {result['sparsity']:.4f}) from rewind step {result['rewind_step']}: "
         f"barrier {result['metric']} {result['barrier'][result['metric']]:.4f}, loss {result['barrier']['loss']:.4f}"

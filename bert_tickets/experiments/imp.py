@@ -641,6 +641,9 @@ class IMPRunner:
         trained, or an earlier one for a step back). Past the schedule's end it is saved too (at
         the sparsity the schedule would give the next level), so the run can later be extended."""
         judged = self._judged(history)
+        decision = self.schedule.explain(judged)  # an adaptive schedule says what it read and why it goes where it goes
+        if decision is not None:
+            logger.info("%s", decision)
         next_sparsity = self.schedule.next(judged)
         if next_sparsity is None:
             next_sparsity = self.schedule.beyond(level + 1)

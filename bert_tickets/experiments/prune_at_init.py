@@ -26,7 +26,7 @@ from typing import Any
 from transformers import AutoTokenizer
 
 from .._io import atomic_write_text
-from ..pruning import CRITERIA_REGISTRY, at_init_criteria, get_criterion
+from ..pruning import CRITERIA_REGISTRY, at_init_criteria, collapse_options_hint, collapsed_tensors, get_criterion
 from ..pruning.select import SCOPES
 from ..results import check_output_dir, claim_directory, kinds
 from ..results.paths import TICKET_DIR
@@ -166,6 +166,7 @@ def find_ticket(model_args: ModelArguments, data_args: DataArguments, args: Prun
         if changed:
             raise ValueError(f"{out} holds a ticket found with other arguments (changed: {', '.join(changed)}); use another --output_dir")
         logger.info("ticket already found: %s (%s at sparsity %.4f)", out, args.criterion, old.sparsity)
+        _warn_collapse(old)
         return old
     task = get_task(data_args.task)
     started = time.perf_counter()
@@ -210,7 +211,22 @@ def find_ticket(model_args: ModelArguments, data_args: DataArguments, args: Prun
         ticket.metadata.extra["mask_wall_s"],
         out,
     )
+    _warn_collapse(ticket)
     return ticket
+
+
+def _warn_collapse(ticket: TicketMask) -> None:
+    """Warn (one line) when the mask prunes every weight of a prunable tensor: layer collapse
+    (Tanaka et al. 2020, Section 3; :mod:`bert_tickets.pruning.collapse`), e.g. one-shot
+    magnitude at a high sparsity emptying the pooler."""
+    emptied = collapsed_tensors(ticket.per_tensor_sparsity(), threshold=1.0)
+    if emptied:
+        logger.warning(
+            "layer collapse: the mask prunes every weight of %d prunable tensor(s): %s; %s",
+            len(emptied),
+            ", ".join(emptied),
+            collapse_options_hint(emptied),
+        )
 
 
 def sanity_verdicts(matrix: dict[str, Any], task: str, tolerance: float) -> list[dict[str, Any]]:

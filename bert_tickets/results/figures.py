@@ -1,5 +1,10 @@
 """Figures (matplotlib, Agg backend, PNG): the transfer heatmap in the style of Chen et al. 2020,
-Figure 2, and the sparsity–metric curve of an IMP run."""
+Figure 2, the sparsity–metric curve of an IMP run and the linear path of ``stability``.
+
+Each figure has a builder (``*_figure``: returns the ``matplotlib.figure.Figure``, which the
+caller closes) and a writer (saves the PNG atomically and closes it). Entries and levels that
+do not beat the task's trivial baseline are marked :data:`TRIVIAL_MARK` in every figure, as in
+the tables."""
 
 from __future__ import annotations
 
@@ -11,6 +16,9 @@ from typing import Any
 from .._io import atomic_write
 from .paths import RunPaths
 from .rows import DENSE_ROW
+
+#: The mark of a heatmap entry or a curve's level that does not beat the trivial baseline.
+TRIVIAL_MARK = "≤ trivial"
 
 
 def _pyplot():
@@ -29,13 +37,7 @@ def _save(fig, path: str | os.PathLike) -> Path:
 
 
 def transfer_heatmap(matrix: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Heatmap of Δ vs dense (mean over seeds) per row × target, annotated with the value and
-    ``M`` where matching; a diverging colour map (``RdBu``) centred on 0 (``TwoSlopeNorm``),
-    symmetric in the largest |Δ|; the dense row (Δ = 0 by definition) is left out.
-
-    Args:
-        matrix: :func:`~bert_tickets.results.cells.build_matrix`'s output.
-        path: the PNG to write (atomically).
+    """Write :func:`transfer_heatmap_figure` of ``matrix`` to ``path`` (PNG, atomically).
 
     Returns:
         ``path``.
@@ -43,8 +45,33 @@ def transfer_heatmap(matrix: dict[str, Any], path: str | os.PathLike) -> Path:
     Raises:
         ValueError: no entry has a Δ vs dense (no dense cells yet).
     """
+    plt = _pyplot()
+    fig = transfer_heatmap_figure(matrix)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def transfer_heatmap_figure(matrix: dict[str, Any]):
+    """Heatmap of Δ vs dense (mean over seeds) per row × target, annotated with the value and
+    ``M`` where matching; a diverging colour map (``RdBu``) centred on 0 (``TwoSlopeNorm``),
+    symmetric in the largest |Δ|; the dense row (Δ = 0 by definition) is left out. An entry at
+    or below the target's trivial baseline (``beats_trivial`` false) is hatched (``xxx``) and
+    annotated ``≤ trivial``, with a legend entry saying so.
+
+    Args:
+        matrix: :func:`~bert_tickets.results.cells.build_matrix`'s output.
+
+    Returns:
+        The ``matplotlib.figure.Figure`` (the caller closes it).
+
+    Raises:
+        ValueError: no entry has a Δ vs dense (no dense cells yet).
+    """
     import numpy as np
     from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.patches import Patch, Rectangle
 
     plt = _pyplot()
     rows = [r for r in matrix["rows"] if r != DENSE_ROW]
@@ -58,8 +85,11 @@ def transfer_heatmap(matrix: dict[str, Any], path: str | os.PathLike) -> Path:
     if np.isnan(grid).all():
         raise ValueError("no entry has a Δ vs dense: the heatmap needs dense cells")
     bound = float(np.nanmax(np.abs(grid))) or 1e-6
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(targets), 1.0 + 0.5 * len(rows)))
+    # room for the row labels (about 0.08 in per character), the columns and the colour bar
+    width = max(4.8, 1.6 + 0.08 * max(len(r) for r in rows) + 1.4 * len(targets))
+    fig, ax = plt.subplots(figsize=(width, 1.8 + 0.5 * len(rows)), layout="constrained")
     image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdBu", norm=TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound), aspect="auto")
+    trivial = False
     for i, r in enumerate(rows):
         for j, t in enumerate(targets):
             e = matrix["entries"][r].get(t)
@@ -67,23 +97,50 @@ def transfer_heatmap(matrix: dict[str, Any], path: str | os.PathLike) -> Path:
                 ax.text(j, i, "–", ha="center", va="center", fontsize=8)
                 continue
             own = " (own)" if matrix["own"].get(t) == r else ""
-            ax.text(j, i, f"{e['delta_dense']:+.3f}{' M' if e['matching'] else ''}{own}", ha="center", va="center", fontsize=8)
+            text = f"{e['delta_dense']:+.3f}{' M' if e['matching'] else ''}{own}"
+            box = None
+            if e.get("beats_trivial") is False:
+                trivial = True
+                text += f"\n{TRIVIAL_MARK}"
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.45", lw=0, gid=TRIVIAL_MARK))
+                box = {"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 1.5}
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, bbox=box)
     ax.set_xticks(range(len(targets)), [f"{t}\n({matrix['metric'].get(t, '')})" for t in targets])
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("target task")
     ax.set_ylabel("source ticket / baseline")
-    ax.set_title("Δ vs dense of the target's primary metric (M = matching)")
+    ax.set_title("Δ vs dense of the target's primary metric (M = matching)", fontsize=9)
+    if trivial:
+        hatch = Patch(facecolor="white", hatch="//", edgecolor="0.45")
+        fig.legend([hatch], [f"{TRIVIAL_MARK}: does not beat the target's trivial baseline"], loc="outside lower center", fontsize=7)
     fig.colorbar(image, ax=ax, label="Δ vs dense")
+    return fig
+
+
+def sparsity_curve(run_dir: str | os.PathLike, path: str | os.PathLike, baselines: dict[str, dict[float, float]] | None = None) -> Path:
+    """Write :func:`sparsity_curve_figure` of the run to ``path`` (PNG, atomically); returns ``path``.
+
+    Raises:
+        FileNotFoundError / ValueError: see :func:`~bert_tickets.results.record.read_run`.
+    """
+    plt = _pyplot()
+    fig = sparsity_curve_figure(run_dir, baselines)
     try:
         return _save(fig, path)
     finally:
         plt.close(fig)
 
 
-def sparsity_curve(run_dir: str | os.PathLike, path: str | os.PathLike, baselines: dict[str, dict[float, float]] | None = None) -> Path:
+def sparsity_curve_figure(run_dir: str | os.PathLike, baselines: dict[str, dict[float, float]] | None = None):
     """Metric vs sparsity of an IMP run (its complete levels), with the dense level as a band of
     mean ± std (± the matching tolerance with one seed) and, where given, baseline points
     (``baselines``: name -> {sparsity: metric}, e.g. random pruning) at the same sparsities.
+    With a recorded trivial baseline (``summary.json``) it is drawn as a dotted line and every
+    level that does not beat it (``beats_trivial`` false) gets a red ``x`` and the legend entry
+    :data:`TRIVIAL_MARK`. Sparsity is shown in % of the prunable weights.
+
+    Returns:
+        The ``matplotlib.figure.Figure`` (the caller closes it).
 
     Raises:
         FileNotFoundError / ValueError: see :func:`~bert_tickets.results.record.read_run`.
@@ -121,6 +178,12 @@ def sparsity_curve(run_dir: str | os.PathLike, path: str | os.PathLike, baseline
     for x, y, r in zip(xs, ys, levels):
         if r.get("matching") and r["level"] > 0:
             ax.plot([x], [y], marker="o", ms=10, mfc="none", mec="tab:green")
+    trivial = run.trivial_baseline
+    if trivial is not None and trivial.get("value") is not None:
+        ax.axhline(trivial["value"], color="tab:red", lw=1, ls=":", label=f"trivial baseline ({trivial.get('prediction', '')})")
+    low = [(x, y) for x, y, r in zip(xs, ys, levels) if r.get("beats_trivial") is False]
+    if low:
+        ax.plot([x for x, _ in low], [y for _, y in low], ls="none", marker="x", ms=9, mew=2, color="tab:red", label=TRIVIAL_MARK)
     for name, points in (baselines or {}).items():
         pts = sorted(points.items())
         ax.plot([100 * s for s, _ in pts], [v for _, v in pts], marker="s", ls="--", label=name)
@@ -128,26 +191,37 @@ def sparsity_curve(run_dir: str | os.PathLike, path: str | os.PathLike, baseline
     ax.set_ylabel(levels[0]["metric"])
     ax.set_title(f"{run.task}: metric vs sparsity (green ring = matching)")
     ax.legend(fontsize=8)
+    return fig
+
+
+def linear_path_plot(result: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write :func:`linear_path_figure` of ``result`` to ``path`` (PNG, atomically); returns ``path``."""
+    plt = _pyplot()
+    fig = linear_path_figure(result)
     try:
         return _save(fig, path)
     finally:
         plt.close(fig)
 
 
-def linear_path_plot(result: dict[str, Any], path: str | os.PathLike) -> Path:
+def linear_path_figure(result: dict[str, Any]):
     """The primary metric and the eval loss along a linear path (``result`` as written by the
     ``stability`` experiment: ``points`` with ``alpha`` and ``metrics``, ``metric``, barriers),
-    one panel each, the barrier in the title."""
+    one panel each: the panel's title is its barrier, the figure's title (``result["title"]``)
+    is wrapped above both (constrained layout, so no text overlaps another).
+
+    Returns:
+        The ``matplotlib.figure.Figure`` (the caller closes it).
+    """
+    import textwrap
+
     plt = _pyplot()
     alphas = [p["alpha"] for p in result["points"]]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), layout="constrained")
     for ax, key in zip(axes, (result["metric"], "loss")):
         ax.plot(alphas, [p["metrics"][key] for p in result["points"]], marker="o")
         ax.set_xlabel("α (0 = copy 1, 1 = copy 2)")
         ax.set_ylabel(key)
-        ax.set_title(f"{key}: barrier {result['barrier'][key]:.4f}")
-    fig.suptitle(result.get("title", "linear path"), fontsize=9)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+        ax.set_title(f"barrier {result['barrier'][key]:.4f}", fontsize=9)
+    fig.suptitle(textwrap.fill(result.get("title", "linear path"), 90), fontsize=10)
+    return fig

@@ -307,6 +307,36 @@ def test_an_adaptive_schedule_sees_judged_history_and_drives_the_loop(tiny_check
     assert not (out / "level_03").exists()  # an adaptive schedule does not guess past its stop
 
 
+def test_the_adaptive_schedule_logs_each_decision_with_the_recorded_barrier(tiny_checkpoint, glue_dir, tmp_path, capsys):
+    """After every level, find logs the adaptive schedule's decision: the barrier it measured (the
+    one recorded in the summary), the limit (--max_barrier), good or not, and where it goes on."""
+    from bert_tickets.pruning import make_schedule
+
+    out = tmp_path / "adaptive_log"
+    extra = ("--schedule", "adaptive", "--target_sparsity", "0.5", "--max_levels", "2", "--tolerance", "1.0")
+    # at this budget dense does not learn (matching undefined: every level steps back); the good
+    # branch is checked on scripted histories in tests/pruning/test_adaptive.py
+    assert find(tiny_checkpoint, glue_dir, out, *extra, "--max_barrier", "0.0", "--barrier_points", "3") == 0
+    err = capsys.readouterr().err
+    logged = [line[line.index("adaptive schedule after") :] for line in err.splitlines() if "adaptive schedule after level" in line]
+    rows = json.loads((out / "summary.json").read_text())["levels"]
+    assert len(logged) == len(rows) == 3  # one decision per trained level
+    assert logged[0].startswith("adaptive schedule after level 0 (sparsity 0.0000): dense; step 0.2000")
+    for line, row in zip(logged[1:], rows[1:]):
+        assert f"after level {row['level']} (sparsity {row['sparsity']:.4f})" in line
+        assert f"barrier {row['barrier']:.4f}" in line and "limit 0.0000" in line  # the recorded barrier, --max_barrier
+        good = bool(row["matching"]) and row["barrier"] <= 0.0
+        assert (": good; step grew" in line) == good and (": not good; step shrank" in line) == (not good)
+        if not good:
+            assert f"stepped back to level {row['parent_level']}" in line
+    assert [r["parent_level"] for r in rows] == [None, 0, 0]  # what it said it did
+    assert logged[-1].endswith("stop: --max_levels 2 reached")
+    # the logged line is the schedule's account of the recorded history
+    schedule = make_schedule("adaptive", 0.5, max_levels=2, max_barrier=0.0)
+    history = [type("L", (), dict(r))() for r in rows]
+    assert logged == [schedule.explain(history[: i + 1]) for i in range(len(rows))]
+
+
 def test_a_run_at_chance_is_flagged_and_push_refuses_it(tiny_checkpoint, glue_dir, tmp_path, capsys):
     """At the default tiny budget the dense model predicts no better than the majority class: the
     summary and `info` say dense did not learn, no matching sparsity is named, and `push`

@@ -90,6 +90,27 @@ def test_no_finetune_stops_at_the_mask(inputs, tmp_path, capsys):
     assert ticket.metadata.base_model_revision.startswith("sha256:")
 
 
+def test_a_mask_that_empties_a_tensor_warns_of_layer_collapse(inputs, tmp_path, capsys):
+    """One warning line naming exactly the prunable tensors the mask empties (and none when it
+    empties none), for a mask found now and for one reused."""
+    out = tmp_path / "collapse"
+    argv = ["prune-at-init", *_argv(inputs, out, "--criterion", "magnitude", "--sparsity", "0.9999", "--no_finetune")]
+    assert main(argv) == 0
+    ticket = TicketMask.from_pretrained(out / "ticket")
+    emptied = [n for n, s in ticket.per_tensor_sparsity().items() if s == 1.0]
+    assert "pooler.dense.weight" in emptied and len(emptied) < len(ticket.masks)
+    warned = [line for line in capsys.readouterr().err.splitlines() if "layer collapse" in line]
+    assert len(warned) == 1
+    assert f"prunes every weight of {len(emptied)} prunable tensor(s): {', '.join(emptied)};" in warned[0]
+    assert "--exclude" in warned[0] and "--max_tensor_sparsity" in warned[0]
+    assert main(argv) == 0  # reused: still said
+    assert sum("layer collapse" in line for line in capsys.readouterr().err.splitlines()) == 1
+    # a mask that empties no tensor: no warning
+    assert main(["prune-at-init", *_argv(inputs, tmp_path / "fine", "--criterion", "magnitude", "--sparsity", "0.5", "--no_finetune")]) == 0
+    assert "layer collapse" not in capsys.readouterr().err
+    assert all(s < 1.0 for s in TicketMask.from_pretrained(tmp_path / "fine" / "ticket").per_tensor_sparsity().values())
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

@@ -60,6 +60,34 @@ def test_stability_of_a_level_from_theta0_and_from_a_rewind_step(run, capsys):
     assert json.loads((run / "stability" / "level_01_rewind2_continued" / "stability.json").read_text())["rewind_step"] == 2
 
 
+def _printed_table(text: str, header: str, metric: str) -> list[tuple[float, float, float]]:
+    """The rows (α, metric, eval loss) of the path table printed after ``header``."""
+    lines = text.splitlines()
+    start = lines.index(header)
+    assert lines[start + 1].split() == ["α", metric, "eval", "loss"]
+    rows = []
+    for line in lines[start + 2 :]:
+        if "barrier" in line:
+            break
+        rows.append(tuple(float(x) for x in line.split()))
+    return rows
+
+
+def _saved_rows(result: dict) -> list[tuple[float, float, float]]:
+    return [(round(p["alpha"], 3), round(p["metrics"][result["metric"]], 4), round(p["metrics"]["loss"], 4)) for p in result["points"]]
+
+
+def test_stability_prints_the_path_point_by_point(run, capsys):
+    assert main(["stability", str(run), "--level", "1", "--points", "5"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((run / "stability" / "level_01_rewind0" / "stability.json").read_text())
+    rows = _printed_table(printed, "copy with data seed 1 (α = 0) -> copy with data seed 2 (α = 1):", "accuracy")
+    assert len(rows) == 5 and rows == _saved_rows(result)
+    # the barrier line follows the table
+    last = printed.strip().splitlines()[-1]
+    assert last.startswith("level 1 (sparsity 0.1000") and f"barrier accuracy {result['barrier']['accuracy']:.4f}" in last
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -92,6 +120,10 @@ def test_successive_barriers_join_the_summary_and_the_plot(tmp_path, capsys):
     assert main(["stability", str(trained), "--successive", "--points", "5"]) == 0
     printed = capsys.readouterr().out
     assert "levels 0 -> 1: barrier accuracy" in printed and "levels 1 -> 2" in printed and "between the trained levels L-1 and L" in printed
+    for lv in (1, 2):  # one table per pair, --points rows, the saved values
+        saved = json.loads((trained / "stability" / f"successive_{lv - 1:02d}_{lv:02d}" / "stability.json").read_text())
+        rows = _printed_table(printed, f"trained level {lv - 1} (α = 0) -> trained level {lv} (α = 1):", "accuracy")
+        assert len(rows) == 5 and rows == _saved_rows(saved)
     summary = json.loads((trained / "summary.json").read_text())
     for row in summary["levels"][1:]:
         saved = json.loads((trained / "stability" / f"successive_{row['level'] - 1:02d}_{row['level']:02d}" / "stability.json").read_text())

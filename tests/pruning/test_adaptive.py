@@ -47,3 +47,32 @@ def test_it_stops_at_the_target_and_after_max_levels():
 def test_bad_options(option):
     with pytest.raises(ValueError, match="adaptive schedule: " + next(iter(option))):
         make_schedule("adaptive", 0.9, **option)
+
+
+def test_each_decision_is_explained_with_the_barrier_the_limit_and_the_level_it_goes_on_from():
+    s = make_schedule("adaptive", 0.9, max_barrier=0.02)
+    h = [Level(0, 0.0)]
+    assert s.explain([]) is None
+    assert s.explain(h).endswith("dense; step 0.2000; next level at sparsity 0.2000")
+    h.append(Level(1, 0.2, matching=True, barrier=0.015))
+    assert s.explain(h) == (
+        "adaptive schedule after level 1 (sparsity 0.2000): matching, barrier 0.0150 <= limit 0.0200: good; "
+        "step grew 0.2000 x 1.5 = 0.3000, continues from level 1; next level at sparsity 0.5000"
+    )
+    h.append(Level(2, 0.5, matching=True, barrier=0.05))
+    assert s.explain(h) == (
+        "adaptive schedule after level 2 (sparsity 0.5000): matching, barrier 0.0500 > limit 0.0200: not good; "
+        "step shrank 0.3000 x 0.5 = 0.1500, stepped back to level 1 (sparsity 0.2000); next level at sparsity 0.3500"
+    )
+    assert s.next(h) == pytest.approx(0.35) and s.base_level(h) == 1  # what it says is what it does
+    h.append(Level(3, 0.35, matching=False, barrier=0.0))
+    assert "not matching (barrier 0.0000, limit 0.0200): not good; step shrank 0.1500 x 0.5 = 0.0750, stepped back to level 1" in (
+        s.explain(h)
+    )
+    h += [Level(4, 0.275, matching=False), Level(5, 0.2375, matching=False), Level(6, 0.21875, matching=False)]
+    assert s.next(h) is None and s.explain(h).endswith("stop: step 0.0094 < min_step 0.0250, the highest good level is 1 (sparsity 0.2000)")
+    done = [Level(0, 0.0), Level(1, 0.2), Level(2, 0.5), Level(3, 0.9)]
+    assert s.explain(done).endswith("stop: level 3 reached the target sparsity 0.9000")
+    assert s.explain(done[:3]).endswith("next level at sparsity 0.9000 (capped at the target)")
+    # a static schedule has nothing to explain
+    assert make_schedule("linear", 0.9).explain(done) is None

@@ -22,7 +22,9 @@ backtracking line search); ``min_step`` 0.025 (a quarter of the linear schedule'
 finer than the sparsity grid Chen et al. report); ``max_barrier`` 0.01 (one point of accuracy /
 Pearson, the scale of the matching tolerance with one seed). All are options of ``find``.
 
-The decisions depend only on the history, so a resumed run makes the same ones.
+The decisions depend only on the history, so a resumed run makes the same ones. ``find`` logs
+each one after every level (:meth:`AdaptiveSchedule.explain`: the barrier measured, the limit,
+whether the step grew or shrank, and the level the next one is pruned from).
 """
 
 from __future__ import annotations
@@ -119,6 +121,48 @@ class AdaptiveSchedule(SparsitySchedule):
         if best.target_sparsity >= self.target_sparsity - 1e-12 or step < self.min_step - 1e-12:
             return None
         return round(min(best.target_sparsity + step, self.target_sparsity), 10)
+
+    def explain(self, history):
+        """After the last level of ``history``: whether it was good (matching; its barrier to the
+        level it was pruned from against ``max_barrier``), how the step changed, the level the
+        next mask is pruned from (a step back names it), and the next sparsity or why the run
+        stops. Sparsities and steps are fractions; the barrier is in primary-metric units."""
+        if not history:
+            return None
+        last = history[-1]
+        best, step = self._state(history)
+        head = f"adaptive schedule after level {last.level} (sparsity {last.sparsity:.4f}): "
+        if last.level == 0:
+            head += f"dense; step {step:.4f}"
+        else:
+            prev = self._state(history[:-1])[1]
+            barrier = getattr(last, "barrier", None)
+            limit = f"limit {self.max_barrier:.4f}"
+            shown = "barrier unknown" if barrier is None else f"barrier {barrier:.4f}"
+            if self.good(last):
+                why = f"matching, {shown} <= {limit}" if barrier is not None else f"matching, {shown}"
+                head += f"{why}: good; step grew {prev:.4f} x {self.step_growth:g} = {step:.4f}, continues from level {best.level}"
+            else:
+                if not last.matching:
+                    why = f"{'matching undefined' if last.matching is None else 'not matching'} ({shown}, {limit})"
+                else:
+                    why = f"matching, {shown} > {limit}"
+                head += (
+                    f"{why}: not good; step shrank {prev:.4f} x {self.step_shrink:g} = {step:.4f}, "
+                    f"stepped back to level {best.level} (sparsity {best.sparsity:.4f})"
+                )
+        target = self.next(history)
+        if target is not None:
+            capped = " (capped at the target)" if best.target_sparsity + step > self.target_sparsity + 1e-12 else ""
+            return f"{head}; next level at sparsity {target:.4f}{capped}"
+        if self.max_levels is not None and len(history) > self.max_levels:
+            return f"{head}; stop: --max_levels {self.max_levels} reached"
+        if best.target_sparsity >= self.target_sparsity - 1e-12:
+            return f"{head}; stop: level {best.level} reached the target sparsity {self.target_sparsity:.4f}"
+        return (
+            f"{head}; stop: step {step:.4f} < min_step {self.min_step:.4f}, "
+            f"the highest good level is {best.level} (sparsity {best.sparsity:.4f})"
+        )
 
     def base_level(self, history):
         """The last good level: the next mask is pruned from its ticket and trained weights."""

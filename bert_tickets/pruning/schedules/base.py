@@ -84,6 +84,12 @@ class SparsitySchedule:
         earlier level (the IMP loop then keeps every level's trained weights)."""
         return None
 
+    def explain(self, history: Sequence[LevelOutcome]) -> str | None:
+        """The schedule's decision after the last level of ``history`` in words (one line: what
+        it read, what it does next and why), for the run's log; ``None`` (the default) when
+        there is nothing to explain (a static schedule's levels are known in advance)."""
+        return None
+
     def beyond(self, level: int) -> float | None:
         """Sparsity that level ``level`` *would* have if the run went on past its stop (used to
         prune the next level's mask at the end of a run, so the run can later be extended);
