@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import statistics
 import time
@@ -67,7 +68,7 @@ from ..ticket import (
     prunable_parameters,
     resolve_model_path,
 )
-from ..training.data_diet import REWIND_DATA, easy_subset, mean_el2n, random_subset
+from ..training.data_diet import REWIND_DATA, easy_subset, label_distribution, mean_el2n, random_subset
 from ..training.distributed import check_same_on_all_ranks, close_process_group
 from ..training.finetune import (
     check_rewind_step,
@@ -157,7 +158,13 @@ class IMPArguments:
     )
     rewind_subset_size: int | None = field(default=None, metadata={"help": "Training examples of a random / easy rewind subset."})
     el2n_models: int = field(default=10, metadata={"help": "easy: short runs whose EL2N scores are averaged (lth_diet: 10)."})
-    el2n_steps: int | None = field(default=None, metadata={"help": "easy: optimizer steps of each short run (default: --rewind_step)."})
+    el2n_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "easy: optimizer steps of each short run (default: one epoch of the training set; issue 20: after --rewind_step "
+            "steps, e.g. 10, EL2N on STS-B selects by label value)."
+        },
+    )
     keep_trained_head: bool = field(
         default=False,
         metadata={
@@ -263,6 +270,8 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
     elif imp_args.rewind_data == "random":
         for key in ("el2n_models", "el2n_steps"):
             imp.pop(key)
+    elif imp_args.el2n_steps is None:
+        imp["el2n_steps"] = "epoch"  # the default's meaning changed (was --rewind_step): another run
     # Local paths are resolved (the same run from any working directory), and a local
     # checkpoint's revision is the sha256 of its weights: a changed θ0 is another run.
     local = local_checkpoint_revision(model_args.model_name_or_path)
@@ -459,7 +468,7 @@ class IMPRunner:
         if a.rewind_data == "easy":
             scores = self.record.load_el2n()
             if scores is None or len(scores) != len(self.data.train):
-                steps = a.el2n_steps or k
+                steps = a.el2n_steps or math.ceil(len(self.data.train) / global_batch_size(self.training_args))
                 scores = mean_el2n(
                     self._load_model,
                     dense,
@@ -495,9 +504,25 @@ class IMPRunner:
             source="subset",  # the full run's schedule, cycling the subset, stopped at k
             source_options={"indices": subset.tolist(), "steps": total},
         )
-        info = {"rewind_data": a.rewind_data, "size": len(subset), "spent_steps": spent + k, "indices": subset.tolist()}
+        labels = label_distribution(self.data.train["label"], subset.tolist(), regression=self.task.is_regression)
+        info = {
+            "rewind_data": a.rewind_data,
+            "size": len(subset),
+            "spent_steps": spent + k,
+            "labels": labels,
+            "indices": subset.tolist(),
+        }
         self.record.save_rewind_subset(info)  # last: its presence marks the diet complete
-        logger.info("data diet: rewind point at step %d trained on %d %s examples (%s)", k, len(subset), a.rewind_data, out)
+        logger.info(
+            "data diet: rewind point at step %d trained on %d %s examples (%s); labels of the subset: %s; of all %d: %s",
+            k,
+            len(subset),
+            a.rewind_data,
+            out,
+            labels["subset"],
+            len(self.data.train),
+            labels["all"],
+        )
         return spent + k
 
     def trivial_baseline(self):

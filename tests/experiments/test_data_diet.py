@@ -94,3 +94,31 @@ def test_random_rewind_subset_and_bad_input(inputs, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         # one error line (the last check runs once the data is read, after its progress bars)
         assert sum("error" in line for line in err) == 1 and message in err[-1], err
+
+
+def test_el2n_scores_after_one_epoch_by_default_and_the_subset_labels_are_recorded(inputs, tmp_path, capsys):
+    """Issue 20: without --el2n_steps each short EL2N run trains one epoch (32 examples, batch 8:
+    4 steps), not --rewind_step steps; subset.json records the labels of the subset and of all
+    training examples, and find prints them."""
+    out = tmp_path / "easy"
+    diet = ("--rewind_step", "1", "--rewind_data", "easy", "--rewind_subset_size", "8", "--el2n_models", "2")
+    assert _find(inputs, out, *diet) == 0
+    assert json.loads((out / "data_diet" / "el2n.json").read_text())["steps"] == 4
+    subset = json.loads((out / "data_diet" / "subset.json").read_text())
+    assert subset["spent_steps"] == 2 * 4 + 1
+    lines = (inputs[1] / "RTE" / "train.tsv").read_text().splitlines()[1:]
+    labels = [0 if line.split("\t")[-1] == "entailment" else 1 for line in lines]
+    chosen = [labels[i] for i in subset["indices"]]
+    assert subset["labels"]["subset"] == {"0": chosen.count(0) / 8, "1": chosen.count(1) / 8}
+    assert subset["labels"]["all"] == {"0": labels.count(0) / len(labels), "1": labels.count(1) / len(labels)}
+    assert "labels of the subset" in capsys.readouterr().err
+    config = json.loads((out / "run_config.json").read_text())
+    assert config["hyperparameters"]["imp"]["el2n_steps"] == "epoch"  # the new default is another run than the old None
+
+
+def test_label_distribution_of_a_regression_subset():
+    from bert_tickets.training.data_diet import label_distribution
+
+    out = label_distribution([0.0, 1.0, 2.0, 3.0, 5.0], [1, 2], regression=True)
+    assert out["subset"] == {"mean": 1.5, "std": 0.5, "min": 1.0, "max": 2.0}
+    assert out["all"]["mean"] == 2.2 and out["all"]["max"] == 5.0
