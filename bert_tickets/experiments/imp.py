@@ -22,7 +22,7 @@ import math
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -358,6 +358,11 @@ class IMPRunner:
         )
         if self.schedule.uses_barrier and imp_args.barrier_points < 3:
             raise ValueError(f"--barrier_points must be >= 3, got {imp_args.barrier_points}")
+        if getattr(self.schedule, "calibrated", False) and imp_args.rewind_step > 0 and not continues_from_step(imp_args):
+            raise ValueError(
+                "the adaptive schedule's calibrated limit measures the dense network's instability from the rewind point, "
+                "which needs --rewind_mode state with full-data rewinding (or --schedule_options barrier_scale=none)"
+            )
         # A schedule that steps back or reads barriers needs the trained weights of earlier levels.
         self.keep_trained = imp_args.save_trained or self.schedule.adaptive or self.schedule.uses_barrier
         self.planned = None if self.schedule.adaptive else self.schedule.preview()
@@ -650,6 +655,9 @@ class IMPRunner:
         self._annotate(ticket)
         self.record.save_ticket(level, ticket)
         result, per_seed, trained = self._levels().run_level(level, target, ticket, self.data)
+        if level == 0 and getattr(self.schedule, "calibrated", False):
+            result.barrier = self._dense_instability(trained)
+            logger.info("level 0: the dense network's own barrier (instability) %.4f (%s)", result.barrier, self.task.primary_metric)
         if level > 0 and self.schedule.uses_barrier:
             parent = ticket.metadata.parent_level
             result.parent_level = int(parent) if parent is not None else level - 1
@@ -754,15 +762,44 @@ class IMPRunner:
         model.load_state_dict(self.record.load_trained_model(level), strict=False)
         return self.record.load_ticket(level), model
 
+    def _dense_instability(self, trained: torch.nn.Module) -> float:
+        """The dense network's own error barrier (Frankle et al. 2020's instability): a second
+        dense copy trained from level 0's start — θ0 with the first seed's head, or that seed's
+        state at the rewind step — with another data order (``data_seed`` + 1), and the barrier
+        on the path between it and level 0's trained network. What the calibrated adaptive
+        schedule's limit is relative to; one extra fine-tune per run.
+        """
+        seed, k = self.seeds[0], self.imp_args.rewind_step
+        data_seed = (self.training_args.data_seed if self.training_args.data_seed is not None else seed) + 1
+        other = self._load_model(seed)
+        out = self.record.paths.level(0) / "instability"
+        resume = str(self.record.paths.rewind_start(k, seed)) if continues_from_step(self.imp_args) else None
+        finetune(
+            other,
+            self.dense_ticket,
+            self.task,
+            self.data,
+            replace(self.training_args, data_seed=data_seed),
+            seed=seed,
+            output_dir=str(out),
+            tokenizer=self.tokenizer,
+            resume_from_checkpoint=resume,
+        )
+        return self._path_barrier({n: t.detach().clone() for n, t in other.state_dict().items()}, trained, out / "path")
+
     def _barrier_to(self, parent: int, level: int, trained: torch.nn.Module) -> float:
         """Error barrier (primary metric) on the linear path from the trained network of level
         ``parent`` to ``trained`` (Paul et al. 2022; :mod:`bert_tickets.connectivity`); the
         masks differ, so weights pruned only at ``level`` go linearly to 0."""
+        return self._path_barrier(self.record.load_trained_model(parent), trained, self.record.paths.level(level) / "barrier")
+
+    def _path_barrier(self, end_a: dict[str, torch.Tensor], trained: torch.nn.Module, out) -> float:
+        """Error barrier (primary metric) on the linear path from the weights ``end_a`` to ``trained``."""
         device = next(trained.parameters()).device
-        end_a = {n: t.to(device) for n, t in self.record.load_trained_model(parent).items()}
+        end_a = {n: t.to(device) for n, t in end_a.items()}
         end_b = {n: t.detach().clone() for n, t in trained.state_dict().items()}
         probe = copy.deepcopy(trained)
-        out = str(self.record.paths.level(level) / "barrier")
+        out = str(out)
         path = evaluate_linear_path(
             probe,
             end_a,

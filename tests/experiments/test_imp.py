@@ -316,7 +316,8 @@ def test_the_adaptive_schedule_logs_each_decision_with_the_recorded_barrier(tiny
     extra = ("--schedule", "adaptive", "--target_sparsity", "0.5", "--max_levels", "2", "--tolerance", "1.0")
     # at this budget dense does not learn (matching undefined: every level steps back); the good
     # branch is checked on scripted histories in tests/pruning/test_adaptive.py
-    assert find(tiny_checkpoint, glue_dir, out, *extra, "--max_barrier", "0.0", "--barrier_points", "3") == 0
+    absolute = ("--max_barrier", "0.0", "--barrier_scale", "none", "--barrier_points", "3")
+    assert find(tiny_checkpoint, glue_dir, out, *extra, *absolute) == 0
     err = capsys.readouterr().err
     logged = [line[line.index("adaptive schedule after") :] for line in err.splitlines() if "adaptive schedule after level" in line]
     rows = json.loads((out / "summary.json").read_text())["levels"]
@@ -332,9 +333,27 @@ def test_the_adaptive_schedule_logs_each_decision_with_the_recorded_barrier(tiny
     assert [r["parent_level"] for r in rows] == [None, 0, 0]  # what it said it did
     assert logged[-1].endswith("stop: --max_levels 2 reached")
     # the logged line is the schedule's account of the recorded history
-    schedule = make_schedule("adaptive", 0.5, max_levels=2, max_barrier=0.0)
+    schedule = make_schedule("adaptive", 0.5, max_levels=2, max_barrier=0.0, barrier_scale=None)
     history = [type("L", (), dict(r))() for r in rows]
     assert logged == [schedule.explain(history[: i + 1]) for i in range(len(rows))]
+
+
+def test_the_calibrated_adaptive_schedule_measures_the_dense_instability_once(tiny_checkpoint, glue_dir, tmp_path, capsys):
+    """Issue 20: by default the adaptive schedule's limit is 1.5 x the dense network's own barrier,
+    measured at level 0 (a second dense copy with another data order, recorded as level 0's
+    barrier); the log states the limit it derived."""
+    out = tmp_path / "calibrated"
+    extra = ("--schedule", "adaptive", "--target_sparsity", "0.5", "--max_levels", "1", "--barrier_points", "3")
+    assert find(tiny_checkpoint, glue_dir, out, *extra) == 0
+    rows = json.loads((out / "summary.json").read_text())["levels"]
+    dense = rows[0]["barrier"]
+    assert isinstance(dense, float) and dense >= 0.0 and (out / "level_00" / "instability").is_dir()
+    err = capsys.readouterr().err
+    assert f"the dense network's own barrier (instability) {dense:.4f}" in err
+    assert f"its own barrier (instability) {dense:.4f}, so the limit is {1.5 * dense:.4f}" in err
+    # the calibration needs the rewind point's whole state: refused with the restarted schedule
+    assert find(tiny_checkpoint, glue_dir, tmp_path / "r", *extra, "--rewind_step", "1", "--rewind_mode", "backbone_restart") == 2
+    assert "calibrated limit measures the dense network's instability" in capsys.readouterr().err
 
 
 def test_a_run_at_chance_is_flagged_and_push_refuses_it(tiny_checkpoint, glue_dir, tmp_path, capsys):
@@ -367,7 +386,7 @@ def test_the_adaptive_schedule_drives_find_with_barriers_and_steps_back(tiny_che
 
     out = tmp_path / "adaptive"
     extra = ("--schedule", "adaptive", "--target_sparsity", "0.5", "--tolerance", "1.0", "--max_barrier", "1.0", "--barrier_points", "3")
-    extra = (*extra, *LEARNS)
+    extra = (*extra, "--barrier_scale", "none", *LEARNS)
     assert find(tiny_checkpoint, glue_dir, out, *extra) == 0
     summary = json.loads((out / "summary.json").read_text())
     rows = summary["levels"]
@@ -385,7 +404,7 @@ def test_the_adaptive_schedule_drives_find_with_barriers_and_steps_back(tiny_che
         assert r["barrier_successive"] == saved["barrier"][saved["metric"]]
     table = format_summary(json.loads((out / "summary.json").read_text()))
     assert "barrier to parent" in table and "barrier from L-1" in table and "(parent_level; adaptive schedule)" in table
-    schedule = make_schedule("adaptive", 0.5, max_barrier=1.0)
+    schedule = make_schedule("adaptive", 0.5, max_barrier=1.0, barrier_scale=None)
     history = []
     for r in rows:  # replaying the recorded history gives the recorded sparsities
         assert schedule.next(history) == pytest.approx(r["target_sparsity"])

@@ -14,7 +14,7 @@ class Level:
 
 
 def test_grow_after_good_levels_step_back_and_shrink_after_a_barrier_or_a_miss():
-    s = make_schedule("adaptive", 0.9)
+    s = make_schedule("adaptive", 0.9, barrier_scale=None)  # the absolute limit max_barrier 0.01
     h = [Level(0, 0.0)]
     assert s.next(h) == 0.2 and s.base_level(h) == 0  # initial step from dense
     h.append(Level(1, 0.2, matching=True, barrier=0.0))
@@ -50,7 +50,7 @@ def test_bad_options(option):
 
 
 def test_each_decision_is_explained_with_the_barrier_the_limit_and_the_level_it_goes_on_from():
-    s = make_schedule("adaptive", 0.9, max_barrier=0.02)
+    s = make_schedule("adaptive", 0.9, max_barrier=0.02, barrier_scale=None)
     h = [Level(0, 0.0)]
     assert s.explain([]) is None
     assert s.explain(h).endswith("dense; step 0.2000; next level at sparsity 0.2000")
@@ -76,3 +76,24 @@ def test_each_decision_is_explained_with_the_barrier_the_limit_and_the_level_it_
     assert s.explain(done[:3]).endswith("next level at sparsity 0.9000 (capped at the target)")
     # a static schedule has nothing to explain
     assert make_schedule("linear", 0.9).explain(done) is None
+
+
+def test_the_calibrated_limit_is_relative_to_the_dense_barrier_and_counts_above_a_sparsity():
+    """Issue 20: limit = barrier_scale x level 0's barrier (the dense instability); barriers of
+    levels below barrier_above do not count; without a dense barrier only matching decides."""
+    s = make_schedule("adaptive", 0.9)  # barrier_scale 1.5 by default
+    h = [Level(0, 0.0, barrier=0.026)]
+    assert s.limit(h) == pytest.approx(0.039)
+    h.append(Level(1, 0.2, matching=True, barrier=0.03))  # above the absolute 0.01, within 1.5 x 0.026
+    assert s.next(h) == pytest.approx(0.5) and s.base_level(h) == 1
+    h.append(Level(2, 0.5, matching=True, barrier=0.04))  # above 0.039: a step back
+    assert s.next(h) == pytest.approx(0.35) and s.base_level(h) == 1
+    assert "limit 0.0390 = 1.5 x the dense barrier 0.0260" in s.explain(h) and "stepped back to level 1" in s.explain(h)
+    above = make_schedule("adaptive", 0.9, barrier_above=0.6)
+    assert above.next(h) == pytest.approx(0.9) and above.base_level(h) == 2  # 0.5 < 0.6: the barrier does not count; 0.5 + 0.45 capped
+    unknown = make_schedule("adaptive", 0.9)
+    assert unknown.next([Level(0, 0.0), Level(1, 0.2, matching=True, barrier=0.5)]) == pytest.approx(
+        0.5
+    )  # no dense barrier: matching decides
+    with pytest.raises(ValueError, match="barrier_scale must be > 0"):
+        make_schedule("adaptive", 0.9, barrier_scale=0.0)

@@ -195,5 +195,5 @@ def schedule_hash_entries(name: str, options: Any) -> dict[str, Any]:
             out.update(asdict(options_cls()))
     SCHEDULES.get(name)
     if options is not None:
-        out.update(asdict(options))
+        out.update(options.hash_dict() if hasattr(options, "hash_dict") else asdict(options))
     return out
