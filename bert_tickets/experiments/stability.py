@@ -232,7 +232,19 @@ def _continued_start(run: _RunInputs, k: int, ticket: TicketMask, out: Path) -> 
     if found is not None:
         return str(found)
     logger.info("no state at step %d in the run: training the dense network %d steps to make it", k, k)
-    capture = RewindPointCapture(k, None, stop=True, save_start=lambda write: run.record.save_rewind_start(run.seed, k, write))
+    _train_dense_to(
+        run, k, ticket, out, RewindPointCapture(k, None, stop=True, save_start=lambda w: run.record.save_rewind_start(run.seed, k, w))
+    )
+    return str(run.record.paths.rewind_start(k, run.seed))
+
+
+def _train_dense_to(run: _RunInputs, k: int, ticket: TicketMask, out: Path, capture: RewindPointCapture) -> None:
+    """Train the dense network (θ0 with the initial head, the run's hyperparameters) until
+    ``capture`` has saved what it saves at step ``k`` (it stops the training there).
+
+    Raises:
+        ValueError: ``k`` beyond the optimizer steps of one fine-tune.
+    """
     start = run.theta0_with_head()
     dense = TicketMask.dense(start, ticket.metadata.prunable_patterns, ticket.metadata.exclude_patterns)
     rewind_args = _training_args(run.hp, out / "rewind")
@@ -249,7 +261,6 @@ def _continued_start(run: _RunInputs, k: int, ticket: TicketMask, out: Path) -> 
     )
     if not capture.done:
         raise ValueError(f"--rewind_step {k} exceeds the optimizer steps of one fine-tune")
-    return str(run.record.paths.rewind_start(k, run.seed))
 
 
 def _start_point(run: _RunInputs, k: int, ticket: TicketMask, out: Path) -> torch.nn.Module:
@@ -264,22 +275,7 @@ def _start_point(run: _RunInputs, k: int, ticket: TicketMask, out: Path) -> torc
     if k > 0:
         if not run.record.has_rewind_point(k):
             logger.info("no rewind point at step %d in the run: training the dense network %d steps to make it", k, k)
-            capture = RewindPointCapture(k, lambda state: run.record.save_rewind_point(k, state), stop=True)
-            dense = TicketMask.dense(start, ticket.metadata.prunable_patterns, ticket.metadata.exclude_patterns)
-            rewind_args = _training_args(run.hp, out / "rewind")
-            finetune(
-                run.theta0_with_head(),
-                dense,
-                run.task,
-                run.data,
-                rewind_args,
-                seed=run.seed,
-                output_dir=str(out / "rewind"),
-                tokenizer=run.tokenizer,
-                callbacks=[capture],
-            )
-            if not capture.done:
-                raise ValueError(f"--rewind_step {k} exceeds the optimizer steps of one fine-tune")
+            _train_dense_to(run, k, ticket, out, RewindPointCapture(k, lambda state: run.record.save_rewind_point(k, state), stop=True))
         load_into(get_backbone(start), run.record.load_rewind_point(k), f"rewind point {k}")
     ticket.apply(start)
     return start

@@ -36,7 +36,7 @@ from .._io import (
     write_json,
 )
 from ..ticket import TicketMask
-from ..ticket.base_model import LOCAL_REVISION_PREFIX
+from ..ticket.base_model import LOCAL_REVISION_PREFIX, same_path
 from .kinds import RUN
 from .lock import RunLock
 from .matching import LevelResult, is_matching, level_barrier, matching_margin
@@ -515,14 +515,7 @@ def changed_hyperparameters(before: dict, after: dict) -> list[str]:
     local directory) cannot be checked and is taken as the same.
     """
 
-    def same_dir(a, b) -> bool:
-        if a == b:
-            return True
-        if not (isinstance(a, str) and isinstance(b, str)):
-            return False
-        ra, rb = (os.path.realpath(os.path.expanduser(x)) for x in (a, b))
-        return ra == rb and os.path.exists(ra)
-
+    same_dir = same_path
     before, after = _by_global_batch(before), _by_global_batch(after)
     out = []
     old_rev, new_rev = before.get("model", {}).get("revision"), after.get("model", {}).get("revision")
