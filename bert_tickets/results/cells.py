@@ -195,7 +195,11 @@ class MatrixRecord:
         path = self.cell_dir(cell_id) / RESULT_FILE
         if not path.is_file():
             return None
-        raw = read_json(path, self.repair(cell_id))
+        return self._result(cell_id, read_json(path, self.repair(cell_id)))
+
+    def _result(self, cell_id: str, raw: Any) -> CellResult:
+        """The :class:`CellResult` of a cell's parsed ``result.json`` (``ValueError`` when it lacks a field)."""
+        path = self.cell_dir(cell_id) / RESULT_FILE
         try:
             return CellResult(
                 CellSpec(**raw["spec"]),
@@ -215,15 +219,17 @@ class MatrixRecord:
         valid and its id is this cell's; the files it lists (``--save_trained``: the fine-tuned
         weights, size and sha256) are intact, and with ``trained`` its kept ticket loads (mask
         sha256). What a resume checks before it skips a cell; a cell with a problem is re-run."""
+        path = self.cell_dir(cell_id) / RESULT_FILE
+        if not path.is_file():
+            return "not complete"
         try:
-            done = self.completed(cell_id)
+            raw = read_json(path, self.repair(cell_id))
+            done = self._result(cell_id, raw)
         except ValueError as err:
             return str(err).split(";")[0]
-        if done is None:
-            return "not complete"
         if done.cell_id != cell_id:
-            return f"{self.cell_dir(cell_id) / RESULT_FILE} holds cell {done.cell_id}"
-        listed = read_json(self.cell_dir(cell_id) / RESULT_FILE).get("files") or {}
+            return f"{path} holds cell {done.cell_id}"
+        listed = raw.get("files") or {}
         names = set(listed) | ({TRAINED_MODEL_FILE} if trained else set())
         for name in sorted(names):
             problem = file_problem(self.cell_dir(cell_id) / name, listed.get(name))

@@ -31,8 +31,12 @@ def _pyplot():
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
+    """Write ``fig`` to ``path`` (PNG, atomically) and close it; returns ``path``."""
     path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight"))
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight"))
+    finally:
+        _pyplot().close(fig)
     return path
 
 
@@ -45,12 +49,7 @@ def transfer_heatmap(matrix: dict[str, Any], path: str | os.PathLike) -> Path:
     Raises:
         ValueError: no entry has a Δ vs dense (no dense cells yet).
     """
-    plt = _pyplot()
-    fig = transfer_heatmap_figure(matrix)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(transfer_heatmap_figure(matrix), path)
 
 
 def transfer_heatmap_figure(matrix: dict[str, Any]):
@@ -123,12 +122,7 @@ def sparsity_curve(run_dir: str | os.PathLike, path: str | os.PathLike, baseline
     Raises:
         FileNotFoundError / ValueError: see :func:`~bert_tickets.results.record.read_run`.
     """
-    plt = _pyplot()
-    fig = sparsity_curve_figure(run_dir, baselines)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(sparsity_curve_figure(run_dir, baselines), path)
 
 
 def sparsity_curve_figure(run_dir: str | os.PathLike, baselines: dict[str, dict[float, float]] | None = None):
@@ -196,12 +190,7 @@ def sparsity_curve_figure(run_dir: str | os.PathLike, baselines: dict[str, dict[
 
 def linear_path_plot(result: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write :func:`linear_path_figure` of ``result`` to ``path`` (PNG, atomically); returns ``path``."""
-    plt = _pyplot()
-    fig = linear_path_figure(result)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(linear_path_figure(result), path)
 
 
 def linear_path_figure(result: dict[str, Any]):
