@@ -358,9 +358,9 @@ class IMPRunner:
         )
         if self.schedule.uses_barrier and imp_args.barrier_points < 3:
             raise ValueError(f"--barrier_points must be >= 3, got {imp_args.barrier_points}")
-        if getattr(self.schedule, "calibrated", False) and imp_args.rewind_step > 0 and not continues_from_step(imp_args):
+        if self.schedule.calibrated and imp_args.rewind_step > 0 and not continues_from_step(imp_args):
             raise ValueError(
-                "the adaptive schedule's calibrated limit measures the dense network's instability from the rewind point, "
+                f"the {imp_args.schedule} schedule's calibrated limit measures the dense network's instability from the rewind point, "
                 "which needs --rewind_mode state with full-data rewinding (or --schedule_options barrier_scale=none)"
             )
         # A schedule that steps back or reads barriers needs the trained weights of earlier levels.
@@ -655,7 +655,7 @@ class IMPRunner:
         self._annotate(ticket)
         self.record.save_ticket(level, ticket)
         result, per_seed, trained = self._levels().run_level(level, target, ticket, self.data)
-        if level == 0 and getattr(self.schedule, "calibrated", False):
+        if level == 0 and self.schedule.calibrated:
             result.barrier = self._dense_instability(trained)
             logger.info("level 0: the dense network's own barrier (instability) %.4f (%s)", result.barrier, self.task.primary_metric)
         if level > 0 and self.schedule.uses_barrier:

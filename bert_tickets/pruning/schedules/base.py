@@ -51,6 +51,10 @@ class SparsitySchedule:
     #: ``True`` when :meth:`next` reads each level's ``barrier`` (the error barrier between its
     #: trained network and that of the level it was pruned from): the IMP loop then computes it.
     uses_barrier: ClassVar[bool] = False
+    #: ``True`` when the schedule reads the dense network's own barrier (its instability) as
+    #: level 0's ``barrier``: the IMP loop then measures it once, at level 0 (an instance may set
+    #: it from its options, as the adaptive schedule's ``barrier_scale`` does).
+    calibrated: bool = False
     #: The options dataclass (defaults, ``help`` metadata, constructor keyword arguments of the
     #: same names); ``None`` for a schedule without options. ``find`` reaches it as
     #: ``--schedule_options KEY=VALUE`` (or ``--KEY VALUE``).
