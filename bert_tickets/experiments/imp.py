@@ -29,7 +29,7 @@ import torch
 from transformers import AutoTokenizer
 
 from .._io import first_line, read_json
-from .._registry import options_help, split_assignments
+from .._registry import options_help, parse_options, split_assignments
 from ..connectivity import error_barrier, evaluate_linear_path
 from ..pruning import CRITERIA_REGISTRY as CRITERIA
 from ..pruning import SCHEDULES_REGISTRY as SCHEDULES
@@ -70,6 +70,7 @@ from ..ticket import (
 )
 from ..training.data_diet import REWIND_DATA, easy_subset, label_distribution, mean_el2n, random_subset
 from ..training.distributed import check_same_on_all_ranks, close_process_group
+from ..training.early_bird import EarlyBirdOptions
 from ..training.finetune import (
     check_rewind_step,
     evaluate_model,
@@ -81,6 +82,7 @@ from ..training.finetune import (
 )
 from ..training.weights import RewindPointCapture, head_state, load_into, load_theta0
 from .common import DataArguments, ModelArguments
+from .early_bird import EarlyBirdLevels
 
 logger = logging.getLogger("bert_tickets")
 
@@ -186,6 +188,18 @@ class IMPArguments:
     exclude: list[str] | None = field(
         default=None, metadata={"help": "Regexes of weights to leave out of the prunable set, e.g. 'pooler\\..*'."}
     )
+    early_bird: bool = field(
+        default=False,
+        metadata={
+            "help": "Early-bird levels (You et al. 2020; EarlyBERT): each level's mask search (first seed) stops once the next "
+            "magnitude mask settles (--early_bird_options), and only the levels a bisection needs are judged (full fine-tune, "
+            "every seed). Needs a fixed schedule (linear, geometric) and magnitude pruning."
+        },
+    )
+    early_bird_options: list[str] | None = field(
+        default=None,
+        metadata={"help": "Early-bird options as KEY=VALUE: " + options_help(EarlyBirdOptions).replace("%", "%%")},
+    )
     seeds: list[int] | None = field(
         default=None,
         metadata={
@@ -204,6 +218,7 @@ class IMPArguments:
         self.criterion = CRITERIA.canonical(self.criterion)  # unknown names refused here, before any work
         self.schedule_config()
         self.criterion_config()
+        self.early_bird_config()
 
     @property
     def patterns(self) -> list[str]:
@@ -217,6 +232,19 @@ class IMPArguments:
             ValueError: unknown schedule, an option it does not have, or a value out of range.
         """
         return SCHEDULES.get(self.schedule).options(split_assignments(self.schedule_options, flag="--schedule_options"))
+
+    def early_bird_config(self) -> EarlyBirdOptions | None:
+        """The early-bird options (``None`` without ``--early_bird``) from ``--early_bird_options``.
+
+        Raises:
+            ValueError: options without ``--early_bird``, an unknown option or a value out of range.
+        """
+        given = split_assignments(self.early_bird_options, flag="--early_bird_options")
+        if not self.early_bird:
+            if given:
+                raise ValueError("--early_bird_options needs --early_bird")
+            return None
+        return parse_options(EarlyBirdOptions, given, what="--early_bird")
 
     def criterion_config(self) -> Any:
         """The criterion's options (``None`` if it has none) from ``--criterion_options``.
@@ -262,6 +290,11 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
         imp["criterion_options"] = asdict(options)
     if not SCHEDULES.get(imp_args.schedule).uses_barrier:  # barriers are computed only for such schedules
         imp.pop("barrier_points")
+    del imp["early_bird_options"]
+    if imp_args.early_bird:  # (runs without it keep their hash)
+        imp["early_bird"] = asdict(imp_args.early_bird_config())
+    else:
+        imp.pop("early_bird")
     if imp_args.rewind_step == 0 or imp_args.rewind_data != "full" or imp_args.rewind_mode == "backbone_restart":
         imp.pop("rewind_mode")  # no effect there (and runs recorded before the modes keep their hash)
     if imp_args.rewind_data == "full":  # (and runs recorded before data diets keep their hash)
@@ -329,6 +362,11 @@ def check_imp_arguments(imp_args: IMPArguments, task: TaskSpec, seeds: list[int]
             raise ValueError(f"--rewind_data {imp_args.rewind_data}: EL2N and subsets are defined for GLUE tasks here")
     if imp_args.tolerance < 0:
         raise ValueError(f"--tolerance must be >= 0, got {imp_args.tolerance}")
+    if imp_args.early_bird and (imp_args.keep_trained_head or imp_args.rewind_data != "full"):
+        raise ValueError(
+            "--early_bird searches levels that are never fully trained: it cannot keep their trained heads (--keep_trained_head) "
+            "and rewinds with --rewind_data full only"
+        )
 
 
 class IMPRunner:
@@ -367,6 +405,10 @@ class IMPRunner:
         self.keep_trained = imp_args.save_trained or self.schedule.adaptive or self.schedule.uses_barrier
         self.planned = None if self.schedule.adaptive else self.schedule.preview()
         self.criterion = get_criterion(imp_args.criterion)
+        if imp_args.early_bird and (self.schedule.adaptive or self.schedule.uses_barrier or imp_args.criterion != "magnitude"):
+            raise ValueError(
+                "--early_bird draws magnitude masks on a fixed schedule: use --schedule linear or geometric with --criterion magnitude"
+            )
         if self.criterion.needs_data and self.criterion.at_init:
             raise ValueError(
                 f"--criterion {imp_args.criterion} scores weights on training data, for pruning at initialisation; "
@@ -543,6 +585,8 @@ class IMPRunner:
     def run(self) -> list[LevelResult]:
         """Run (or resume) every level; returns the judged summary rows and writes
         summary.json/csv. The loop is the schedule's: ``while (s := schedule.next(verdicts))``."""
+        if self.imp_args.early_bird:
+            return EarlyBirdLevels(self, self.imp_args.early_bird_config()).run()
         started = time.perf_counter()
         self._start()
         self._repair_initial_heads()
@@ -714,14 +758,16 @@ class IMPRunner:
             result.elapsed_s,
         )
 
-    def _finish(self, history: list[LevelResult], wall_s: float) -> list[LevelResult]:
-        """Judge every level, write summary.json/csv (with the model's and data's notes) and print
-        the table; returns the judged rows."""
+    def _finish(self, history: list[LevelResult], wall_s: float, extra: dict | None = None) -> list[LevelResult]:
+        """Judge every level, write summary.json/csv (with the model's and data's notes, and
+        ``extra`` entries such as the early-bird record) and print the table; returns the judged
+        rows."""
         self.prepare()  # the trivial baseline needs the evaluation labels (a resumed, finished run has not read them yet)
         summary = summarize(history, self.imp_args.tolerance, self.task.name, wall_s, self.trivial_baseline())
         notes = {**self.model_notes, **(self.data.notes if self.data is not None else {})}
         if notes:
             summary["notes"] = notes
+        summary.update(extra or {})
         self.record.write_summary(summary)
         if self.record.is_main:
             print(format_summary(summary))

@@ -131,6 +131,17 @@ class RunPaths:
     def ticket(self, level: int) -> Path:
         return self.level(level) / TICKET_DIR
 
+    def early_bird(self, level: int) -> Path:
+        """``level_LL/early_bird/``: the Trainer directory of the level's early-bird mask search
+        (``find --early_bird``; one seed, stopped when the next mask settles)."""
+        return self.level(level) / "early_bird"
+
+    def early_bird_record(self, level: int) -> Path:
+        """``level_LL/early_bird.json``: what the level's mask search saw (mask distances, the step
+        it stopped at, its optimizer steps and the metric at that point); written last, so its
+        presence (with the next level's ticket) marks the search complete."""
+        return self.level(level) / "early_bird.json"
+
     def seed(self, level: int, seed: int) -> Path:
         return self.level(level) / f"seed_{seed}"
 

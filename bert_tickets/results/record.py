@@ -226,6 +226,22 @@ class RunRecord:
                 record["files"] = files
             write_json(self.paths.metrics(result.level), record)
 
+    def completed_early_bird(self, level: int) -> dict | None:
+        """The level's early-bird search record (``find --early_bird``) when the search is complete
+        (its record and the next level's ticket exist), else ``None``; a corrupt record counts as
+        not done (the search runs again)."""
+        path = self.paths.early_bird_record(level)
+        if not path.is_file() or not self.has_ticket(level + 1):
+            return None
+        try:
+            return read_json(path)
+        except ValueError:
+            return None
+
+    def write_early_bird(self, level: int, record: dict) -> None:
+        if self.is_main:
+            write_json(self.paths.early_bird_record(level), record)
+
     def has_rewind_point(self, step: int) -> bool:
         """Whether a readable rewind point at ``step`` is saved (a truncated one is made again)."""
         path = self.paths.rewind_point(step)

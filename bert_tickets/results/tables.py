@@ -42,6 +42,14 @@ def format_summary(summary: dict) -> str:
     }
     for key, _ in columns:
         lines.append(captions[key].format(m=summary["metric"]))
+    if (eb := summary.get("early_bird")) is not None:
+        cost, searched = eb["cost"], eb["search"]
+        stops = ", ".join(f"{s['level']}:{s['steps']}{'' if s['converged_at_step'] is not None else '*'}" for s in searched)
+        lines.append(
+            f"early-bird levels: {len(searched)} mask searches (steps per level {stops}; * = never settled, trained to the end): "
+            f"{cost['search_steps']} steps; judged by bisection: levels {eb['judged_levels']}, {cost['judging_steps']} steps; "
+            f"total {cost['total_steps']} steps = {cost['total_examples']} example passes"
+        )
     if trivial is not None:
         shown = "undefined" if trivial["value"] is None else f"{trivial['value']:.4f}"
         lines.append(f"trivial baseline ({summary['metric']}): {shown}, {trivial['prediction']}; a level must reach {trivial['rule']}")
