@@ -13,6 +13,18 @@ steps). Steps of a level are read from its Trainer log (``log_history.json``: th
 ``step``), summed over seeds; "to ticket" sums every level run up to and including the one
 that gave the highest matching sparsity (failed levels of the adaptive search included).
 
+``--compare LINEAR_RUN ROUTE_RUN ...`` runs nothing: it prints the time-to-ticket table of
+issue 20 from finished runs — the ground truth s* of the linear run (its highest matching level
+before the first two consecutive non-matching levels), and for every route (an adaptive,
+early-bird, data-diet or other ``find`` run with the same per-level budget) the sparsity it
+reached, the metric, the optimizer steps and example passes (steps × global batch, one
+forward and one backward per example) spent up to it, the ratio to linear's cost to s*, and
+whether it reaches s* within one level (0.1). An early-bird run's cost is its whole search plus
+its judging (``summary.json`` → ``early_bird.cost``); an IMP run's cost is every level it ran
+up to and including the one that gave its ticket (all seeds; a data diet's pre-training and
+EL2N runs included; barrier evaluations and the calibrated schedule's extra dense fine-tune
+are forward passes / one fine-tune, listed in the note, not in the steps).
+
 ``--also`` adds more IMP runs (e.g. data-diet runs) and transfer / prune-at-init matrix
 directories (criterion rows) to one cost table: method, sparsity, metric after fine-tuning, Δ vs
 dense, matching, and the optimizer steps and scoring passes spent finding the mask (from the
@@ -50,7 +62,134 @@ def cost_to_ticket(run: Path) -> dict:
     }
 
 
+def ground_truth(run: Path) -> dict:
+    """Linear IMP's s* (issue 20, item 5): the highest matching level before the first two
+    consecutive non-matching levels (levels in order; a level at or below the trivial baseline
+    is not matching), the metric there, and the optimizer steps of levels 0 … L* (all seeds)."""
+    summary = json.loads(RunPaths(run).summary_json.read_text())
+    rows = sorted(summary["levels"], key=lambda r: r["level"])
+    record = RunRecord(run)
+    best, misses = rows[0], 0
+    for r in rows[1:]:
+        ok = bool(r.get("matching")) and r.get("beats_trivial") is not False
+        misses = 0 if ok else misses + 1
+        if misses == 2:
+            break
+        if ok:
+            best = r
+    steps = sum(record.train_steps(r["level"]) for r in rows if r["level"] <= best["level"])
+    return {
+        "route": "linear (ground truth)",
+        "sparsity": best["sparsity"] if best["level"] > 0 else None,
+        "level": best["level"],
+        "metric": best["metric"],
+        "mean": best["mean"],
+        "std": best.get("std"),
+        "steps": steps,
+        "examples": steps * _batch(run),
+        "levels_run": len(rows),
+        "dense_learned": summary.get("dense_learned"),
+        "note": f"levels 0–{best['level']} of {len(rows)} run",
+    }
+
+
+def _batch(run: Path) -> int:
+    config = json.loads(RunPaths(run).run_config.read_text())
+    return int(config.get("launch", {}).get("global_train_batch_size") or config["hyperparameters"]["training"]["global_train_batch_size"])
+
+
+def route_row(run: Path) -> dict:
+    """A route's time-to-ticket row (see the module docstring)."""
+    summary = json.loads(RunPaths(run).summary_json.read_text())
+    eb = summary.get("early_bird")
+    if eb is not None:
+        best = summary["highest_matching_sparsity"]
+        rows = {r["level"]: r for r in summary["levels"]}
+        row = next((r for r in rows.values() if best is not None and abs(r["sparsity"] - best) < 1e-12), rows[0])
+        cost = eb["cost"]
+        return {
+            "route": f"early-bird ({run.name})",
+            "sparsity": best,
+            "level": row["level"],
+            "metric": row["metric"],
+            "mean": row["mean"],
+            "std": row.get("std"),
+            "steps": cost["total_steps"],
+            "examples": cost["total_examples"],
+            "dense_learned": summary.get("dense_learned"),
+            "note": f"search {cost['search_steps']} + judging {cost['judging_steps']} steps; judged levels {eb['judged_levels']}",
+        }
+    cost = cost_to_ticket(run)
+    best = cost["highest_matching_sparsity"]
+    row = next((r for r in summary["levels"] if best is not None and abs(r["sparsity"] - best) < 1e-12), summary["levels"][0])
+    diet = run / "data_diet" / "subset.json"
+    diet_steps = int(json.loads(diet.read_text()).get("spent_steps", 0)) if diet.is_file() else 0
+    steps = cost["steps_to_ticket"] + diet_steps
+    notes = [f"{cost['levels_to_ticket']} of {cost['levels_run']} levels"]
+    if diet_steps:
+        notes.append(f"data diet {diet_steps} steps")
+    if cost["barrier_evaluations"]:
+        notes.append(f"{cost['barrier_evaluations']} barrier evaluations (forward passes only)")
+    return {
+        "route": run.name,
+        "sparsity": best,
+        "level": row["level"],
+        "metric": row["metric"],
+        "mean": row["mean"],
+        "std": row.get("std"),
+        "steps": steps,
+        "examples": steps * _batch(run),
+        "dense_learned": summary.get("dense_learned"),
+        "note": "; ".join(notes),
+    }
+
+
+def format_time_to_ticket(truth: dict, routes: list[dict], level_step: float = 0.1) -> str:
+    """The time-to-ticket table: one row per route with the ratio of its steps to linear's steps
+    to s*, and whether it reached s* within ``level_step``."""
+    lines = [
+        "| route | sparsity reached | metric | optimizer steps | example passes | ratio to linear | reaches s* (± one level) | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    s_star = truth["sparsity"]
+    for r in [truth, *routes]:
+        value = f"{r['metric']} {r['mean']:.4f}" + (f" ± {r['std']:.4f}" if r.get("std") is not None else "")
+        reached = (
+            "–"
+            if r is truth
+            else (
+                "no matching level"
+                if r["sparsity"] is None
+                else "yes"
+                if s_star is None or r["sparsity"] >= s_star - level_step - 1e-9
+                else "no"
+            )
+        )
+        ratio = r["steps"] / truth["steps"] if truth["steps"] else float("nan")
+        shown = "none" if r["sparsity"] is None else f"{r['sparsity']:.4f}"
+        lines.append(f"| {r['route']} | {shown} | {value} | {r['steps']} | {r['examples']} | {ratio:.3f} | {reached} | {r['note']} |")
+    if any(r.get("dense_learned") is False for r in [truth, *routes]):
+        lines.append("\nnote: dense did not learn in at least one run: no number there is a ticket")
+    return "\n".join(lines)
+
+
+def compare(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench_time_to_ticket.py --compare")
+    parser.add_argument("linear", help="the linear 10%% IMP run (ground truth)")
+    parser.add_argument("routes", nargs="*", help="finished find runs of the cheaper routes")
+    args = parser.parse_args(argv)
+    truth = ground_truth(Path(args.linear))
+    routes = [route_row(Path(r)) for r in args.routes]
+    s_star = "none" if truth["sparsity"] is None else f"{truth['sparsity']:.4f}"
+    print(f"ground truth s* = {s_star} ({args.linear}; highest matching level before two consecutive non-matching levels)")
+    print(format_time_to_ticket(truth, routes))
+    print(json.dumps({"ground_truth": truth, "routes": routes}))
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--compare"]:
+        return compare(argv[1:])
     if "--" not in argv:
         print(
             "usage: bench_time_to_ticket.py --out DIR [--target_sparsity 0.9] [--also RUN_OR_MATRIX ...] -- FIND_ARGS...", file=sys.stderr

@@ -65,3 +65,31 @@ def test_a_run_ticket_without_a_cost_record_gets_its_lineage_steps(tmp_path):
     (source,) = resolve_sources(TransferArguments(tickets=[str(run)], tasks=["rte"], level=2))
     logged = [json.loads((run / f"level_{lv:02d}" / "seed_42" / "log_history.json").read_text())[-1]["step"] for lv in (0, 1)]
     assert source.ticket.metadata.cost == recorded == {"train_steps": sum(logged), "score_forward": 0, "score_backward": 0}
+
+
+def test_time_to_ticket_compares_routes_with_the_ground_truth(bench, tmp_path):
+    ckpt, glue = write_imp_inputs(tmp_path)
+    common = ["--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), *IMP_TRAIN_ARGS]
+    linear = tmp_path / "linear"
+    assert main(["find", *common, "--output_dir", str(linear), "--max_levels", "5"]) == 0
+    # a known matching pattern: 1 yes, 2 no, 3 yes, 4 no, 5 no -> s* = level 3 (the first two
+    # consecutive misses come after it); level 5 "matching" after them would not count
+    summary_path = linear / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    for row, ok in zip(summary["levels"], [True, True, False, True, False, False], strict=True):
+        row["matching"], row["beats_trivial"] = ok, True
+    summary_path.write_text(json.dumps(summary))
+    truth = bench.ground_truth(linear)
+    logged = [json.loads((linear / f"level_{lv:02d}" / "seed_42" / "log_history.json").read_text())[-1]["step"] for lv in range(6)]
+    assert truth["level"] == 3 and truth["sparsity"] == summary["levels"][3]["sparsity"]
+    assert truth["steps"] == sum(logged[:4]) and truth["examples"] == 8 * truth["steps"]
+
+    eb = tmp_path / "eb"
+    options = ["--early_bird", "--early_bird_options", "interval=2", "epsilon=0.5", "window=2"]
+    assert main(["find", *common, "--output_dir", str(eb), "--max_levels", "3", *options]) == 0
+    route = bench.route_row(eb)
+    cost = json.loads((eb / "summary.json").read_text())["early_bird"]["cost"]
+    assert route["steps"] == cost["total_steps"] == cost["search_steps"] + cost["judging_steps"] and route["examples"] == 8 * route["steps"]
+    table = bench.format_time_to_ticket(truth, [route])
+    ratio = route["steps"] / truth["steps"]
+    assert f"| {ratio:.3f} |" in table and table.splitlines()[2].startswith("| linear (ground truth) |")
