@@ -53,7 +53,9 @@ def test_early_bird_levels_search_short_judge_by_bisection_and_count_costs(input
         # the rule: the search stopped at the first step whose last 2 distances are < 0.5
         steps = [int(step) for step, _ in s["distances"]]
         assert steps == list(range(4, s["stopped_at_step"] + 1, 2))  # a draw every 2 steps, the first compared at step 4
-        fired = next((st for i, (st, _) in enumerate(s["distances"]) if i >= 1 and max(d for _, d in s["distances"][i - 1 : i + 1]) < 0.5), None)
+        fired = next(
+            (st for i, (st, _) in enumerate(s["distances"]) if i >= 1 and max(d for _, d in s["distances"][i - 1 : i + 1]) < 0.5), None
+        )
         assert s["converged_at_step"] == fired
         if fired is not None:
             assert s["stopped_at_step"] == fired < 40 and s["mask_step"] == fired
