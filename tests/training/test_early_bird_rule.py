@@ -39,16 +39,16 @@ def test_options_are_checked():
         EarlyBirdOptions(interval=0)
     with pytest.raises(ValueError, match="epsilon must be a fraction"):
         EarlyBirdOptions(epsilon=1.0)
-    with pytest.raises(ValueError, match="window must be an integer >= 1"):
-        EarlyBirdOptions(window=0)
+    with pytest.raises(ValueError, match="window must be an integer >= 2"):
+        EarlyBirdOptions(window=1)
 
 
-def test_the_callback_draws_the_next_magnitude_mask_and_stops_when_the_window_settles():
+def test_the_callback_draws_the_next_magnitude_mask_and_stops_when_the_queue_settles():
     torch.manual_seed(0)
     model = BertModel(tiny_config())
     dense = TicketMask.dense(model)
     level1 = prune_ticket(dense, model, 0.2)
-    cb = EarlyBirdCallback(level1, 0.4, EarlyBirdOptions(interval=3, epsilon=0.05, window=2))
+    cb = EarlyBirdCallback(level1, 0.4, EarlyBirdOptions(interval=3, epsilon=0.05, window=3))
     assert cb.record.new_pruned == target_count(0.4, dense.num_prunable) - target_count(0.2, dense.num_prunable)
     # steps that are not multiples of the interval draw nothing
     assert not _step(cb, model, 1) and not _step(cb, model, 2) and cb.record.distances == []
@@ -63,10 +63,12 @@ def test_the_callback_draws_the_next_magnitude_mask_and_stops_when_the_window_se
     second = prune_ticket(level1, model, 0.4)
     expected = sum(int((first.masks[n] ^ second.masks[n]).sum()) for n in first.masks) / (2 * cb.record.new_pruned)
     assert cb.record.distances == [[6, expected]] and expected > 0.05
-    # the weights stop moving: distance 0, twice -> the rule fires at the second (window 2)
+    # the weights stop moving. Step 9: the queue is full (3 masks) but the newest is still
+    # `expected` away from the first one -> no; step 12: the first has left the queue, the newest
+    # equals both older ones -> the rule fires (You et al.: newest vs every older mask)
     assert not _step(cb, model, 9)
     assert _step(cb, model, 12)
-    assert cb.record.distances == [[6, expected], [9, 0.0], [12, 0.0]]
+    assert cb.record.distances == [[6, expected], [9, expected], [12, 0.0]]
     assert cb.record.converged_at_step == 12 and cb.mask is not None
     assert cb.mask.num_pruned == target_count(0.4, dense.num_prunable)
     assert all(torch.equal(cb.mask.masks[n], second.masks[n]) for n in second.masks)
