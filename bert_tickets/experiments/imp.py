@@ -83,6 +83,7 @@ from ..training.finetune import (
 from ..training.weights import RewindPointCapture, head_state, load_into, load_theta0
 from .common import DataArguments, ModelArguments
 from .early_bird import EarlyBirdLevels
+from .mask_data import MaskDataSearch, resolve_mask_data
 
 logger = logging.getLogger("bert_tickets")
 
@@ -200,6 +201,27 @@ class IMPArguments:
         default=None,
         metadata={"help": "Early-bird options as KEY=VALUE: " + options_help(EarlyBirdOptions).replace("%", "%%")},
     )
+    mask_data: str | None = field(
+        default=None,
+        metadata={
+            "help": "Search each level's mask on other data (McDermott et al. 2023: IMP on distilled data): a synthetic set file "
+            "(.json/.jsonl text, e.g. DiLM's; .safetensors embeddings), random_like=FILE (the control: as many random real "
+            "training examples), or a training-data source name. The first seed trains on it (--mask_data_* schedule) and the "
+            "next mask is pruned from those weights; every level is still judged on the real training set."
+        },
+    )
+    mask_data_options: list[str] | None = field(
+        default=None, metadata={"help": "Options of the --mask_data source as KEY=VALUE (e.g. max_seq_length=64)."}
+    )
+    mask_data_steps: int = field(default=200, metadata={"help": "Optimizer steps of each mask search (DiLM's evaluation: 200)."})
+    mask_data_batch_size: int = field(
+        default=128, metadata={"help": "Examples per search step, drawn with replacement from the set (DiLM: 128)."}
+    )
+    mask_data_learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate of the search (DiLM: 1e-4)."})
+    mask_data_warmup: float = field(
+        default=0.5, metadata={"help": "Warm-up of the search's linear schedule: a ratio in [0, 1) or steps (DiLM: ratio 0.5)."}
+    )
+    mask_data_weight_decay: float = field(default=0.01, metadata={"help": "Weight decay of the search (DiLM: 0.01)."})
     seeds: list[int] | None = field(
         default=None,
         metadata={
@@ -291,6 +313,15 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
     if not SCHEDULES.get(imp_args.schedule).uses_barrier:  # barriers are computed only for such schedules
         imp.pop("barrier_points")
     del imp["early_bird_options"]
+    mask_keys = ("mask_data", "mask_data_options", "mask_data_steps", "mask_data_batch_size", "mask_data_learning_rate")
+    mask_keys += ("mask_data_warmup", "mask_data_weight_decay")
+    mask = {k: imp.pop(k) for k in mask_keys}
+    if imp_args.mask_data is not None:  # (runs without it keep their hash)
+        seed = imp_args.seeds[0] if imp_args.seeds else training_args.seed
+        source, options, provenance = resolve_mask_data(
+            imp_args.mask_data, split_assignments(imp_args.mask_data_options, flag="--mask_data_options"), get_task(data_args.task), seed
+        )
+        imp["mask_data"] = {**mask, "mask_data": source, "mask_data_options": options, "provenance": provenance}
     if imp_args.early_bird:  # (runs without it keep their hash)
         imp["early_bird"] = asdict(imp_args.early_bird_config())
     else:
@@ -362,6 +393,17 @@ def check_imp_arguments(imp_args: IMPArguments, task: TaskSpec, seeds: list[int]
             raise ValueError(f"--rewind_data {imp_args.rewind_data}: EL2N and subsets are defined for GLUE tasks here")
     if imp_args.tolerance < 0:
         raise ValueError(f"--tolerance must be >= 0, got {imp_args.tolerance}")
+    if imp_args.mask_data is not None:
+        if imp_args.early_bird or imp_args.rewind_step > 0:
+            raise ValueError(
+                "--mask_data rewinds to θ0 (McDermott et al. 2023: to initialisation): not with --early_bird or --rewind_step > 0"
+            )
+        if imp_args.mask_data_steps < 1 or imp_args.mask_data_batch_size < 1:
+            raise ValueError("--mask_data_steps and --mask_data_batch_size must be >= 1")
+        if not (imp_args.mask_data_learning_rate > 0 and imp_args.mask_data_weight_decay >= 0 and imp_args.mask_data_warmup >= 0):
+            raise ValueError("--mask_data_learning_rate must be > 0, --mask_data_warmup and --mask_data_weight_decay >= 0")
+    elif imp_args.mask_data_options:
+        raise ValueError("--mask_data_options needs --mask_data")
     if imp_args.early_bird and (imp_args.keep_trained_head or imp_args.rewind_data != "full"):
         raise ValueError(
             "--early_bird searches levels that are never fully trained: it cannot keep their trained heads (--keep_trained_head) "
@@ -422,6 +464,12 @@ class IMPRunner:
         self.hparams = run_hyperparameters(model_args, data_args, imp_args, training_args)
         self.hash = hyperparameter_hash(self.hparams)
         self.record.check_config(self.hparams, self.hash, self.planned)
+        self.mask_search: MaskDataSearch | None = None
+        if imp_args.mask_data is not None:
+            if self.schedule.adaptive:
+                raise ValueError("--mask_data searches each mask from the level just judged: use a fixed schedule (linear, geometric)")
+            mask = self.hparams["imp"]["mask_data"]
+            self.mask_search = MaskDataSearch(self, mask["mask_data"], mask["mask_data_options"])
         self._load_theta0_once()
         self.data: PreparedData | None = None
         self._trivial = None
@@ -493,6 +541,8 @@ class IMPRunner:
             if len(ds) == 0:
                 raise ValueError(f"{self.task.display_name}: no evaluation examples in {split} (data: {d.data_dir or 'the Hub'})")
         check_rewind_step(self.imp_args.rewind_step, self.training_args, len(self.data.train), "level-0 training")
+        if self.mask_search is not None:
+            self.mask_search.check()
         size = self.imp_args.rewind_subset_size
         if self.imp_args.rewind_data != "full" and size > len(self.data.train):
             raise ValueError(f"--rewind_subset_size {size} exceeds the {len(self.data.train)} training examples")
@@ -611,7 +661,8 @@ class IMPRunner:
             self.record.remove_checkpoints(level)  # the level is complete: its Trainer checkpoints are spent
             del trained
             self._log_level(result)
-        return self._finish(history, time.perf_counter() - started)
+        extra = self.mask_search.summary([r.level for r in history]) if self.mask_search is not None else None
+        return self._finish(history, time.perf_counter() - started, extra)
 
     def _start(self) -> None:
         """Record the run's config (hash, hyperparameters, planned levels, launch) and say what runs."""
@@ -729,6 +780,10 @@ class IMPRunner:
         base = self.schedule.base_level(judged)
         base = level if base is None else base
         base_ticket, base_model = (ticket, trained) if base == level else self._trained_level(base)
+        spent = self.record.train_steps(base) + (diet_steps if base == 0 else 0)
+        if self.mask_search is not None:  # the mask comes from training on the mask data, not from the judged weights
+            base_model, search = self.mask_search.search(level, ticket)
+            spent = int(search["steps"])
         scope, cap = self.imp_args.pruning_scope, self.imp_args.max_tensor_sparsity
         context = self._criterion_context(base_model)
         new = prune_ticket(base_ticket, base_model, next_sparsity, self.imp_args.criterion, self.seeds[0], scope, cap, **context)
@@ -739,7 +794,7 @@ class IMPRunner:
             new.metadata.criterion_options = asdict(options)
         # what produced this mask: the training of every level on its lineage (the base level's
         # record carries the levels before it), all seeds
-        add_cost(new.metadata, {"train_steps": self.record.train_steps(base) + (diet_steps if base == 0 else 0)})
+        add_cost(new.metadata, {"train_steps": spent})
         # every rank pruned its own copy of the trained weights: the masks must agree
         check_same_on_all_ranks(new.mask_sha256(), f"the level-{level + 1} mask")
         self.record.save_ticket(level + 1, new)

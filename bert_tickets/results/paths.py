@@ -131,6 +131,15 @@ class RunPaths:
     def ticket(self, level: int) -> Path:
         return self.level(level) / TICKET_DIR
 
+    def mask_search(self, level: int) -> Path:
+        """``level_LL/mask_search/``: the Trainer directory of the level's mask search on other
+        data (``find --mask_data``; first seed)."""
+        return self.level(level) / "mask_search"
+
+    def mask_search_record(self, level: int) -> Path:
+        """``level_LL/mask_search.json``: that search's source, schedule, steps and examples."""
+        return self.level(level) / "mask_search.json"
+
     def early_bird(self, level: int) -> Path:
         """``level_LL/early_bird/``: the Trainer directory of the level's early-bird mask search
         (``find --early_bird``; one seed, stopped when the next mask settles)."""

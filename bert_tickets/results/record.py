@@ -226,6 +226,20 @@ class RunRecord:
                 record["files"] = files
             write_json(self.paths.metrics(result.level), record)
 
+    def completed_mask_search(self, level: int) -> dict | None:
+        """The level's mask-search record (``find --mask_data``), ``None`` when absent or corrupt."""
+        path = self.paths.mask_search_record(level)
+        if not path.is_file():
+            return None
+        try:
+            return read_json(path)
+        except ValueError:
+            return None
+
+    def write_mask_search(self, level: int, record: dict) -> None:
+        if self.is_main:
+            write_json(self.paths.mask_search_record(level), record)
+
     def completed_early_bird(self, level: int) -> dict | None:
         """The level's early-bird search record (``find --early_bird``) when the search is complete
         (its record and the next level's ticket exist), else ``None``; a corrupt record counts as

@@ -234,6 +234,7 @@ def finetune(
     source_options: Mapping[str, Any] | Any | None = None,
     objective: str = "standard",
     objective_options: Mapping[str, Any] | Any | None = None,
+    draws_with_replacement: int | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` on what ``source`` gives, with ``objective``'s loss, while
     :class:`~bert_tickets.training.callback.TicketCallback` keeps ``ticket``'s pruned weights at
@@ -264,13 +265,17 @@ def finetune(
         objective: the registered training objective (:mod:`bert_tickets.training.objectives`):
             ``standard`` (the model's own loss, default), ``adversarial``, ...
         objective_options: its options (name -> value, or its ``Options`` instance).
+        draws_with_replacement: train on this many examples drawn *with replacement* from the
+            source's examples (uniform, seeded by ``seed``) instead of the examples themselves —
+            how DiLM evaluates a synthetic set (Maekawa et al. 2024, ``src/evaluator.py``: batches
+            of 128 sampled with replacement from a 10-example set); give steps × batch.
 
     Returns:
         :class:`FinetuneResult`.
 
     Raises:
         ValueError: an unknown source or objective or a bad option (see :func:`plan_training`;
-            before any training).
+            before any training); ``draws_with_replacement`` < 1.
         FileNotFoundError: a source's file is missing (before any training).
         RuntimeError: a pruned weight is non-zero after training (the callback failed).
     """
@@ -279,6 +284,11 @@ def finetune(
     )
     kind = get_kind(task.kind)
     training = plan.source.build(plan.source_options, task=task, data=data, tokenizer=tokenizer)
+    if draws_with_replacement is not None:
+        if draws_with_replacement < 1:
+            raise ValueError(f"draws_with_replacement must be >= 1, got {draws_with_replacement}")
+        drawn = torch.randint(len(training.dataset), (draws_with_replacement,), generator=torch.Generator().manual_seed(seed))
+        training = replace(training, dataset=training.dataset.select(drawn.tolist()))
     budget = {"max_steps": training.max_steps} if training.max_steps is not None else {}
     args = replace(training_args, output_dir=str(output_dir), seed=seed, **budget)
     trainer = _trainer(model, args, training, plan, kind, task, data, tokenizer, [TicketCallback(ticket), *callbacks])

@@ -1,0 +1,193 @@
+"""IMP on other data (``find --mask_data SOURCE``): each level's *mask search* trains on a
+synthetic (distilled) set or a small control set, the next mask is pruned from those weights,
+and every level is *judged* by fine-tuning its ticket on the real training set, as plain IMP.
+
+Source: McDermott et al. 2023, *Linear Mode Connectivity in Sparse Neural Networks* (their code,
+luke-mcdermott-mi/SyntheticDataForIMP, ``prune.py``: IMP on the distilled set, 20% per level,
+rewind to initialisation; ``train_pruned.py``: each untrained subnetwork trained on the real
+data). Here the level structure, schedule and rewinding are ``find``'s (Chen et al. 2020: rewind
+to θ0), and the mask-search schedule defaults to DiLM's evaluation of a synthetic text set
+(Maekawa et al. 2024, *DiLM*, ``src/evaluator.py``: 200 steps, batches of 128 drawn with
+replacement, AdamW lr 1e-4, weight decay 0.01, linear schedule with warm-up ratio 0.5) — the
+schedule its sets were made for. An embedding set distilled for another inner schedule must be
+searched with that schedule (give it with the ``--mask_data_*`` options).
+
+What SOURCE may be (:func:`resolve_mask_data`):
+
+* a file: ``.json`` / ``.jsonl`` → the ``examples`` source (DiLM's JSON lines read as is);
+  ``.safetensors`` → the ``embeddings`` source;
+* ``random_like=FILE`` → the control of the paper: as many random real training examples as
+  FILE holds (``subset`` with ``size`` = that count, seeded by the first seed);
+* any registered training-data source name, with ``--mask_data_options KEY=VALUE``.
+
+Costs (``summary.json`` → ``mask_data.cost``): search and judging apart, in optimizer steps and
+example passes (steps × batch).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .._io import file_record
+from ..training.finetune import finetune, global_batch_size, plan_training
+from ..training.sources import SOURCES
+from ..training.sources.examples import read_examples
+
+logger = logging.getLogger("bert_tickets")
+
+#: File suffix -> training-data source of ``--mask_data FILE``.
+FILE_SOURCES = {".json": "examples", ".jsonl": "examples", ".safetensors": "embeddings"}
+CONTROL_PREFIX = "random_like="
+
+
+def set_size(path: str | Path, task: Any) -> int:
+    """Number of examples in a synthetic set file (JSON lines or an embeddings safetensors file).
+
+    Raises:
+        FileNotFoundError / ValueError: a missing or unreadable file (one line).
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from .._io import read_tensors
+
+        return int(read_tensors(path, "give a readable embeddings file")["inputs_embeds"].shape[0])
+    return len(read_examples(path, task)["label"])
+
+
+def resolve_mask_data(value: str, options: dict[str, Any], task: Any, seed: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``--mask_data`` and its options as ``(source name, source options, provenance)``; the
+    provenance (file path, size and sha256; the control's size and seed) goes into the run's
+    hash, so another file is another run.
+
+    Raises:
+        ValueError: not a file of a known kind, not a registered source, or options given with a
+            file shorthand that set the path themselves.
+        FileNotFoundError: a file that does not exist.
+    """
+    if value.startswith(CONTROL_PREFIX):
+        like = Path(value[len(CONTROL_PREFIX) :]).expanduser().resolve()
+        if not like.is_file():
+            raise FileNotFoundError(f"--mask_data {value}: no such file {like}")
+        size = set_size(like, task)
+        chosen = {"size": size, "seed": seed, **options}
+        return "subset", chosen, {"control_for": str(like), "control_for_sha256": file_record(like)["sha256"], "size": size}
+    path = Path(value).expanduser()
+    if path.suffix in FILE_SOURCES:
+        if not path.is_file():
+            raise FileNotFoundError(f"--mask_data {value}: no such file")
+        if "path" in options:
+            raise ValueError("--mask_data FILE sets the source's path: leave path out of --mask_data_options")
+        path = path.resolve()
+        record = file_record(path)
+        return FILE_SOURCES[path.suffix], {"path": str(path), **options}, {"file": str(path), "sha256": record["sha256"]}
+    if value not in SOURCES.names():
+        raise ValueError(
+            f"--mask_data {value!r}: give a synthetic set file (.json, .jsonl, .safetensors), random_like=FILE, or a training-data "
+            f"source ({', '.join(SOURCES.names())})"
+        )
+    return value, dict(options), {}
+
+
+class MaskDataSearch:
+    """The mask search of every level on ``--mask_data`` (see the module docstring).
+
+    Args:
+        runner: the IMP runner (task, data, records, level trainer, training arguments).
+        source, options: the resolved training-data source and its options.
+    """
+
+    def __init__(self, runner: Any, source: str, options: dict[str, Any]):
+        self.runner, self.source, self.options = runner, source, options
+        self.record = runner.record
+
+    def training_args(self):
+        """The search's ``TrainingArguments``: the run's, with the ``--mask_data_*`` schedule
+        (steps, batch, learning rate, warm-up, weight decay; linear decay; no checkpoints)."""
+        a, t = self.runner.imp_args, self.runner.training_args
+        return replace(
+            t,
+            max_steps=a.mask_data_steps,
+            per_device_train_batch_size=a.mask_data_batch_size,
+            gradient_accumulation_steps=1,
+            learning_rate=a.mask_data_learning_rate,
+            warmup_steps=a.mask_data_warmup,
+            weight_decay=a.mask_data_weight_decay,
+            lr_scheduler_type="linear",
+            save_strategy="no",
+        )
+
+    def check(self) -> None:
+        """The source's own checks against the task and data (before any training)."""
+        plan_training(self.runner.task, self.runner.data, source=self.source, source_options=self.options)
+
+    def search(self, level: int, ticket):
+        """Train ticket ``level`` from its start weights on the mask data (first seed); returns
+        the trained model and writes ``level_LL/mask_search.json``."""
+        r, a = self.runner, self.runner.imp_args
+        seed = r.seeds[0]
+        model = r._levels()._start_weights(level, seed)
+        args = self.training_args()
+        draws = a.mask_data_steps * a.mask_data_batch_size * max(1, args.world_size)
+        result = finetune(
+            model,
+            ticket,
+            r.task,
+            r.data,
+            args,
+            seed=seed,
+            output_dir=str(self.record.paths.mask_search(level)),
+            tokenizer=r.tokenizer,
+            source=self.source,
+            source_options=self.options,
+            draws_with_replacement=draws,
+        )
+        record = {
+            "level": level,
+            "source": self.source,
+            "options": {k: v for k, v in self.options.items()},
+            "steps": result.global_step,
+            "batch_size": global_batch_size(args),
+            "examples": result.global_step * global_batch_size(args),
+            "seed": seed,
+            "learning_rate": a.mask_data_learning_rate,
+            "warmup": a.mask_data_warmup,
+            "weight_decay": a.mask_data_weight_decay,
+            "train_loss": result.metrics.get("train_loss"),
+            "metric_after_search": result.metrics.get(r.task.primary_metric),
+        }
+        self.record.write_mask_search(level, record)
+        logger.info(
+            "level %d: mask search on %s: %d steps of %d examples (drawn with replacement), %s %.4f on the real evaluation split",
+            level,
+            self.source,
+            result.global_step,
+            record["batch_size"],
+            r.task.primary_metric,
+            record["metric_after_search"] if record["metric_after_search"] is not None else float("nan"),
+        )
+        return result.model, record
+
+    def summary(self, levels: list[int]) -> dict:
+        """``summary.json``'s ``mask_data`` entry: the searches of ``levels`` and both costs."""
+        r = self.runner
+        searches = [s for s in (self.record.completed_mask_search(lv) for lv in levels) if s is not None]
+        search_steps = sum(int(s["steps"]) for s in searches)
+        search_examples = sum(int(s["examples"]) for s in searches)
+        judging_steps = sum(self.record.train_steps(lv) for lv in levels)
+        batch = global_batch_size(r.training_args)
+        return {
+            "mask_data": {
+                "source": self.source,
+                "options": self.options,
+                "searches": searches,
+                "cost": {
+                    "search_steps": search_steps,
+                    "search_examples": search_examples,
+                    "judging_steps": judging_steps,
+                    "judging_examples": judging_steps * batch,
+                },
+            }
+        }

@@ -1,0 +1,126 @@
+"""`find --mask_data` (issue 21, item 3) on a tiny BERT: each level's mask is searched on a
+synthetic set (or the random real control of its size), and every level is judged on the real
+training set — checked by intercepting every fine-tune's training data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import bert_tickets.experiments.imp as imp_module
+import bert_tickets.experiments.mask_data as mask_module
+from bert_tickets.cli import main
+from bert_tickets.pruning import prune_ticket, target_count
+from bert_tickets.ticket import TicketMask
+
+from conftest import TINY_PRUNABLE
+from tiny_assets import IMP_TRAIN_ARGS, write_imp_inputs
+
+SYNTHETIC = [
+    {"sentence1": "the cat sat on a mat", "sentence2": "the cat sat", "labels": 0},
+    {"sentence1": "a big dog ran fast", "sentence2": "dog ran", "labels": 1},
+    {"sentence1": "the small cat is home", "sentence2": "cat is home", "labels": 0},
+    {"sentence1": "a red dog was slow", "sentence2": "the dog", "labels": "not_entailment"},
+    {"sentence1": "blue mat is not big", "sentence2": "the mat", "labels": 1},
+]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inputs")
+    ckpt, glue = write_imp_inputs(root)
+    synthetic = root / "synthetic.jsonl"
+    synthetic.write_text("\n".join(json.dumps(r) for r in SYNTHETIC) + "\n")
+    return ckpt, glue, synthetic
+
+
+def find(inputs, out, *extra):
+    ckpt, glue, _ = inputs
+    argv = ["find", "--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), "--output_dir", str(out), *IMP_TRAIN_ARGS]
+    return main([*argv, "--num_train_epochs", "2", *extra])
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Every fine-tune of the run: where it trained, on which source, and the trained weights."""
+    seen = []
+    real = imp_module.finetune
+
+    def spy(model, ticket, task, data, args, **kw):
+        result = real(model, ticket, task, data, args, **kw)
+        state = {n: t.detach().clone() for n, t in result.model.state_dict().items()}
+        seen.append({"source": kw.get("source", "task"), "out": kw["output_dir"], "draws": kw.get("draws_with_replacement"), "state": state})
+        return result
+
+    monkeypatch.setattr(imp_module, "finetune", spy)
+    monkeypatch.setattr(mask_module, "finetune", spy)
+    return seen
+
+
+def test_masks_are_searched_on_the_synthetic_set_and_levels_judged_on_real_data(inputs, tmp_path, calls):
+    out = tmp_path / "run"
+    steps, batch = ["--mask_data_steps", "3"], ["--mask_data_batch_size", "4"]
+    assert find(inputs, out, "--max_levels", "2", "--mask_data", str(inputs[2]), *steps, *batch) == 0
+    searches = [c for c in calls if c["source"] != "task"]
+    judged = [c for c in calls if c["source"] == "task"]
+    # every level is judged on the real training split (32 examples, batch 8: 4 steps an epoch, 2 epochs)
+    assert [c["out"].rsplit("/", 2)[-2:] for c in judged] == [["level_00", "seed_42"], ["level_01", "seed_42"], ["level_02", "seed_42"]]
+    for lv in range(3):
+        log = json.loads((out / f"level_{lv:02d}" / "seed_42" / "log_history.json").read_text())
+        assert log[-1]["step"] == 8
+    # one search per level on the examples source: 3 steps of 4 examples drawn with replacement
+    assert [c["out"].rsplit("/", 2)[-2:] for c in searches] == [[f"level_{lv:02d}", "mask_search"] for lv in range(3)]
+    assert all(c["source"] == "examples" and c["draws"] == 12 for c in searches)
+    for lv in range(3):
+        record = json.loads((out / f"level_{lv:02d}" / "mask_search.json").read_text())
+        assert record["steps"] == 3 and record["examples"] == 12 and record["source"] == "examples"
+        assert record["options"]["path"] == str(inputs[2].resolve())
+        # the next mask is magnitude pruning of the *search's* weights, not of the judged ones
+        ticket = TicketMask.from_pretrained(out / f"level_{lv:02d}" / "ticket")
+        nxt = TicketMask.from_pretrained(out / f"level_{lv + 1:02d}" / "ticket")
+        assert nxt.num_pruned == target_count(0.1 * (lv + 1), TINY_PRUNABLE)
+        model = imp_module.load_theta0(imp_module.get_task("rte"), str(inputs[0]), 42)
+        model.load_state_dict(searches[lv]["state"])
+        expected = prune_ticket(ticket, model, 0.1 * (lv + 1))
+        assert all(torch.equal(expected.masks[n], nxt.masks[n]) for n in nxt.masks)
+        model.load_state_dict(judged[lv]["state"])
+        from_judged = prune_ticket(ticket, model, 0.1 * (lv + 1))
+        assert any(not torch.equal(from_judged.masks[n], nxt.masks[n]) for n in nxt.masks)
+        assert nxt.metadata.cost["train_steps"] == 3 * (lv + 1)  # the searches of its lineage
+    summary = json.loads((out / "summary.json").read_text())
+    cost = summary["mask_data"]["cost"]
+    assert cost == {"search_steps": 9, "search_examples": 36, "judging_steps": 24, "judging_examples": 192}
+
+
+def test_the_random_control_has_the_synthetic_set_size(inputs, tmp_path, calls):
+    out = tmp_path / "control"
+    control = f"random_like={inputs[2]}"
+    assert find(inputs, out, "--max_levels", "1", "--mask_data", control, "--mask_data_steps", "2", "--mask_data_batch_size", "4") == 0
+    record = json.loads((out / "level_00" / "mask_search.json").read_text())
+    assert record["source"] == "subset" and record["options"]["size"] == len(SYNTHETIC) and record["options"]["seed"] == 42
+    config = json.loads((out / "run_config.json").read_text())["hyperparameters"]["imp"]["mask_data"]
+    assert config["provenance"]["size"] == len(SYNTHETIC) and config["provenance"]["control_for"] == str(inputs[2].resolve())
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--mask_data", "missing.jsonl"], "--mask_data missing.jsonl: no such file"),
+        (["--mask_data", "nonsense"], "give a synthetic set file"),
+        (["--mask_data_options", "max_seq_length=8"], "--mask_data_options needs --mask_data"),
+        (["--mask_data", "SYN", "--early_bird"], "--mask_data rewinds to θ0"),
+        (["--mask_data", "SYN", "--mask_data_steps", "0"], "--mask_data_steps and --mask_data_batch_size must be >= 1"),
+        (["--mask_data", "SYN", "--schedule", "adaptive"], "use a fixed schedule"),
+        (["--mask_data", "BAD"], "bad.jsonl:1: label 7 is not a class id"),
+    ],
+)
+def test_bad_mask_data_fails_before_any_work(inputs, tmp_path, capsys, extra, message):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"sentence1": "a", "sentence2": "b", "labels": 7}) + "\n")
+    extra = [str(inputs[2]) if e == "SYN" else str(bad) if e == "BAD" else e for e in extra]
+    out = tmp_path / "out"
+    assert find(inputs, out, "--max_levels", "1", *extra) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() or not any(out.glob("level_*"))
