@@ -51,7 +51,9 @@ def calls(monkeypatch):
     def spy(model, ticket, task, data, args, **kw):
         result = real(model, ticket, task, data, args, **kw)
         state = {n: t.detach().clone() for n, t in result.model.state_dict().items()}
-        seen.append({"source": kw.get("source", "task"), "out": kw["output_dir"], "draws": kw.get("draws_with_replacement"), "state": state})
+        seen.append(
+            {"source": kw.get("source", "task"), "out": kw["output_dir"], "draws": kw.get("draws_with_replacement"), "state": state}
+        )
         return result
 
     monkeypatch.setattr(imp_module, "finetune", spy)
