@@ -30,13 +30,13 @@ import torch
 from transformers import AutoTokenizer, TrainingArguments
 
 from .._io import read_json
-from ..connectivity import chord_barrier, error_barrier, evaluate_linear_path
+from ..connectivity import chord_barrier, error_barrier, evaluate_linear_path, hutchinson_trace, top_eigenvalue
 from ..results import RunLock, RunRecord
 from ..results.figures import linear_path_plot
 from ..results.record import read_run
 from ..tasks import get_kind, get_task
 from ..ticket import TicketMask, check_model_source, get_backbone, hub_revision
-from ..training.finetune import check_rewind_step, evaluate_model, finetune
+from ..training.finetune import check_rewind_step, evaluate_model, finetune, training_batches
 from ..training.weights import RewindPointCapture, load_into, load_theta0
 
 logger = logging.getLogger("bert_tickets")
@@ -67,6 +67,16 @@ class StabilityArguments:
         metadata={"aliases": ["--seeds"], "help": "The two data-order seeds of the copies (SGD noise; --seeds is the former name)."},
     )
     points: int = field(default=11, metadata={"help": "Evaluated points on the path, ends included (>= 3)."})
+    sharpness: bool = field(
+        default=False,
+        metadata={
+            "help": "Also measure each trained copy's sharpness on real training batches (McDermott et al. 2023): the top "
+            "Hessian eigenvalue (power iteration) and the Hutchinson trace over the subnetwork's weights (pruned ones held out)."
+        },
+    )
+    sharpness_batches: int = field(default=1, metadata={"help": "Training batches of the sharpness loss (the run's seed draws them)."})
+    sharpness_iterations: int = field(default=20, metadata={"help": "Power iterations for the top eigenvalue (at most)."})
+    sharpness_samples: int = field(default=10, metadata={"help": "Rademacher vectors of the Hutchinson trace."})
     rewind_mode: str | None = field(
         default=None,
         metadata={
@@ -144,6 +154,8 @@ def run(args: StabilityArguments) -> dict[str, Any]:
         raise ValueError(f"--data_seeds must be integers in [0, 2**32), got {' '.join(map(str, args.data_seeds))}")
     if args.points < 3:
         raise ValueError(f"--points must be >= 3 (the ends and a point between), got {args.points}")
+    if min(args.sharpness_batches, args.sharpness_iterations, args.sharpness_samples) < 1:
+        raise ValueError("--sharpness_batches, --sharpness_iterations and --sharpness_samples must be >= 1")
     info = read_run(args.run_dir)
     record = RunRecord(args.run_dir)
     hp = info.config["hyperparameters"]
@@ -162,6 +174,8 @@ def run(args: StabilityArguments) -> dict[str, Any]:
                 f"{where} holds this analysis with {len(done.get('points', []))} points, not --points {args.points}; "
                 "delete it to redo it with other points"
             )
+        if args.sharpness and "sharpness" not in done:
+            raise ValueError(f"{where} holds this analysis without --sharpness (the copies' weights are not kept); delete it to redo it")
         logger.info("stability of level %d from rewind step %d already complete: %s", args.level, k, where)
         return done
     ticket = record.load_ticket(args.level)
@@ -342,6 +356,8 @@ def _analyse(args: StabilityArguments, run: _RunInputs, k: int, ticket: TicketMa
         + (" (state continued)" if continued else "")
         + f", data seeds {seeds[0]} / {seeds[1]}",
     }
+    if args.sharpness:
+        result["sharpness"] = _sharpness(args, run, start, ends, ticket, out / "sharpness")
     linear_path_plot(result, out / "path.png")
     record.write_stability(args.level, k, result, continued, tuple(args.data_seeds))
     barrier = result["barrier"]
@@ -355,6 +371,42 @@ def _analyse(args: StabilityArguments, run: _RunInputs, k: int, ticket: TicketMa
         out,
     )
     return result
+
+
+def _sharpness(
+    args: StabilityArguments, run: _RunInputs, start: torch.nn.Module, ends: list[dict], ticket: TicketMask, out: Path
+) -> dict[str, Any]:
+    """Each copy's top Hessian eigenvalue and Hutchinson trace (:mod:`bert_tickets.connectivity.
+    sharpness`) of the mean training loss over the first ``--sharpness_batches`` training batches
+    the run's seed draws, in evaluation mode (dropout off: a deterministic loss), with eager
+    attention (double backward), over every trainable weight except the pruned ones."""
+    batches = training_batches(
+        start, run.task, run.data, _training_args(run.hp, out), seed=run.seed, num_batches=args.sharpness_batches, tokenizer=run.tokenizer
+    )
+    measured = {}
+    for data_seed, end in zip(args.data_seeds, ends, strict=True):
+        model = copy.deepcopy(start)
+        model.load_state_dict(end)
+        model.set_attn_implementation("eager")
+        model.eval()
+
+        def loss_fn(model=model):
+            return sum(model(**b).loss for b in batches) / len(batches)
+
+        top = top_eigenvalue(model, loss_fn, ticket.masks, iterations=args.sharpness_iterations, seed=run.seed)
+        trace = hutchinson_trace(model, loss_fn, ticket.masks, samples=args.sharpness_samples, seed=run.seed)
+        measured[str(data_seed)] = {"top_eigenvalue": top, "trace": trace}
+        logger.info(
+            "sharpness of the copy with data seed %d: top Hessian eigenvalue %.4g (%d iterations%s), trace %.4g ± %.2g",
+            data_seed,
+            top["eigenvalue"],
+            top["iterations"],
+            "" if top["converged"] else ", not converged",
+            trace["trace"],
+            trace["stderr"],
+        )
+        del model
+    return {"batches": args.sharpness_batches, "batch_size": len(next(iter(batches[0].values()))), "copies": measured}
 
 
 def successive_barriers(args: StabilityArguments) -> dict[str, Any]:

@@ -141,3 +141,37 @@ def test_successive_barriers_join_the_summary_and_the_plot(tmp_path, capsys):
     assert "barrier_successive" in (trained / "summary.csv").read_text().splitlines()[0]
     assert main(["plot", str(trained), "--out", str(tmp_path / "curve.png")]) == 0
     assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_sharpness_of_both_copies_over_the_subnetwork(run, tmp_path, monkeypatch, capsys):
+    import bert_tickets.experiments.stability as stability
+    from bert_tickets.ticket import TicketMask
+
+    seen = []
+    real = stability.top_eigenvalue
+
+    def spy(model, loss_fn, masks, **kw):
+        out = real(model, loss_fn, masks, **kw)
+        seen.append((model, loss_fn, masks, kw, out))
+        return out
+
+    monkeypatch.setattr(stability, "top_eigenvalue", spy)
+    argv = ["stability", str(run), "--level", "1", "--points", "3", "--data_seeds", "5", "6"]
+    assert main([*argv, "--sharpness", "--sharpness_iterations", "30", "--sharpness_samples", "4"]) == 0
+    result = json.loads((run / "stability" / "level_01_rewind0_seeds5-6" / "stability.json").read_text())
+    ticket = TicketMask.from_pretrained(run / "level_01" / "ticket")
+    assert set(result["sharpness"]["copies"]) == {"5", "6"} and result["sharpness"]["batches"] == 1
+    assert len(seen) == 2
+    for (model, loss_fn, masks, kw, out), seed in zip(seen, ("5", "6"), strict=True):
+        saved = result["sharpness"]["copies"][seed]
+        assert saved["top_eigenvalue"] == out and out["eigenvalue"] > 0 and kw["iterations"] == 30
+        assert saved["trace"]["samples"] == 4 and math.isfinite(saved["trace"]["trace"])
+        assert masks is ticket.masks or all(masks[n].equal(ticket.masks[n]) for n in ticket.masks)
+        assert model.config._attn_implementation == "eager" and not model.training
+        assert ticket.count_nonzero_pruned(model) == 0
+        assert real(model, loss_fn, masks, **kw) == out  # deterministic: same start vector, same batches, dropout off
+    # an analysis finished without sharpness is not silently reused for --sharpness
+    plain = ["stability", str(run), "--level", "1", "--points", "3", "--data_seeds", "7", "8"]
+    assert main(plain) == 0
+    assert main([*plain, "--sharpness"]) == 2
+    assert "without --sharpness" in capsys.readouterr().err
