@@ -19,6 +19,15 @@ class PlotArguments:
     run_dir: str = field(metadata={"help": "Run directory of 'bert-tickets find'."})
     out: str | None = field(default=None, metadata={"help": "PNG to write (default RUN_DIR/sparsity_curve.png)."})
     transfer: list[str] = field(default_factory=list, metadata={"help": "Transfer matrix directories whose reference rows to add."})
+    barriers: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Instead: the barrier-vs-sparsity figure of RUN_DIR and these runs (one line per run, e.g. one per mask "
+            "source of find --mask_data), from their stability analyses, and a table with the sharpness and the overlap of "
+            "each level's mask with RUN_DIR's at the same sparsity (default out: RUN_DIR/barriers.png). Give no run to draw "
+            "RUN_DIR alone."
+        },
+    )
 
 
 def _matrix_points(directory: str, task: str) -> dict[str, dict[float, float]]:
@@ -68,11 +77,107 @@ def run(args: PlotArguments) -> Path:
     """
     from ..results.figures import sparsity_curve
 
+    if args.barriers is not None:
+        return barrier_figure(args)
     task = read_run(args.run_dir).task
     points: dict[str, dict[float, float]] = {}
     for directory in args.transfer:
         points.update(_matrix_points(directory, task))
     return sparsity_curve(args.run_dir, args.out or Path(args.run_dir) / "sparsity_curve.png", points)
+
+
+def _source_label(run_dir: str) -> str:
+    """A run's line label: its directory name and, for ``find --mask_data``, what it searched on."""
+    from .._io import read_json
+    from ..results import RunPaths
+
+    config = read_json(RunPaths(run_dir).run_config)
+    mask = config.get("hyperparameters", {}).get("imp", {}).get("mask_data")
+    name = Path(run_dir).resolve().name
+    if not mask:
+        return f"{name} (real data)"
+    provenance = mask.get("provenance", {})
+    what = (
+        Path(provenance["file"]).name
+        if "file" in provenance
+        else f"random {provenance.get('size', '?')}"
+        if "size" in provenance
+        else mask["mask_data"]
+    )
+    return f"{name} (masks on {what})"
+
+
+def barrier_rows(reference: str, runs: list[str]) -> list[dict]:
+    """One row per instability analysis of ``reference`` and ``runs``: run, level, sparsity,
+    barrier (primary metric and loss), mean top Hessian eigenvalue of the two copies (when
+    measured), and the overlap of the level's mask with ``reference``'s level at the same
+    sparsity (:meth:`~bert_tickets.ticket.TicketMask.overlap`; ``None`` when it has none).
+
+    Raises:
+        FileNotFoundError / ValueError: not a run directory (one line).
+    """
+    from ..results import RunRecord
+
+    ref = RunRecord(reference)
+    ref_levels = {}
+    for directory in ref.paths.level_dirs():
+        lv = int(directory.name.split("_")[1])
+        if ref.has_ticket(lv):
+            ref_levels[lv] = ref.load_ticket(lv)
+    rows = []
+    for run_dir in [reference, *runs]:
+        read_run(run_dir)  # a run directory, or one line saying what it is not
+        record = RunRecord(run_dir)
+        for analysis in record.stability_analyses():
+            lv = analysis["level"]
+            ticket = record.load_ticket(lv)
+            twin = next((t for t in ref_levels.values() if abs(t.sparsity - ticket.sparsity) < 1e-9), None)
+            overlap = ticket.overlap(twin) if twin is not None and twin.shapes == ticket.shapes else None
+            sharp = analysis.get("sharpness", {}).get("copies", {})
+            eig = [c["top_eigenvalue"]["eigenvalue"] for c in sharp.values()]
+            rows.append(
+                {
+                    "run": _source_label(run_dir),
+                    "level": lv,
+                    "sparsity": analysis["sparsity"],
+                    "rewind_step": analysis.get("rewind_step", 0),
+                    "data_seeds": analysis.get("data_seeds"),
+                    "metric": analysis["metric"],
+                    "barrier": analysis["barrier"][analysis["metric"]],
+                    "barrier_loss": analysis["barrier"]["loss"],
+                    "top_eigenvalue": sum(eig) / len(eig) if eig else None,
+                    "overlap": overlap,
+                }
+            )
+    return rows
+
+
+def barrier_figure(args: PlotArguments) -> Path:
+    """Draw the barrier-vs-sparsity figure of ``--barriers`` and print its table; returns the PNG."""
+    from ..results.figures import barrier_curve
+
+    rows = barrier_rows(args.run_dir, list(args.barriers or []))
+    series: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        series.setdefault(r["run"], []).append((r["sparsity"], r["barrier"]))
+    metric = rows[0]["metric"] if rows else "metric"
+    out = barrier_curve(series, metric, args.out or Path(args.run_dir) / "barriers.png")
+    print(
+        "| run | level | sparsity | data seeds | barrier ("
+        + metric
+        + ") | barrier (loss) | top Hessian eigenvalue | Hamming / Jaccard vs "
+        + Path(args.run_dir).name
+        + " |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        eig = "–" if r["top_eigenvalue"] is None else f"{r['top_eigenvalue']:.4g}"
+        ov = "–" if r["overlap"] is None else f"{r['overlap']['hamming']:.4f} / {r['overlap']['jaccard_pruned']:.4f}"
+        seeds = "/".join(map(str, r["data_seeds"] or []))
+        print(
+            f"| {r['run']} | {r['level']} | {r['sparsity']:.4f} | {seeds} | {r['barrier']:.4f} | {r['barrier_loss']:.4f} | {eig} | {ov} |"
+        )
+    return out
 
 
 #: The argument dataclasses of ``plot``.

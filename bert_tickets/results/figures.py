@@ -188,6 +188,36 @@ def sparsity_curve_figure(run_dir: str | os.PathLike, baselines: dict[str, dict[
     return fig
 
 
+def barrier_curve(series: dict[str, list[tuple[float, float]]], metric: str, path: str | os.PathLike) -> Path:
+    """Error barrier vs sparsity, one line per mask source (McDermott et al. 2023, Figure 1's
+    kind): ``series`` maps a label to ``(sparsity fraction, barrier)`` points (several analyses
+    at one sparsity are drawn as separate points and joined through their mean). Writes the PNG
+    atomically; returns ``path``.
+
+    Raises:
+        ValueError: no point in any series.
+    """
+    if not any(series.values()):
+        raise ValueError("no instability analysis to draw: run bert-tickets stability on the runs' levels first")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, points in series.items():
+        if not points:
+            continue
+        by = {}
+        for s, b in points:
+            by.setdefault(s, []).append(b)
+        xs = sorted(by)
+        line = ax.plot([100 * x for x in xs], [sum(by[x]) / len(by[x]) for x in xs], marker="o", label=label)[0]
+        ax.plot([100 * s for s, _ in points], [b for _, b in points], ls="none", marker=".", color=line.get_color(), alpha=0.6)
+    ax.axhline(0, color="0.5", lw=1)
+    ax.set_xlabel("sparsity (% of prunable weights)")
+    ax.set_ylabel(f"error barrier ({metric})")
+    ax.set_title("instability: barrier between two copies trained with different data orders", fontsize=9)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def linear_path_plot(result: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write :func:`linear_path_figure` of ``result`` to ``path`` (PNG, atomically); returns ``path``."""
     return _save(linear_path_figure(result), path)

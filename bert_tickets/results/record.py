@@ -281,6 +281,16 @@ class RunRecord:
         """The saved instability analysis (``stability.json``), or ``None`` when not done."""
         return _completed_analysis(self.paths.stability(level, rewind_step, continued, data_seeds) / "stability.json")
 
+    def stability_analyses(self) -> list[dict]:
+        """Every complete instability analysis of the run (``stability/level_*/stability.json``,
+        successive paths excluded), in directory order; corrupt ones are skipped with a warning."""
+        found = []
+        for path in sorted((self.root / "stability").glob("level_*/stability.json")):
+            done = _completed_analysis(path)
+            if done is not None:
+                found.append(done)
+        return found
+
     def write_stability(self, level: int, rewind_step: int, result: dict, continued: bool = False, data_seeds=(1, 2)) -> Path:
         """Write ``stability.json`` (last: from now on the analysis is complete)."""
         path = self.paths.stability(level, rewind_step, continued, data_seeds) / "stability.json"

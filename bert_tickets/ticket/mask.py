@@ -216,6 +216,30 @@ class TicketMask:
         """Name -> fraction of that tensor's weights pruned."""
         return {n: 1.0 - int(m.count_nonzero()) / m.numel() for n, m in self.masks.items()}
 
+    def overlap(self, other: TicketMask) -> dict[str, float | int]:
+        """How much two masks over the same tensors agree (McDermott et al. 2023 compare the masks
+        of IMP on distilled data with real-data IMP's at the same sparsity):
+
+        * ``hamming``: positions where the masks differ / prunable weights (a fraction in [0, 1]);
+        * ``jaccard_pruned``: |pruned in both| / |pruned in either| (1 for the same pruned set;
+          for two independent random masks at sparsity s it is about s / (2 - s));
+        * ``differ`` and ``pruned_both``: the counts.
+
+        Raises:
+            ValueError: the masks cover different tensors or shapes.
+        """
+        if self.shapes != other.shapes:
+            raise ValueError("the two tickets mask different tensors (or shapes): no overlap to compute")
+        differ = sum(int(torch.count_nonzero(self.masks[n] ^ other.masks[n])) for n in self.masks)
+        both = sum(int(torch.count_nonzero(~self.masks[n] & ~other.masks[n])) for n in self.masks)
+        either = sum(int(torch.count_nonzero(~self.masks[n] | ~other.masks[n])) for n in self.masks)
+        return {
+            "hamming": differ / self.num_prunable,
+            "jaccard_pruned": both / either if either else 1.0,
+            "differ": differ,
+            "pruned_both": both,
+        }
+
     def layer_shuffled(self, seed: int) -> TicketMask:
         """The sanity check of Frankle et al. 2021 (*Pruning Neural Networks at Initialization:
         Why are We Missing the Mark?*, Section 5): each tensor's mask entries permuted at random

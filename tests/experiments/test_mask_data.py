@@ -126,3 +126,26 @@ def test_bad_mask_data_fails_before_any_work(inputs, tmp_path, capsys, extra, me
     assert find(inputs, out, "--max_levels", "1", *extra) == 2
     assert message in capsys.readouterr().err
     assert not out.exists() or not any(out.glob("level_*"))
+
+
+def test_barrier_figure_per_mask_source_with_overlap_and_sharpness(inputs, tmp_path, capsys):
+    real, synthetic = tmp_path / "real", tmp_path / "synthetic"
+    assert find(inputs, real, "--max_levels", "1") == 0
+    assert find(inputs, synthetic, "--max_levels", "1", "--mask_data", str(inputs[2]), "--mask_data_steps", "2") == 0
+    for run in (real, synthetic):
+        argv = ["stability", str(run), "--level", "1", "--points", "3", "--sharpness", "--sharpness_iterations", "3"]
+        assert main([*argv, "--sharpness_samples", "2"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "barriers.png"
+    assert main(["plot", str(real), "--barriers", str(synthetic), "--out", str(out)]) == 0
+    assert out.is_file() and out.stat().st_size > 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| real") or line.startswith("| synthetic")]
+    assert len(lines) == 2 and "(real data)" in lines[0] and "(masks on synthetic.jsonl)" in lines[1]
+    expected = TicketMask.from_pretrained(synthetic / "level_01" / "ticket").overlap(
+        TicketMask.from_pretrained(real / "level_01" / "ticket")
+    )
+    assert f"{expected['hamming']:.4f} / {expected['jaccard_pruned']:.4f}" in lines[1]
+    assert "0.0000 / 1.0000" in lines[0]  # the reference against itself
+    saved = json.loads((synthetic / "stability" / "level_01_rewind0" / "stability.json").read_text())
+    eig = [c["top_eigenvalue"]["eigenvalue"] for c in saved["sharpness"]["copies"].values()]
+    assert f"{sum(eig) / 2:.4g}" in lines[1] and f"{saved['barrier'][saved['metric']]:.4f}" in lines[1]

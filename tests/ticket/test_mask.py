@@ -90,3 +90,16 @@ def test_load_rejects_bad_files_and_apply_leaves_model_unchanged(config, tmp_pat
 def test_non_bool_mask_rejected():
     with pytest.raises(ValueError, match="torch.bool"):
         TicketMask({"a": torch.ones(2, 2)})
+
+
+def test_overlap_counts_exactly():
+    import pytest as _pytest
+
+    a = TicketMask({"w": torch.tensor([[True, False, False], [True, True, False]])})
+    b = TicketMask({"w": torch.tensor([[True, True, False], [False, True, False]])})
+    out = a.overlap(b)
+    # differ at (0,1) and (1,0); pruned in both: (0,2), (1,2); pruned in either: 4 positions
+    assert out == {"hamming": 2 / 6, "jaccard_pruned": 2 / 4, "differ": 2, "pruned_both": 2}
+    assert a.overlap(a)["hamming"] == 0.0 and a.overlap(a)["jaccard_pruned"] == 1.0
+    with _pytest.raises(ValueError, match="mask different tensors"):
+        a.overlap(TicketMask({"v": torch.ones(2, 3, dtype=torch.bool)}))
