@@ -96,6 +96,8 @@ def make_inputs(root: Path) -> dict[str, Path]:
     (p["bad_matrix"] / "matrix.json").write_text("{oops")
     p["bad_find_config"] = root / "bad_find_config.json"
     p["bad_find_config"].write_text("{oops")
+    p["bad_examples"] = root / "bad_examples.jsonl"
+    p["bad_examples"].write_text('{"sentence1": "a cat", "sentence2": "a dog", "labels": 7}\n')
     p["other_task_matrix"] = root / "other_task_matrix"
     shutil.copytree(p["matrix"], p["other_task_matrix"])
     m = json.loads((p["other_task_matrix"] / "matrix.json").read_text())
@@ -172,6 +174,13 @@ def cases(p: dict[str, Path]) -> list[tuple[str, str, list]]:
         ("--config: no such file", ["find", "--config", root / "nowhere.json"]),
         ("--config: not JSON", ["find", "--config", p["bad_find_config"]]),
         ("unknown rewind data", find("--rewind_data", "nope")),
+        ("early bird with the adaptive schedule", find("--early_bird", "--schedule", "adaptive")),
+        ("early-bird queue of 1 mask", find("--early_bird", "--early_bird_options", "window=1")),
+        ("early-bird options without --early_bird", find("--early_bird_options", "interval=5")),
+        ("mask data file missing", find("--mask_data", root / "nowhere.jsonl")),
+        ("mask data neither a file nor a source", find("--mask_data", "nonsense")),
+        ("mask data with a bad label", find("--mask_data", p["bad_examples"])),
+        ("mask data with a rewind step", find("--mask_data", p["bad_examples"], "--rewind_step", "2")),
     ]:
         add("find", what, argv)
     # info
