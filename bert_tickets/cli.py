@@ -14,6 +14,7 @@ with status 2 (:func:`fail`); Ctrl-C exits with 130 and says how to resume. ``in
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import sys
@@ -27,7 +28,7 @@ from .results import RunLockedError, RunPaths, format_summary
 
 logger = logging.getLogger("bert_tickets")
 
-USAGE = """usage: bert-tickets {find,info,push,transfer,plot,stability,export,prune-at-init} ...
+USAGE = """usage: bert-tickets {find,info,push,transfer,plot,stability,export,prune-at-init,distill} ...
 
   bert-tickets find [--task rte] [--model bert-base-uncased] [--output_dir runs/rte] [options]
   bert-tickets find --config RUN/run_config.json [options]   (or: bert-tickets find config.json)
@@ -38,6 +39,7 @@ USAGE = """usage: bert-tickets {find,info,push,transfer,plot,stability,export,pr
   bert-tickets stability RUN_DIR --level L [--rewind_step K] [--data_seeds 1 2] [--points 11] | --successive
   bert-tickets export RUN_DIR --level L --output_dir DIR | MATRIX_DIR --cell ID --output_dir DIR
   bert-tickets prune-at-init --task stsb --criterion {snip,synflow,gem_miner} --sparsity 0.5 [--sanity layer_shuffle reinit] [--no_finetune]
+  bert-tickets distill --task sst2 --model M --per_class N [--steps K] [--outer_steps S] --output_dir DIR
 
 Run 'bert-tickets COMMAND --help' for every option (for find: IMP, data, model and all TrainingArguments)."""
 
@@ -136,6 +138,14 @@ def _parse_transfer(argv: list[str]) -> tuple:
 
 
 # ------------------------------------------------------------------------------ printers
+def _print_distill(card: dict, *args) -> None:
+    history = card.get("loss_history") or []
+    shown = {k: v for k, v in card.items() if k not in ("loss_history", "initial_training_indices", "versions")}
+    print(json.dumps(shown, indent=1))
+    if history:
+        print(f"outer loss: first {history[0]:.4f}, last {history[-1]:.4f} ({len(history)} outer steps)")
+
+
 def _print_transfer(result: dict, args, training_args: dict) -> None:
     first = next(iter(training_args.values()))
     if first.process_index == 0:
@@ -208,6 +218,7 @@ COMMANDS: dict[str, Command] = {
         Command("stability", "bert_tickets.experiments.stability", _print_stability, positional="run_dir"),
         Command("export", "bert_tickets.publish.export", _print_export, positional="run_dir", logs=False),
         Command("prune-at-init", "bert_tickets.experiments.prune_at_init", _print_prune_at_init, parse=_parse_prune_at_init),
+        Command("distill", "bert_tickets.experiments.distill", _print_distill),
     )
 }
 

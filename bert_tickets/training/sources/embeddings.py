@@ -15,7 +15,11 @@ The file's tensors:
   ``(n, num_labels)`` soft labels (rows summing to 1; trained with
   :func:`~bert_tickets.training.sources.base.soft_label_loss`);
 * ``token_type_ids`` (optional): int64 ``(n, L)``; absent means all 0 (BERT's default: the first
-  segment), which differs from a sentence-pair example's own token types.
+  segment), which differs from a sentence-pair example's own token types;
+* ``learning_rates`` ``(steps,)`` and ``attention_labels`` ``(n, layers, heads, L, L)``
+  (optional): what ``bert-tickets distill`` learnt with the set (its inner step sizes and
+  attention targets), kept with it and described by its card (``distilled.json``); plain
+  fine-tuning on the set does not read them.
 """
 
 from __future__ import annotations
@@ -28,8 +32,12 @@ import torch
 
 from .base import TrainingData, TrainingSource, register_source, soft_label_loss
 
-#: The tensors an embeddings file may hold (``token_type_ids`` optional).
-KEYS = ("inputs_embeds", "attention_mask", "labels", "token_type_ids")
+#: The tensors an embeddings file may hold (``token_type_ids`` optional; ``learning_rates`` and
+#: ``attention_labels`` are what ``bert-tickets distill`` learnt with the set — kept in the file,
+#: not fed to the model).
+KEYS = ("inputs_embeds", "attention_mask", "labels", "token_type_ids", "learning_rates", "attention_labels")
+#: Per-example tensors (what the dataset holds).
+EXAMPLE_KEYS = KEYS[:4]
 
 
 @dataclass
@@ -132,6 +140,6 @@ class EmbeddingsSource(TrainingSource):
         from datasets import Dataset
 
         t = read_embeddings(options.path, task)
-        dataset = Dataset.from_dict({k: v.numpy() for k, v in t.items()}).with_format("torch")
+        dataset = Dataset.from_dict({k: v.numpy() for k, v in t.items() if k in EXAMPLE_KEYS}).with_format("torch")
         soft = torch.is_floating_point(t["labels"]) and t["labels"].dim() == 2
         return TrainingData(dataset, data_collator=collate_embeddings, label_loss=soft_label_loss if soft else None)

@@ -1,0 +1,138 @@
+"""`bert-tickets distill` (issue 21, item 2) on a tiny BERT: the distillation loss falls, the set
+round-trips through the embeddings source, a killed run resumes to the same set, regression and
+bad values are refused before any work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bert_tickets.cli import main
+from bert_tickets.experiments.distill import DistillArguments, Distiller, fresh_head, initial_examples, real_batches
+from bert_tickets.tasks import get_kind, get_task
+from bert_tickets.training.sources.embeddings import read_embeddings
+from bert_tickets.training.weights import load_theta0
+
+from tiny_assets import write_imp_inputs
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return write_imp_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+def distill(inputs, out, *extra):
+    ckpt, glue = inputs
+    argv = ["distill", "--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), "--output_dir", str(out)]
+    return main([*argv, "--per_class", "2", "--seq_length", "8", "--real_batch_size", "8", *extra])
+
+
+def _setup(inputs):
+    from transformers import AutoTokenizer
+
+    ckpt, glue = inputs
+    task = get_task("rte")
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    data = get_kind("glue").prepare(task, tok, str(glue), None, 16, None, None)
+    model = load_theta0(task, str(ckpt), 0)
+    model.set_attn_implementation("eager")
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return task, tok, data, model
+
+
+def test_the_distillation_loss_falls_on_a_fixed_batch_and_head(inputs):
+    task, tok, data, model = _setup(inputs)
+    args = DistillArguments(output_dir="x", per_class=2, steps=2, seq_length=8, data_learning_rate=5e-2, lr_learning_rate=5e-2, lr_init=0.1)
+    init = initial_examples(task, data, model, 2, 8, 0)
+    assert init["inputs_embeds"].shape == (4, 8, model.config.hidden_size) and init["labels"].tolist().count(0) == 2
+    d = Distiller(model, init, args)
+    batch = next(real_batches(data, tok, 16, 0))
+    head = fresh_head(model, d.head, torch.Generator().manual_seed(1))
+    before = float(d.outer_loss(batch, head))
+    embeds0 = d.embeds.detach().clone()
+    for _ in range(8):
+        loss = d.outer_loss(batch, head)
+        learnable = list(d.tensors().values())
+        for p, g in zip(learnable, torch.autograd.grad(loss, learnable), strict=True):
+            p.grad = g
+        d.optimizer.step()
+    after = float(d.outer_loss(batch, head))
+    assert after < before and not torch.equal(d.embeds.detach(), embeds0)
+    # the attention labels start at θ0's own attention: the attention loss is 0 at the start
+    fresh = Distiller(model, init, args)
+    from bert_tickets.experiments.distill import attention_kl
+
+    with torch.no_grad():
+        out = model(inputs_embeds=fresh.embeds, attention_mask=fresh.mask, output_attentions=True)
+    assert float(attention_kl(out.attentions, fresh.attention_labels(), fresh.mask)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_distill_writes_a_set_the_embeddings_source_reads_and_resumes(inputs, tmp_path, capsys):
+    from transformers import AutoTokenizer, TrainingArguments
+
+    from bert_tickets.ticket import TicketMask
+    from bert_tickets.training.finetune import finetune
+
+    out = tmp_path / "d"
+    assert distill(inputs, out, "--outer_steps", "4", "--save_every", "2", "--steps", "2") == 0
+    card = json.loads((out / "distilled.json").read_text())
+    assert card["finished"] and card["inner_steps"] == 2 and len(card["learning_rates"]) == 2 and len(card["loss_history"]) == 4
+    assert card["examples"] == 4 and sorted(card["classes"]) == [0, 0, 1, 1]
+    task = get_task("rte")
+    t = read_embeddings(out / "distilled.safetensors", task)
+    assert t["inputs_embeds"].shape == (4, 8, 32) and t["labels"].shape == (4, 2)
+    assert torch.allclose(t["labels"].sum(1), torch.ones(4)) and t["learning_rates"].tolist() == pytest.approx(card["learning_rates"])
+    # the set trains a model through the embeddings source
+    ckpt, glue = inputs
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    data = get_kind("glue").prepare(task, tok, str(glue), None, 16, None, None)
+    model = load_theta0(task, str(ckpt), 0)
+    args = TrainingArguments(output_dir=str(tmp_path / "ft"), max_steps=2, per_device_train_batch_size=4, use_cpu=True, report_to=[])
+    result = finetune(
+        model,
+        TicketMask.dense(model),
+        task,
+        data,
+        args,
+        seed=0,
+        output_dir=str(tmp_path / "ft"),
+        source="embeddings",
+        source_options={"path": str(out / "distilled.safetensors")},
+    )
+    assert result.global_step == 2
+    # a run killed after outer step 2 resumes from its checkpoint to the same set
+    killed = tmp_path / "k"
+    assert distill(inputs, killed, "--outer_steps", "2", "--save_every", "2", "--steps", "2") == 0
+    card_k = json.loads((killed / "distilled.json").read_text())
+    card_k["finished"], card_k["hyperparameters"]["outer_steps"] = False, 4
+    (killed / "distilled.json").write_text(json.dumps(card_k))
+    assert distill(inputs, killed, "--outer_steps", "4", "--save_every", "2", "--steps", "2") == 0
+    assert "resuming from" in capsys.readouterr().err
+    again = read_embeddings(killed / "distilled.safetensors", task)
+    assert torch.equal(again["inputs_embeds"], t["inputs_embeds"]) and torch.equal(again["labels"], t["labels"])
+    # a finished set is read back, not redone; other hyperparameters are refused
+    assert distill(inputs, out, "--outer_steps", "4", "--save_every", "2", "--steps", "2") == 0
+    assert "already complete" in capsys.readouterr().err
+    assert distill(inputs, out, "--outer_steps", "5") == 2
+    assert "other hyperparameters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--task", "stsb"], "stsb is a regression task"),
+        (["--per_class", "0"], "--per_class must be >= 1"),
+        (["--steps", "0"], "--steps must be >= 1"),
+        (["--lr_init", "0"], "--lr_init must be > 0"),
+        (["--per_class", "40"], "--per_class 40: class"),
+    ],
+)
+def test_bad_input_is_refused_before_any_work(inputs, tmp_path, capsys, extra, message):
+    out = tmp_path / "bad"
+    assert distill(inputs, out, *extra) == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "distilled.safetensors").exists() and not (out / "checkpoint.pt").exists()
