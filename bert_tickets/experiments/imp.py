@@ -83,7 +83,7 @@ from ..training.finetune import (
 from ..training.weights import RewindPointCapture, head_state, load_into, load_theta0
 from .common import DataArguments, ModelArguments
 from .early_bird import EarlyBirdLevels
-from .mask_data import MaskDataSearch, resolve_mask_data
+from .mask_data import MaskDataSearch, resolve_mask_data, search_schedule
 
 logger = logging.getLogger("bert_tickets")
 
@@ -213,15 +213,27 @@ class IMPArguments:
     mask_data_options: list[str] | None = field(
         default=None, metadata={"help": "Options of the --mask_data source as KEY=VALUE (e.g. max_seq_length=64)."}
     )
-    mask_data_steps: int = field(default=200, metadata={"help": "Optimizer steps of each mask search (DiLM's evaluation: 200)."})
-    mask_data_batch_size: int = field(
-        default=128, metadata={"help": "Examples per search step, drawn with replacement from the set (DiLM: 128)."}
+    mask_data_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Optimizer steps of each mask search (default: the set's schedule — DiLM's 200 for text and real "
+            "examples, the distilled inner steps for an embeddings set that carries its learning_rates)."
+        },
     )
-    mask_data_learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate of the search (DiLM: 1e-4)."})
-    mask_data_warmup: float = field(
-        default=0.5, metadata={"help": "Warm-up of the search's linear schedule: a ratio in [0, 1) or steps (DiLM: ratio 0.5)."}
+    mask_data_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Examples per search step (default: DiLM's 128 drawn with replacement; an embeddings set with its "
+            "learning_rates: the whole set every step, as it was distilled)."
+        },
     )
-    mask_data_weight_decay: float = field(default=0.01, metadata={"help": "Weight decay of the search (DiLM: 0.01)."})
+    mask_data_learning_rate: float | None = field(
+        default=None, metadata={"help": "AdamW learning rate of the search (default DiLM's 1e-4; a distilled set's own step sizes)."}
+    )
+    mask_data_warmup: float | None = field(
+        default=None, metadata={"help": "Warm-up of the search's linear schedule: a ratio in [0, 1) or steps (default DiLM's 0.5)."}
+    )
+    mask_data_weight_decay: float | None = field(default=None, metadata={"help": "Weight decay of the search (default DiLM's 0.01)."})
     seeds: list[int] | None = field(
         default=None,
         metadata={
@@ -315,13 +327,15 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
     del imp["early_bird_options"]
     mask_keys = ("mask_data", "mask_data_options", "mask_data_steps", "mask_data_batch_size", "mask_data_learning_rate")
     mask_keys += ("mask_data_warmup", "mask_data_weight_decay")
-    mask = {k: imp.pop(k) for k in mask_keys}
+    for key in mask_keys:
+        imp.pop(key)
     if imp_args.mask_data is not None:  # (runs without it keep their hash)
         seed = imp_args.seeds[0] if imp_args.seeds else training_args.seed
         source, options, provenance = resolve_mask_data(
             imp_args.mask_data, split_assignments(imp_args.mask_data_options, flag="--mask_data_options"), get_task(data_args.task), seed
         )
-        imp["mask_data"] = {**mask, "mask_data": source, "mask_data_options": options, "provenance": provenance}
+        schedule = search_schedule(imp_args, source, options)
+        imp["mask_data"] = {"mask_data": source, "mask_data_options": options, "provenance": provenance, "schedule": schedule}
     if imp_args.early_bird:  # (runs without it keep their hash)
         imp["early_bird"] = asdict(imp_args.early_bird_config())
     else:
@@ -398,9 +412,10 @@ def check_imp_arguments(imp_args: IMPArguments, task: TaskSpec, seeds: list[int]
             raise ValueError(
                 "--mask_data rewinds to θ0 (McDermott et al. 2023: to initialisation): not with --early_bird or --rewind_step > 0"
             )
-        if imp_args.mask_data_steps < 1 or imp_args.mask_data_batch_size < 1:
+        if any(v is not None and v < 1 for v in (imp_args.mask_data_steps, imp_args.mask_data_batch_size)):
             raise ValueError("--mask_data_steps and --mask_data_batch_size must be >= 1")
-        if not (imp_args.mask_data_learning_rate > 0 and imp_args.mask_data_weight_decay >= 0 and imp_args.mask_data_warmup >= 0):
+        lr, wd, warm = imp_args.mask_data_learning_rate, imp_args.mask_data_weight_decay, imp_args.mask_data_warmup
+        if (lr is not None and not lr > 0) or (wd is not None and wd < 0) or (warm is not None and warm < 0):
             raise ValueError("--mask_data_learning_rate must be > 0, --mask_data_warmup and --mask_data_weight_decay >= 0")
     elif imp_args.mask_data_options:
         raise ValueError("--mask_data_options needs --mask_data")

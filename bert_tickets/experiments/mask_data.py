@@ -31,6 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
 from .._io import file_record
 from ..training.finetune import finetune, global_batch_size, plan_training
 from ..training.sources import SOURCES
@@ -91,6 +93,77 @@ def resolve_mask_data(value: str, options: dict[str, Any], task: Any, seed: int)
     return value, dict(options), {}
 
 
+#: DiLM's evaluation of a synthetic text set (Maekawa et al. 2024, ``src/evaluator.py``).
+DILM_SCHEDULE = {
+    "steps": 200,
+    "batch_size": 128,
+    "optimizer": "adamw",
+    "learning_rate": 1e-4,
+    "learning_rates": None,
+    "warmup": 0.5,
+    "weight_decay": 0.01,
+    "with_replacement": True,
+}
+
+
+def search_schedule(imp_args: Any, source: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The mask search's schedule: DiLM's evaluation (:data:`DILM_SCHEDULE`) for text sets and
+    real examples; for an embeddings set that carries ``learning_rates`` (``bert-tickets
+    distill``), the schedule it was distilled with — ``len(learning_rates)`` plain gradient
+    steps (SGD, no momentum or weight decay) on the whole set, step k at ``learning_rates[k]``
+    (Maekawa et al. 2023: a distilled set is made for that inner schedule). Any ``--mask_data_*``
+    value given replaces the default."""
+    schedule = dict(DILM_SCHEDULE)
+    if source == "embeddings":
+        from safetensors import safe_open
+
+        with safe_open(options["path"], "pt") as f:
+            keys = set(f.keys())
+            if "learning_rates" in keys:
+                lrs = f.get_tensor("learning_rates").tolist()
+                n = f.get_slice("inputs_embeds").get_shape()[0]
+                schedule = {
+                    "steps": len(lrs),
+                    "batch_size": n,
+                    "optimizer": "sgd",
+                    "learning_rate": lrs[0],
+                    "learning_rates": lrs,
+                    "warmup": 0.0,
+                    "weight_decay": 0.0,
+                    "with_replacement": False,
+                }
+    given = {
+        "steps": imp_args.mask_data_steps,
+        "batch_size": imp_args.mask_data_batch_size,
+        "learning_rate": imp_args.mask_data_learning_rate,
+        "warmup": imp_args.mask_data_warmup,
+        "weight_decay": imp_args.mask_data_weight_decay,
+    }
+    schedule.update({k: v for k, v in given.items() if v is not None})
+    if imp_args.mask_data_learning_rate is not None:
+        schedule["learning_rates"] = None  # one given rate replaces the per-step ones
+    if schedule["learning_rates"] is not None and len(schedule["learning_rates"]) < schedule["steps"]:
+        raise ValueError(
+            f"--mask_data_steps {schedule['steps']} exceeds the {len(schedule['learning_rates'])} step sizes the set was distilled with "
+            "(give --mask_data_learning_rate to train longer at one rate)"
+        )
+    return schedule
+
+
+class StepLearningRates(TrainerCallback):
+    """Set the optimizer's learning rate to ``rates[step]`` before every optimizer step (a
+    distilled set's learned per-step sizes; the Trainer's scheduler is ``constant``)."""
+
+    def __init__(self, rates: list[float]):
+        self.rates = list(rates)
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+        if optimizer is not None and state.global_step < len(self.rates):
+            for group in optimizer.param_groups:
+                group["lr"] = self.rates[state.global_step]
+        return control
+
+
 class MaskDataSearch:
     """The mask search of every level on ``--mask_data`` (see the module docstring).
 
@@ -102,20 +175,22 @@ class MaskDataSearch:
     def __init__(self, runner: Any, source: str, options: dict[str, Any]):
         self.runner, self.source, self.options = runner, source, options
         self.record = runner.record
+        self.schedule = search_schedule(runner.imp_args, source, options)
 
     def training_args(self):
-        """The search's ``TrainingArguments``: the run's, with the ``--mask_data_*`` schedule
-        (steps, batch, learning rate, warm-up, weight decay; linear decay; no checkpoints)."""
-        a, t = self.runner.imp_args, self.runner.training_args
+        """The search's ``TrainingArguments``: the run's, with the search schedule (steps, batch,
+        optimizer, learning rate, warm-up, weight decay; linear decay; no checkpoints)."""
+        t, sch = self.runner.training_args, self.schedule
         return replace(
             t,
-            max_steps=a.mask_data_steps,
-            per_device_train_batch_size=a.mask_data_batch_size,
+            max_steps=sch["steps"],
+            per_device_train_batch_size=sch["batch_size"],
             gradient_accumulation_steps=1,
-            learning_rate=a.mask_data_learning_rate,
-            warmup_steps=a.mask_data_warmup,
-            weight_decay=a.mask_data_weight_decay,
-            lr_scheduler_type="linear",
+            learning_rate=sch["learning_rate"],
+            warmup_steps=sch["warmup"],
+            weight_decay=sch["weight_decay"],
+            lr_scheduler_type="linear" if sch["learning_rates"] is None else "constant",
+            optim="adamw_torch" if sch["optimizer"] == "adamw" else "sgd",
             save_strategy="no",
         )
 
@@ -126,11 +201,12 @@ class MaskDataSearch:
     def search(self, level: int, ticket):
         """Train ticket ``level`` from its start weights on the mask data (first seed); returns
         the trained model and writes ``level_LL/mask_search.json``."""
-        r, a = self.runner, self.runner.imp_args
+        r = self.runner
         seed = r.seeds[0]
         model = r._levels()._start_weights(level, seed)
-        args = self.training_args()
-        draws = a.mask_data_steps * a.mask_data_batch_size * max(1, args.world_size)
+        args, sch = self.training_args(), self.schedule
+        draws = sch["steps"] * sch["batch_size"] * max(1, args.world_size) if sch["with_replacement"] else None
+        callbacks = [StepLearningRates(sch["learning_rates"])] if sch["learning_rates"] is not None else []
         result = finetune(
             model,
             ticket,
@@ -143,6 +219,7 @@ class MaskDataSearch:
             source=self.source,
             source_options=self.options,
             draws_with_replacement=draws,
+            callbacks=callbacks,
         )
         record = {
             "level": level,
@@ -152,9 +229,7 @@ class MaskDataSearch:
             "batch_size": global_batch_size(args),
             "examples": result.global_step * global_batch_size(args),
             "seed": seed,
-            "learning_rate": a.mask_data_learning_rate,
-            "warmup": a.mask_data_warmup,
-            "weight_decay": a.mask_data_weight_decay,
+            "schedule": sch,
             "train_loss": result.metrics.get("train_loss"),
             "metric_after_search": result.metrics.get(r.task.primary_metric),
         }

@@ -149,3 +149,40 @@ def test_barrier_figure_per_mask_source_with_overlap_and_sharpness(inputs, tmp_p
     saved = json.loads((synthetic / "stability" / "level_01_rewind0" / "stability.json").read_text())
     eig = [c["top_eigenvalue"]["eigenvalue"] for c in saved["sharpness"]["copies"].values()]
     assert f"{sum(eig) / 2:.4g}" in lines[1] and f"{saved['barrier'][saved['metric']]:.4f}" in lines[1]
+
+
+def test_an_embeddings_set_is_searched_with_the_schedule_it_was_distilled_with(inputs, tmp_path, calls):
+    from types import SimpleNamespace
+
+    from safetensors.torch import save_file
+
+    from bert_tickets.experiments.mask_data import StepLearningRates
+
+    n, length = 4, 6
+    path = tmp_path / "distilled.safetensors"
+    save_file(
+        {
+            "inputs_embeds": torch.randn(n, length, 32),
+            "attention_mask": torch.ones(n, length, dtype=torch.long),
+            "labels": torch.softmax(torch.randn(n, 2), dim=-1),
+            "learning_rates": torch.tensor([0.05, 0.02, 0.01]),
+        },
+        str(path),
+    )
+    out = tmp_path / "emb"
+    assert find(inputs, out, "--max_levels", "1", "--mask_data", str(path)) == 0
+    record = json.loads((out / "level_00" / "mask_search.json").read_text())
+    schedule = record["schedule"]
+    assert record["source"] == "embeddings" and record["steps"] == 3 and record["examples"] == 3 * n
+    assert schedule["optimizer"] == "sgd" and schedule["batch_size"] == n and not schedule["with_replacement"]
+    assert schedule["learning_rates"] == pytest.approx([0.05, 0.02, 0.01]) and schedule["weight_decay"] == 0.0
+    search = next(c for c in calls if c["source"] == "embeddings")
+    assert search["draws"] is None  # the whole set every step, as distilled
+    # the callback puts step k's rate on the optimizer before step k
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cb = StepLearningRates([0.05, 0.02, 0.01])
+    for k, rate in enumerate([0.05, 0.02, 0.01]):
+        cb.on_step_begin(None, SimpleNamespace(global_step=k), None, optimizer=opt)
+        assert opt.param_groups[0]["lr"] == rate
+    # more steps than step sizes: refused before any work
+    assert find(inputs, tmp_path / "long", "--max_levels", "1", "--mask_data", str(path), "--mask_data_steps", "5") == 2
