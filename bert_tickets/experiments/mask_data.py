@@ -112,7 +112,13 @@ def search_schedule(imp_args: Any, source: str, options: dict[str, Any]) -> dict
     distill``), the schedule it was distilled with — ``len(learning_rates)`` plain gradient
     steps (SGD, no momentum or weight decay) on the whole set, step k at ``learning_rates[k]``
     (Maekawa et al. 2023: a distilled set is made for that inner schedule). Any ``--mask_data_*``
-    value given replaces the default."""
+    value given replaces the default.
+
+    Known gap: the distillation's inner loss also has the attention-label term (λ · KL to the
+    set's ``attention_labels``); the search trains on the soft labels only — the Trainer drops
+    dataset columns its model does not take, so per-example attention labels need their own
+    training objective (not written yet). The search therefore reproduces the distilled inner
+    schedule's steps and step sizes, not its whole loss."""
     schedule = dict(DILM_SCHEDULE)
     if source == "embeddings":
         from safetensors import safe_open
