@@ -4,30 +4,41 @@ learning rates such that ``--steps`` gradient steps from the pre-trained model o
 real training data.
 
 Method: Maekawa et al. 2023, *Dataset Distillation with Attention Labels for Fine-tuning BERT*
-(ACL), Section 3 — chosen over gradient / trajectory matching because it is the method designed
-for fine-tuning a *pre-trained* BERT from a few synthetic examples (the situation of an IMP level,
-which always restarts from θ0), and it needs no expert trajectories (trajectory matching would
-need many full fine-tunes stored first). Per outer step:
+(ACL), as their code implements it (arumaekawa/dataset-distillation-with-attention-labels,
+``src/distilled_data.py``, ``src/trainer.py``, ``configs/default.yaml``) — chosen over gradient /
+trajectory matching because it is the method designed for fine-tuning a *pre-trained* BERT from
+a few synthetic examples (the situation of an IMP level, which always restarts from θ0), and it
+needs no expert trajectories. Per outer step:
 
-1. the task head is re-initialised (N(0, ``initializer_range``) weights, zero biases, as BERT's
-   ``_init_weights``; a new draw every outer step, so the set does not fit one head);
-2. **inner loop**: ``--steps`` steps of plain gradient descent θ ← θ − η_k ∇θ L_inner from θ0
-   on the whole distilled set, with the learned step size η_k; ``L_inner`` = cross-entropy
-   against the soft labels softmax(ỹ) + λ · the attention loss: KL(ã ‖ A(θ)) between the
-   attention labels softmax(ã) and the model's attention probabilities, averaged over layers,
-   heads and query positions (eager attention: PyTorch's CPU SDPA backward has no double
-   backward);
-3. **outer loss**: cross-entropy of the inner-updated model on a batch of real training examples;
-   its gradient flows through the inner steps (``torch.func.functional_call``, second order) to
-   the embeddings, the label and attention-label logits and the log step sizes, updated by Adam.
+1. the encoder restarts from θ0 and the task head is re-drawn (N(0, ``initializer_range``)
+   weights, zero biases: their ``model.init_weights()``);
+2. **inner loop**: ``--steps`` (their default 1) steps of plain gradient descent on *all*
+   parameters, θ ← θ − η_k ∇θ L_inner, on the whole distilled set, η_k = softplus(learned scalar),
+   one per step, initialised at ``--lr_init`` (1e-2); L_inner = cross-entropy against the labels
+   + λ · KL(attention labels ‖ the model's attention probabilities) summed over keys and averaged
+   over examples, layers, heads and query rows (λ = 1; ``--attention_labels cls``: the [CLS]
+   query row of every layer and head, their SST-2 example; ``all``: every row; ``none``);
+   dropout off; eager attention (PyTorch's CPU SDPA backward has no double backward);
+3. **outer loss**: cross-entropy of the inner-updated model on a batch of 32 real training
+   examples; its gradient flows through the inner steps (``torch.func.functional_call``, second
+   order) to the embeddings, labels, attention labels and step sizes, updated by AdamW (lr 1e-2,
+   no weight decay, linear schedule with 10% warm-up, gradient norm clipped to 1.0 over all of
+   them together).
 
-Decisions where the paper leaves a choice open or this machine forces one, each an option:
-dropout is off in both loops (a deterministic objective; evaluation mode); the synthetic
-embeddings start from the word embeddings of random real training examples of each class
-(truncated / padded to ``--seq_length`` tokens), the label logits from the one-hot class scaled by
-``--label_init_scale``, the attention labels from θ0's own attention on those examples (so
-λ · KL starts at 0), η_k from ``--lr_init``. Regression tasks (STS-B) are refused: the method's
-labels are distributions over classes.
+Initialisation as theirs: embeddings N(0, 1) of shape ``(per_class · C, --seq_length, hidden)``
+with no padding (every position attended), label logits one-hot, attention labels N(0, 1)
+logits. Labels: ``--label_type soft`` (learned logits read through softmax; default here) or
+``hard`` (fixed one-hot: their yaml default); their third mode, ``unrestricted`` targets, is not
+offered because the ``embeddings`` source takes distributions.
+
+Changed for this machine (each an option): their run is 30 epochs over the whole real training
+set with 512-token synthetic examples on a GPU; ``--outer_steps`` (default 500) and
+``--seq_length`` (default 128; theirs 512) are reduced for CPU, and the best-epoch selection on
+the validation split is not done (it selects on the split it reports). Evaluation as theirs
+(``src/evaluator.py``): ``--eval_models`` fresh models (theirs 100; default 5 here) are trained
+on the set with its own inner steps and step sizes and scored on the real validation split;
+mean ± std in the card. Regression tasks (STS-B) are refused: the labels are distributions over
+classes.
 
 Output (``--output_dir``): ``distilled.safetensors`` for the ``embeddings`` training-data source
 (``inputs_embeds`` float32 ``(n, L, hidden)``, ``attention_mask`` ``(n, L)``, soft ``labels``
@@ -41,6 +52,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -67,17 +79,20 @@ class DistillArguments:
     """Arguments of ``bert-tickets distill`` (Maekawa et al. 2023's method; see the module docstring)."""
 
     output_dir: str = field(default="", metadata={"help": "Where the distilled set, its card and the checkpoint go (required)."})
-    per_class: int = field(default=1, metadata={"help": "Synthetic examples per class (the paper: 1)."})
-    steps: int = field(default=1, metadata={"help": "Inner gradient steps on the synthetic set (the paper's default: 1)."})
-    outer_steps: int = field(default=500, metadata={"help": "Outer optimisation steps."})
-    seq_length: int = field(default=32, metadata={"help": "Tokens per synthetic example."})
-    real_batch_size: int = field(default=32, metadata={"help": "Real training examples in each outer loss."})
-    attention_loss_weight: float = field(default=1.0, metadata={"help": "λ: weight of the attention-label loss in the inner loss."})
-    data_learning_rate: float = field(default=1e-2, metadata={"help": "Adam learning rate of the embeddings and label logits."})
-    lr_learning_rate: float = field(default=1e-2, metadata={"help": "Adam learning rate of the log step sizes."})
-    lr_init: float = field(default=1e-2, metadata={"help": "Initial inner step size η_k."})
-    label_init_scale: float = field(default=5.0, metadata={"help": "Initial label logits: this times the one-hot class."})
-    seed: int = field(default=42, metadata={"help": "Seed of the initial examples, the heads and the real batches."})
+    per_class: int = field(default=1, metadata={"help": "Synthetic examples per class (their default: 1)."})
+    steps: int = field(default=1, metadata={"help": "Inner gradient steps on the synthetic set (their default: 1)."})
+    outer_steps: int = field(default=500, metadata={"help": "Outer optimisation steps (theirs: 30 epochs of the real training set)."})
+    seq_length: int = field(default=128, metadata={"help": "Tokens per synthetic example (theirs: 512)."})
+    real_batch_size: int = field(default=32, metadata={"help": "Real training examples in each outer loss (theirs: 32)."})
+    label_type: str = field(default="soft", metadata={"help": "soft: learned label distributions; hard: fixed one-hot labels."})
+    attention_labels: str = field(default="cls", metadata={"help": "cls: the [CLS] query row; all: every row; none."})
+    attention_loss_weight: float = field(default=1.0, metadata={"help": "λ of the attention-label loss (theirs: 1.0)."})
+    distill_learning_rate: float = field(default=1e-2, metadata={"help": "AdamW learning rate of every distilled tensor (theirs: 1e-2)."})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "Warm-up share of the outer linear schedule (theirs: 0.1)."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Clip of the distilled tensors' gradient norm (theirs: 1.0)."})
+    lr_init: float = field(default=1e-2, metadata={"help": "Initial inner step size η_k (theirs: 1e-2)."})
+    eval_models: int = field(default=5, metadata={"help": "Fresh models trained on the set and scored at the end (theirs: 100)."})
+    seed: int = field(default=42, metadata={"help": "Seed of the initial tensors, the heads and the real batches."})
     save_every: int = field(default=50, metadata={"help": "Write checkpoint.pt every this many outer steps."})
 
     def check(self) -> None:
@@ -87,13 +102,19 @@ class DistillArguments:
         for name in ("per_class", "steps", "outer_steps", "real_batch_size", "save_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_models < 0:
+            raise ValueError(f"--eval_models must be >= 0, got {self.eval_models}")
         if self.seq_length < 2:
-            raise ValueError(f"--seq_length must be >= 2 (a [CLS] and a [SEP]), got {self.seq_length}")
-        for name in ("data_learning_rate", "lr_learning_rate", "lr_init"):
+            raise ValueError(f"--seq_length must be >= 2, got {self.seq_length}")
+        for name in ("distill_learning_rate", "lr_init", "max_grad_norm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name} must be > 0, got {getattr(self, name)}")
-        if self.attention_loss_weight < 0:
-            raise ValueError(f"--attention_loss_weight must be >= 0, got {self.attention_loss_weight}")
+        if self.attention_loss_weight < 0 or not 0 <= self.warmup_ratio < 1:
+            raise ValueError("--attention_loss_weight must be >= 0 and --warmup_ratio in [0, 1)")
+        if self.label_type not in ("soft", "hard"):
+            raise ValueError(f"--label_type {self.label_type!r}: choose soft or hard")
+        if self.attention_labels not in ("cls", "all", "none"):
+            raise ValueError(f"--attention_labels {self.attention_labels!r}: choose cls, all or none")
 
 
 def head_names(model: torch.nn.Module) -> list[str]:
@@ -114,19 +135,17 @@ def fresh_head(model: torch.nn.Module, names: list[str], generator: torch.Genera
     return out
 
 
-def attention_kl(attentions: tuple[torch.Tensor, ...], labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """KL(labels ‖ attention), averaged over layers, heads and real query positions.
+def attention_kl(attentions: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
+    """KL(labels ‖ attention) summed over keys and averaged over examples, layers, heads and the
+    query rows ``labels`` covers (their ``F.kl_div(log(attn + 1e-12), labels).sum(-1).mean()``).
 
     Args:
         attentions: per layer ``(n, heads, L, L)`` attention probabilities.
-        labels: ``(n, layers, heads, L, L)`` attention-label probabilities (rows sum to 1 over
-            the key positions a mask allows).
-        mask: ``(n, L)`` 1 = a token.
+        labels: ``(n, layers, heads, R, L)`` attention-label probabilities for the first ``R``
+            query rows (R = 1: the [CLS] row; R = L: every row).
     """
-    att = torch.stack(attentions, dim=1).clamp_min(1e-12)  # (n, layers, heads, L, L)
-    kl = (labels * (labels.clamp_min(1e-12).log() - att.log())).sum(-1)  # (n, layers, heads, L)
-    weight = mask[:, None, None, :].to(kl.dtype)
-    return (kl * weight).sum() / (weight.sum() * kl.shape[1] * kl.shape[2])
+    att = torch.stack(attentions, dim=1)[..., : labels.shape[-2], :]
+    return (labels * (labels.clamp_min(1e-12).log() - (att + 1e-12).log())).sum(-1).mean()
 
 
 class Distiller:
@@ -139,28 +158,34 @@ class Distiller:
         args: :class:`DistillArguments`.
     """
 
-    def __init__(self, model: torch.nn.Module, init: dict[str, torch.Tensor], args: DistillArguments):
+    def __init__(self, model: torch.nn.Module, init: dict[str, torch.Tensor], args: DistillArguments, generator: torch.Generator):
         self.model, self.args = model, args
         self.names = [n for n, _ in model.named_parameters()]
         # θ0 as leaves the inner gradients are taken against (their .grad is never filled: the
-        # outer gradient is taken w.r.t. the learnable set only)
+        # outer gradient is taken w.r.t. the distilled tensors only)
         self.theta0 = {n: p.detach().clone().requires_grad_(True) for n, p in model.named_parameters()}
         self.head = head_names(model)
         self.num_labels = int(model.config.num_labels)
         self.mask = init["attention_mask"].long()
         self.classes = init["labels"].long()
         self.embeds = torch.nn.Parameter(init["inputs_embeds"].clone().float())
-        self.label_logits = torch.nn.Parameter(torch.nn.functional.one_hot(self.classes, self.num_labels).float() * args.label_init_scale)
-        with torch.no_grad():
-            out = model(inputs_embeds=self.embeds, attention_mask=self.mask, output_attentions=True)
-        att = torch.stack(out.attentions, dim=1).clamp_min(1e-12)
-        self.attention_logits = torch.nn.Parameter(att.log())  # softmax(log p) = p: starts at θ0's attention
-        self.log_lrs = torch.nn.Parameter(torch.full((args.steps,), math.log(args.lr_init)))
-        self.optimizer = torch.optim.Adam(
-            [
-                {"params": [self.embeds, self.label_logits, self.attention_logits], "lr": args.data_learning_rate},
-                {"params": [self.log_lrs], "lr": args.lr_learning_rate},
-            ]
+        self.label_logits = torch.nn.Parameter(
+            torch.nn.functional.one_hot(self.classes, self.num_labels).float(), requires_grad=args.label_type == "soft"
+        )
+        n, length = self.mask.shape
+        cfg = model.config
+        rows = {"cls": 1, "all": length, "none": 0}[args.attention_labels]
+        shape = (n, cfg.num_hidden_layers, cfg.num_attention_heads, rows, length)
+        self.attention_logits = torch.nn.Parameter(torch.randn(shape, generator=generator), requires_grad=rows > 0)
+        # η_k = softplus(raw_k), raw initialised so that softplus(raw) = lr_init (their parametrisation)
+        raw = math.log(math.expm1(args.lr_init))
+        self.raw_lrs = torch.nn.Parameter(torch.full((args.steps,), raw))
+        learnable = [t for t in self.tensors().values() if t.requires_grad]
+        self.optimizer = torch.optim.AdamW(learnable, lr=args.distill_learning_rate, weight_decay=0.0)
+        warm = int(args.warmup_ratio * args.outer_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: (s + 1) / max(1, warm) if s < warm else max(0.0, (args.outer_steps - s) / max(1, args.outer_steps - warm)),
         )
         self.step = 0
         self.history: list[float] = []
@@ -171,30 +196,39 @@ class Distiller:
             "embeds": self.embeds,
             "label_logits": self.label_logits,
             "attention_logits": self.attention_logits,
-            "log_lrs": self.log_lrs,
+            "raw_lrs": self.raw_lrs,
         }
 
+    def learning_rates(self) -> torch.Tensor:
+        """The inner step sizes η_k = softplus(raw_k), ``(steps,)``."""
+        return torch.nn.functional.softplus(self.raw_lrs)
+
+    def labels(self) -> torch.Tensor:
+        """The label distributions ``(n, C)``: softmax of the learned logits (soft), or one-hot (hard)."""
+        return torch.softmax(self.label_logits, dim=-1) if self.args.label_type == "soft" else self.label_logits
+
     def attention_labels(self) -> torch.Tensor:
-        keys = self.mask[:, None, None, None, :].bool()
-        return torch.softmax(self.attention_logits.masked_fill(~keys, -1e9), dim=-1)
+        """``(n, layers, heads, R, L)`` attention-label probabilities (R = 0 without them)."""
+        return torch.softmax(self.attention_logits, dim=-1)
 
     def inner(self, head: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """θ0 with ``head``, after ``--steps`` differentiable gradient steps on the set."""
         from torch.func import functional_call
 
         params = {**self.theta0, **{n: t.detach().requires_grad_(True) for n, t in head.items()}}
-        soft = torch.softmax(self.label_logits, dim=-1)
+        soft = self.labels()
         targets = self.attention_labels()
+        use_attention = targets.shape[-2] > 0 and self.args.attention_loss_weight > 0
+        lrs = self.learning_rates()
         for k in range(self.args.steps):
-            out = functional_call(
-                self.model, params, (), {"inputs_embeds": self.embeds, "attention_mask": self.mask, "output_attentions": True}
-            )
+            inputs = {"inputs_embeds": self.embeds, "attention_mask": self.mask, "output_attentions": use_attention}
+            out = functional_call(self.model, params, (), inputs)
             loss = -(soft * torch.log_softmax(out.logits, dim=-1)).sum(-1).mean()
-            if self.args.attention_loss_weight > 0:
-                loss = loss + self.args.attention_loss_weight * attention_kl(out.attentions, targets, self.mask)
+            if use_attention:
+                loss = loss + self.args.attention_loss_weight * attention_kl(out.attentions, targets)
             # the word embeddings are not used (the set is given as inputs_embeds): no gradient, unchanged
             grads = torch.autograd.grad(loss, list(params.values()), create_graph=True, allow_unused=True)
-            lr = self.log_lrs[k].exp()
+            lr = lrs[k]
             params = {n: p if g is None else p - lr * g for (n, p), g in zip(params.items(), grads, strict=True)}
         return params
 
@@ -211,49 +245,51 @@ class Distiller:
         """One outer step with a fresh head; returns the outer loss."""
         head = fresh_head(self.model, self.head, generator)
         loss = self.outer_loss(batch, head)
-        learnable = list(self.tensors().values())
+        learnable = [t for t in self.tensors().values() if t.requires_grad]
         for p, g in zip(learnable, torch.autograd.grad(loss, learnable), strict=True):
             p.grad = g
+        torch.nn.utils.clip_grad_norm_(learnable, self.args.max_grad_norm)
         self.optimizer.step()
+        self.scheduler.step()
         self.step += 1
         self.history.append(float(loss))
         return float(loss)
 
     def export(self) -> dict[str, torch.Tensor]:
         """The set as the ``embeddings`` source reads it, with the schedule and attention labels."""
-        return {
+        out = {
             "inputs_embeds": self.embeds.detach().clone().contiguous(),
             "attention_mask": self.mask.clone().contiguous(),
-            "labels": torch.softmax(self.label_logits.detach(), dim=-1).contiguous(),
-            "learning_rates": self.log_lrs.detach().exp().contiguous(),
-            "attention_labels": self.attention_labels().detach().contiguous(),
+            "labels": self.labels().detach().clone().contiguous(),
+            "learning_rates": self.learning_rates().detach().contiguous(),
         }
+        if self.attention_logits.shape[-2] > 0:
+            out["attention_labels"] = self.attention_labels().detach().contiguous()
+        return out
+
+    def evaluate(self, data, task, models: int, generator: torch.Generator, evaluate_fn) -> list[float]:
+        """Their evaluation (``src/evaluator.py``): ``models`` times, θ0 with a fresh head trained
+        on the set with its own inner steps and step sizes (no graph), scored by
+        ``evaluate_fn(params)`` on the real validation split."""
+        scores = []
+        for _ in range(models):
+            head = fresh_head(self.model, self.head, generator)
+            params = {n: t.detach() for n, t in self.inner(head).items()}
+            scores.append(evaluate_fn(params))
+        return scores
 
 
-def initial_examples(task, data, model, per_class: int, seq_length: int, seed: int) -> dict[str, torch.Tensor]:
-    """``per_class`` random real training examples of every class (a generator seeded with
-    ``seed``), cut or padded to ``seq_length`` tokens, as word embeddings of θ0.
-
-    Raises:
-        ValueError: a class with fewer than ``per_class`` training examples.
-    """
-    labels = torch.as_tensor(data.train["label"])
-    gen = torch.Generator().manual_seed(seed)
-    chosen = []
-    for c in range(task.num_labels):
-        idx = torch.nonzero(labels == c).flatten()
-        if len(idx) < per_class:
-            raise ValueError(f"--per_class {per_class}: class {c} has only {len(idx)} training examples")
-        chosen += idx[torch.randperm(len(idx), generator=gen)[:per_class]].tolist()
-    ids = torch.zeros(len(chosen), seq_length, dtype=torch.long)
-    mask = torch.zeros(len(chosen), seq_length, dtype=torch.long)
-    for i, j in enumerate(chosen):
-        row = list(data.train[j]["input_ids"])[:seq_length]
-        ids[i, : len(row)] = torch.as_tensor(row)
-        mask[i, : len(row)] = 1
-    with torch.no_grad():
-        embeds = model.get_input_embeddings()(ids)
-    return {"inputs_embeds": embeds, "attention_mask": mask, "labels": labels[chosen], "indices": torch.as_tensor(chosen)}
+def initial_set(task, model, per_class: int, seq_length: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Their initialisation (``src/distilled_data.py``): ``inputs_embeds`` N(0, 1) of shape
+    ``(per_class · C, seq_length, hidden)``, every position attended (no padding), classes
+    ``0 … C−1`` each ``per_class`` times."""
+    n = per_class * task.num_labels
+    hidden = model.get_input_embeddings().embedding_dim
+    return {
+        "inputs_embeds": torch.randn(n, seq_length, hidden, generator=generator),
+        "attention_mask": torch.ones(n, seq_length, dtype=torch.long),
+        "labels": torch.arange(task.num_labels).repeat_interleave(per_class),
+    }
 
 
 def real_batches(data, tokenizer, batch_size: int, seed: int):
@@ -274,6 +310,24 @@ def real_batches(data, tokenizer, batch_size: int, seed: int):
             batch["labels"] = batch.pop("label") if "label" in batch else batch["labels"]
             yield dict(batch)
         epoch += 1
+
+
+def _evaluate(distiller: Distiller, model, task, data, tokenizer, args: DistillArguments, out: Path) -> list[float]:
+    """``--eval_models`` scores of fresh models trained on the set (:meth:`Distiller.evaluate`)."""
+    import copy
+
+    from transformers import TrainingArguments
+
+    from ..training.finetune import evaluate_model
+
+    eval_args = TrainingArguments(output_dir=str(out), per_device_eval_batch_size=64, report_to=[], disable_tqdm=True, use_cpu=True)
+
+    def score(params: dict[str, torch.Tensor]) -> float:
+        probe = copy.deepcopy(model)
+        probe.load_state_dict(params, strict=False)
+        return float(evaluate_model(probe, task, data, eval_args, output_dir=str(out), tokenizer=tokenizer)[task.primary_metric])
+
+    return distiller.evaluate(data, task, args.eval_models, torch.Generator().manual_seed(args.seed + 1), score)
 
 
 def run(model_args: ModelArguments, data_args: DataArguments, args: DistillArguments) -> dict[str, Any]:
@@ -316,15 +370,25 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: DistillArgum
     check_model_source(model_args.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.revision, cache_dir=model_args.cache_dir)
     kind = get_kind(task.kind)
-    data = kind.prepare(task, tokenizer, data_args.data_dir, model_args.cache_dir, data_args.max_seq_length, data_args.max_train_samples, 1)
+    data = kind.prepare(
+        task,
+        tokenizer,
+        data_args.data_dir,
+        model_args.cache_dir,
+        data_args.max_seq_length,
+        data_args.max_train_samples,
+        data_args.max_eval_samples,
+    )
     model = load_theta0(task, model_args.model_name_or_path, args.seed, revision=model_args.revision, cache_dir=model_args.cache_dir)
     model.set_attn_implementation("eager")  # double backward through attention (no CPU SDPA double backward)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    init = initial_examples(task, data, model, args.per_class, args.seq_length, args.seed)
-    distiller = Distiller(model, init, args)
+    if args.seq_length > model.config.max_position_embeddings:
+        raise ValueError(f"--seq_length {args.seq_length} exceeds the model's {model.config.max_position_embeddings} positions")
     generator = torch.Generator().manual_seed(args.seed)
+    init = initial_set(task, model, args.per_class, args.seq_length, generator)
+    distiller = Distiller(model, init, args, generator)
     checkpoint = out / CHECKPOINT_FILE
     out.mkdir(parents=True, exist_ok=True)
     write_json(card_path, {"hyperparameters": hparams, "finished": False})
@@ -334,6 +398,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: DistillArgum
             for name, tensor in distiller.tensors().items():
                 tensor.copy_(state["tensors"][name])
         distiller.optimizer.load_state_dict(state["optimizer"])
+        distiller.scheduler.load_state_dict(state["scheduler"])
         distiller.step, distiller.history = state["step"], state["history"]
         generator.set_state(state["generator"])
         logger.info("distill: resuming from %s (outer step %d)", checkpoint, distiller.step)
@@ -347,11 +412,12 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: DistillArgum
     while distiller.step < args.outer_steps:
         loss = distiller.train_step(next(batches), generator)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{float(distiller.log_lrs.exp().mean()):.3g}")
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{float(distiller.learning_rates().mean()):.3g}")
         if distiller.step % args.save_every == 0 or distiller.step == args.outer_steps:
             state = {
                 "tensors": {k: v.detach().clone() for k, v in distiller.tensors().items()},
                 "optimizer": distiller.optimizer.state_dict(),
+                "scheduler": distiller.scheduler.state_dict(),
                 "step": distiller.step,
                 "history": distiller.history,
                 "generator": generator.get_state(),
@@ -359,6 +425,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: DistillArgum
             atomic_write(checkpoint, lambda tmp, state=state: torch.save(state, tmp))
     bar.close()
     save_tensors(out / DISTILLED_FILE, distiller.export())
+    scores = _evaluate(distiller, model, task, data, tokenizer, args, out / "eval")
     card = {
         "hyperparameters": hparams,
         "finished": True,
@@ -367,23 +434,36 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: DistillArgum
         "file": DISTILLED_FILE,
         "examples": int(init["labels"].numel()),
         "classes": init["labels"].tolist(),
-        "initial_training_indices": init["indices"].tolist(),
+        "label_type": args.label_type,
+        "attention_labels": args.attention_labels,
         "inner_steps": args.steps,
-        "learning_rates": distiller.log_lrs.detach().exp().tolist(),
+        "learning_rates": distiller.learning_rates().detach().tolist(),
         "optimizer": "sgd",
+        "evaluation": {
+            "models": args.eval_models,
+            "metric": task.primary_metric,
+            "scores": scores,
+            "mean": sum(scores) / len(scores) if scores else None,
+            "std": statistics.stdev(scores) if len(scores) > 1 else None,
+            "protocol": "θ0 + a fresh head, the set's inner steps and step sizes, scored on the real validation split",
+        },
         "loss_history": distiller.history,
         "wall_s": time.perf_counter() - started,
         "versions": library_versions(),
     }
     write_json(card_path, card)
     logger.info(
-        "distilled %d examples (%d per class) for %s: outer loss %.4f -> %.4f; learned step sizes %s; %s",
+        "distilled %d examples (%d per class) for %s: outer loss %.4f -> %.4f; learned step sizes %s; %s of %d fresh models "
+        "trained on it: %s; %s",
         card["examples"],
         args.per_class,
         task.name,
         distiller.history[0] if distiller.history else float("nan"),
         distiller.history[-1] if distiller.history else float("nan"),
         ", ".join(f"{v:.3g}" for v in card["learning_rates"]),
+        task.primary_metric,
+        len(scores),
+        ", ".join(f"{v:.4f}" for v in scores) or "not evaluated",
         out / DISTILLED_FILE,
     )
     return card
