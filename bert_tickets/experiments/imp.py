@@ -44,6 +44,7 @@ from ..pruning import (
     schedule_hash_entries,
 )
 from ..pruning.select import SCOPES
+from ..pruning.structured import GRANULARITIES
 from ..results import (
     LevelResult,
     RunRecord,
@@ -128,6 +129,18 @@ class IMPArguments:
             "help": "global: one magnitude ranking over all prunable tensors (BERT-Tickets). layerwise: every tensor "
             "pruned to the same sparsity."
         },
+    )
+    granularity: str = field(
+        default="weight",
+        metadata={
+            "help": "What one pruning decision removes: weight (unstructured), head (an attention head: its Q/K/V rows and "
+            "attention-output columns), neuron (an FFN unit: its intermediate row and output column), head+neuron, or 2:4 "
+            "(2 of every 4 consecutive input weights, sparsity 0.5 only). Structured: the schedule's sparsity is the fraction "
+            "of heads / neurons pruned; masks stay weight-shaped (bert_tickets.pruning.structured)."
+        },
+    )
+    min_groups_per_layer: int = field(
+        default=0, metadata={"help": "Structured granularities: heads / neurons kept alive in every layer (e.g. 1)."}
     )
     max_tensor_sparsity: float | None = field(
         default=None,
@@ -324,6 +337,9 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
         imp["criterion_options"] = asdict(options)
     if not SCHEDULES.get(imp_args.schedule).uses_barrier:  # barriers are computed only for such schedules
         imp.pop("barrier_points")
+    if imp_args.granularity == "weight" and imp_args.min_groups_per_layer == 0:  # (earlier runs keep their hash)
+        imp.pop("granularity")
+        imp.pop("min_groups_per_layer")
     del imp["early_bird_options"]
     mask_keys = ("mask_data", "mask_data_options", "mask_data_steps", "mask_data_batch_size", "mask_data_learning_rate")
     mask_keys += ("mask_data_warmup", "mask_data_weight_decay")
@@ -419,6 +435,12 @@ def check_imp_arguments(imp_args: IMPArguments, task: TaskSpec, seeds: list[int]
             raise ValueError("--mask_data_learning_rate must be > 0, --mask_data_warmup and --mask_data_weight_decay >= 0")
     elif imp_args.mask_data_options:
         raise ValueError("--mask_data_options needs --mask_data")
+    if imp_args.granularity not in GRANULARITIES:
+        raise ValueError(f"--granularity {imp_args.granularity!r}: choose one of {', '.join(GRANULARITIES)}")
+    if imp_args.min_groups_per_layer < 0 or (imp_args.min_groups_per_layer and imp_args.granularity in ("weight", "2:4")):
+        raise ValueError("--min_groups_per_layer must be >= 0 and applies to --granularity head, neuron or head+neuron")
+    if imp_args.granularity != "weight" and (imp_args.max_tensor_sparsity is not None or imp_args.early_bird):
+        raise ValueError("--granularity other than weight prunes whole groups: not with --max_tensor_sparsity or --early_bird")
     if imp_args.early_bird and (imp_args.keep_trained_head or imp_args.rewind_data != "full"):
         raise ValueError(
             "--early_bird searches levels that are never fully trained: it cannot keep their trained heads (--keep_trained_head) "
@@ -801,7 +823,10 @@ class IMPRunner:
             spent = int(search["steps"])
         scope, cap = self.imp_args.pruning_scope, self.imp_args.max_tensor_sparsity
         context = self._criterion_context(base_model)
-        new = prune_ticket(base_ticket, base_model, next_sparsity, self.imp_args.criterion, self.seeds[0], scope, cap, **context)
+        granularity = {"granularity": self.imp_args.granularity, "min_per_layer": self.imp_args.min_groups_per_layer}
+        new = prune_ticket(
+            base_ticket, base_model, next_sparsity, self.imp_args.criterion, self.seeds[0], scope, cap, **granularity, **context
+        )
         new.metadata.level = level + 1
         new.metadata.parent_level = base
         new.metadata.lineage = [*base_ticket.metadata.lineage, base]

@@ -11,6 +11,7 @@ from ..ticket import TicketMask
 from .criteria import get_criterion
 from .schedules import SCHEDULES, make_schedule
 from .select import SCOPES, select
+from .structured import GRANULARITIES, select_groups, select_n_of_m
 
 
 def prune_ticket(
@@ -21,6 +22,8 @@ def prune_ticket(
     seed: int = 0,
     scope: str = "global",
     max_tensor_sparsity: float | None = None,
+    granularity: str = "weight",
+    min_per_layer: int = 0,
     **context: Any,
 ) -> TicketMask:
     """Next IMP level's :class:`~bert_tickets.ticket.TicketMask` from ``model``'s current weights.
@@ -41,6 +44,13 @@ def prune_ticket(
         seed: seed of a random criterion.
         scope: ``"global"`` or ``"layerwise"``.
         max_tensor_sparsity: per-tensor cap (global scope only), a fraction in (0, 1], or ``None``.
+        granularity: ``weight`` (unstructured, default) or a structured one of
+            :data:`~.structured.GRANULARITIES` (:mod:`.structured`): ``head``, ``neuron`` and
+            ``head+neuron`` prune whole groups, ``sparsity`` being then the fraction of heads / of
+            neurons pruned; ``2:4`` keeps 2 of every 4 consecutive input weights (sparsity 0.5
+            only). The criterion's per-weight scores are summed per group. Scope and cap do not
+            apply to structured granularities.
+        min_per_layer: structured only: groups of each kind kept alive in every layer.
         **context: what a criterion needs (``snip``: ``batches``, a list of model-input dicts
             with labels; ``synflow``: ``score_iterations``); ``model`` and the current mask
             (``masks``) are always passed to the criterion. An iterative criterion (SynFlow)
@@ -59,6 +69,12 @@ def prune_ticket(
             the model.
     """
     criterion = get_criterion(method)
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"unknown granularity {granularity!r}; choose one of {', '.join(GRANULARITIES)}")
+    if granularity != "weight":
+        return _prune_structured(
+            ticket, model, sparsity, criterion, method, seed, granularity, min_per_layer, max_tensor_sparsity, **context
+        )
     if scope not in SCOPES:
         raise ValueError(f"unknown pruning scope {scope!r}; choose one of {', '.join(SCOPES)}")
     targets = ticket.validate(model)
@@ -94,6 +110,42 @@ def prune_ticket(
     meta.criterion = method
     meta.pruning_scope = scope
     meta.max_tensor_sparsity = max_tensor_sparsity
+    return TicketMask(new, meta)
+
+
+def _prune_structured(ticket, model, sparsity, criterion, method, seed, granularity, min_per_layer, cap, **context) -> TicketMask:
+    """:func:`prune_ticket` for a structured granularity (see :mod:`.structured`)."""
+    if cap is not None:
+        raise ValueError("--max_tensor_sparsity applies to unstructured (weight) pruning only")
+    if criterion.sparsity_steps(ticket.sparsity, sparsity, **context) != [sparsity]:
+        raise ValueError(f"criterion {method} re-scores iteratively; structured granularities take one-shot criteria")
+    targets = ticket.validate(model)
+    weights = {n: targets[n] for n in ticket.masks}
+    shapes = {n: w.shape for n, w in weights.items()}
+    scorer = criterion.scorer(weights, seed=seed, model=model, masks=ticket.masks, sparsity=sparsity, scope="global", **context)
+    if granularity == "2:4":
+        if abs(sparsity - 0.5) > 1e-12:
+            raise ValueError(f"granularity 2:4 prunes exactly half of every block of 4: sparsity must be 0.5, got {sparsity}")
+        new = select_n_of_m(shapes, scorer, ticket.masks, 2, 4)
+    else:
+        heads = getattr(getattr(model, "config", None), "num_attention_heads", None)
+        if heads is None:
+            raise ValueError("structured pruning needs the model's config.num_attention_heads")
+        new = dict(ticket.masks)
+        for kind in granularity.split("+"):
+            new = select_groups(shapes, scorer, sparsity, new, kind=kind, num_heads=heads, min_per_layer=min_per_layer)
+    meta = copy.deepcopy(ticket.metadata)
+    add_cost(meta, criterion.passes(1, **context))
+    meta.extra.pop("criterion_record", None)
+    meta.extra["granularity"] = granularity
+    if granularity != "2:4":
+        meta.extra["group_sparsity"] = sparsity
+        meta.extra["min_groups_per_layer"] = min_per_layer
+    meta.level += 1
+    meta.target_sparsity = sparsity
+    meta.criterion = method
+    meta.pruning_scope = "global"
+    meta.max_tensor_sparsity = None
     return TicketMask(new, meta)
 
 
