@@ -198,6 +198,16 @@ def _print_stability(result: dict, args) -> None:
 
 def _print_export(out, args) -> None:
     print(f"{f'cell {args.cell}' if args.cell else f'level {args.level}'} of {args.run_dir} exported to {out}")
+    if getattr(args, "compact", False):
+        config = json.loads((Path(out) / "config.json").read_text())
+        info = config.get("bert_tickets_compact", {})
+        size = sum(p.stat().st_size for p in Path(out).glob("*.safetensors"))
+        print(
+            f"compact: heads per layer {info.get('heads_per_layer')}, FFN width per layer {info.get('intermediate_per_layer')}; "
+            f"{info.get('parameters', 0):,} parameters (masked model {info.get('parameters_masked_model', 0):,}); "
+            f"weights {size / 2**20:.1f} MiB; max |Δ logits| vs the masked model {info.get('max_abs_logit_difference', float('nan')):.2e} "
+            f"on {info.get('checked_examples')} evaluation examples"
+        )
 
 
 def _print_push(pushed, args) -> None:

@@ -21,7 +21,7 @@ from ..ticket import TicketMask, check_model_source, hub_revision
 from ..ticket.hub import is_hub_repo_id
 
 
-def export_level(run_dir: str | os.PathLike, level: int, output_dir: str | os.PathLike) -> Path:
+def export_level(run_dir: str | os.PathLike, level: int, output_dir: str | os.PathLike, compact: bool = False) -> Path:
     """Write level ``level``'s fine-tuned model of the run as a Hugging Face checkpoint.
 
     The task model is built from the run's base model (architecture and config), the saved
@@ -60,8 +60,70 @@ def export_level(run_dir: str | os.PathLike, level: int, output_dir: str | os.Pa
     row = run.levels[level]
     what = f"The fine-tuned weights of IMP level {level} of a `bert-tickets find` run on {task.display_name}"
     card = _card(task, base, ticket, row["metric"], row["mean"], row.get("std"), what)
-    _mark(model, {"run": str(Path(run_dir).resolve()), "level": level, "sparsity": ticket.sparsity})
+    provenance = {"run": str(Path(run_dir).resolve()), "level": level, "sparsity": ticket.sparsity}
+    if compact:
+        model, card = _compacted(model, ticket, task, base, revision, hp["data"], card)
+        provenance["compact"] = True
+    _mark(model, provenance)
     return _write_checkpoint(model, base, revision, card, output_dir)
+
+
+#: Largest |Δ logit| between the masked and the compact model that ``--compact`` accepts.
+COMPACT_TOLERANCE = 1e-4
+
+
+def _compacted(model, ticket, task, base: str, revision: str | None, data_hp: dict, card: str):
+    """The compact model (:func:`~bert_tickets.publish.compact.compact_model`), checked against
+    the masked one on the run's evaluation split (max |Δ logits| <= :data:`COMPACT_TOLERANCE`),
+    and the card with what was removed, the parameter counts and the check.
+
+    Raises:
+        ValueError: the logits differ by more than the tolerance.
+    """
+    import tempfile
+
+    from transformers import AutoTokenizer, TrainingArguments
+
+    from ..training.finetune import predict_logits
+    from .compact import compact_model, compact_plan, parameter_count
+
+    model.eval()
+    small = compact_model(model, ticket)
+    plan = compact_plan(ticket, model.config)
+    tokenizer = AutoTokenizer.from_pretrained(base, revision=revision)
+    kind = get_kind(task.kind)
+    data = kind.prepare(task, tokenizer, data_hp.get("data_dir"), None, data_hp.get("max_seq_length"), 1, data_hp.get("max_eval_samples"))
+    split = next(iter(data.eval.values()))
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(output_dir=tmp, per_device_eval_batch_size=64, report_to=[], disable_tqdm=True, use_cpu=True)
+        full, _ = predict_logits(model, split, task, data, args, output_dir=tmp, tokenizer=tokenizer)
+        mine, _ = predict_logits(small, split, task, data, args, output_dir=tmp, tokenizer=tokenizer)
+    delta = float((full - mine).abs().max())
+    if delta > COMPACT_TOLERANCE:
+        raise ValueError(f"--compact: the compact model's logits differ from the masked model's by {delta:.2e} (> {COMPACT_TOLERANCE})")
+    before, after = parameter_count(model), parameter_count(small)
+    heads = ", ".join(str(len(h)) for h in plan.heads)
+    widths = ", ".join(str(len(n)) for n in plan.neurons)
+    small.config.bert_tickets_compact = {
+        "heads_per_layer": [len(h) for h in plan.heads],
+        "intermediate_per_layer": [len(n) for n in plan.neurons],
+        "parameters": after,
+        "parameters_masked_model": before,
+        "max_abs_logit_difference": delta,
+        "checked_examples": len(split),
+    }
+    load = (
+        "AutoModelFor….from_pretrained(DIR)"
+        if plan.plain
+        else "AutoModelFor….from_pretrained(DIR, trust_remote_code=True) (modeling_compact_bert.py in this directory)"
+    )
+    card += (
+        f"\n## Compact export\n\nPruned attention heads and FFN neurons are removed: heads per layer {heads} "
+        f"(of {model.config.num_attention_heads}), FFN width per layer {widths} (of {model.config.intermediate_size}); "
+        f"{after:,} parameters instead of {before:,}. Loads with {load}. Its logits equal the masked model's on the "
+        f"{len(split)} evaluation examples (max |Δ| {delta:.2e}).\n"
+    )
+    return small, card
 
 
 def export_cell(matrix_dir: str | os.PathLike, cell_id: str, output_dir: str | os.PathLike) -> Path:
@@ -177,6 +239,13 @@ class ExportArguments:
     output_dir: str = field(metadata={"help": "New directory of the checkpoint (must not exist)."})
     level: int | None = field(default=None, metadata={"help": "A level of a find run (found with --save_trained)."})
     cell: str | None = field(default=None, metadata={"help": "A cell id of a transfer matrix (run with --save_trained)."})
+    compact: bool = field(
+        default=False,
+        metadata={
+            "help": "Slice the pruned heads and FFN neurons out (a structured ticket; find --granularity head/neuron): a "
+            "physically smaller checkpoint whose logits equal the masked model's (checked on the evaluation split)."
+        },
+    )
 
     def __post_init__(self):
         if (self.level is None) == (self.cell is None):
@@ -191,8 +260,10 @@ def run(args: ExportArguments) -> Path:
         ValueError / FileNotFoundError / FileExistsError: see those functions (one line).
     """
     if args.cell is not None:
+        if args.compact:
+            raise ValueError("--compact exports a level of a find run (--level L)")
         return export_cell(args.run_dir, args.cell, args.output_dir)
-    return export_level(args.run_dir, args.level, args.output_dir)
+    return export_level(args.run_dir, args.level, args.output_dir, compact=args.compact)
 
 
 #: The argument dataclasses of ``export``.
