@@ -105,3 +105,24 @@ def test_export_compact_of_a_structured_run(tmp_path, capsys):
     assert torch.allclose(_logits(small), _logits(masked), atol=1e-5)
     assert parameter_count(small) == info["parameters"] < info["parameters_masked_model"] == parameter_count(masked)
     assert main(["export", str(run), "--cell", "x", "--output_dir", str(tmp_path / "bad"), "--compact"]) == 2
+
+
+def test_the_latency_benchmark_times_dense_masked_and_compact(tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    torch.manual_seed(0)
+    BertForSequenceClassification(tiny_config(vocab_size=1100)).save_pretrained(tmp_path / "dense")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_latency.py"
+    spec = importlib.util.spec_from_file_location("bench_latency", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--dense", str(tmp_path / "dense"), "--synthetic", "0.5", "0.5", "--length", "16", "--batches", "1", "2"]
+    assert bench.main([*argv, "--repeats", "2", "--warmup", "1", "--threads", "1", "--semi_structured"]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads(out.strip().splitlines()[-1])
+    assert [(r["batch"], r["model"]) for r in rows] == [(b, m) for b in (1, 2) for m in ("dense", "masked", "compact")]
+    dense, masked, compact = rows[:3]
+    assert dense["speedup_vs_dense"] == 1.0 and masked["parameters"] == dense["parameters"] > compact["parameters"]
+    assert ("no GPU" in out) != torch.cuda.is_available()
