@@ -181,6 +181,9 @@ def cases(p: dict[str, Path]) -> list[tuple[str, str, list]]:
         ("mask data neither a file nor a source", find("--mask_data", "nonsense")),
         ("mask data with a bad label", find("--mask_data", p["bad_examples"])),
         ("mask data with a rewind step", find("--mask_data", p["bad_examples"], "--rewind_step", "2")),
+        ("unknown granularity", find("--granularity", "block")),
+        ("groups per layer with unstructured pruning", find("--min_groups_per_layer", "1")),
+        ("structured granularity with a tensor cap", find("--granularity", "head", "--max_tensor_sparsity", "0.5")),
     ]:
         add("find", what, argv)
     # info
@@ -284,6 +287,7 @@ def cases(p: dict[str, Path]) -> list[tuple[str, str, list]]:
         ("a corrupt cell", export("--cell", p["cell"].name, run=p["bad_cell"])),
         ("--cell of a find run", export("--cell", "abc", run=p["kept"])),
         ("--level of a matrix", export("--level", "1", run=p["matrix"])),
+        ("--compact of a cell", export("--cell", p["cell"].name, "--compact", run=p["matrix"])),
     ]:
         add("export", what, argv)
     # prune-at-init
@@ -309,6 +313,26 @@ def cases(p: dict[str, Path]) -> list[tuple[str, str, list]]:
         ("output dir is a file", pai(out=p["a_file"])),
     ]:
         add("prune-at-init", what, argv)
+
+    # distill
+    def distill(*extra, out=root / "d"):
+        base = ["distill", "--task", "rte", "--model", ckpt, "--data_dir", glue, "--output_dir", out]
+        return [*base, "--seq_length", "8", "--outer_steps", "2", *extra]
+
+    for what, argv in [
+        ("regression task", distill("--task", "stsb")),
+        ("unknown task", distill("--task", "qqqq")),
+        ("no --output_dir", distill(out="")),
+        ("0 examples per class", distill("--per_class", "0")),
+        ("0 inner steps", distill("--steps", "0")),
+        ("initial step size 0", distill("--lr_init", "0")),
+        ("unknown label type", distill("--label_type", "unrestricted")),
+        ("unknown attention labels", distill("--attention_labels", "rows")),
+        ("sequence longer than the model's positions", distill("--seq_length", "4096")),
+        ("model directory missing", distill("--model", root / "no_model")),
+        ("output dir is a file", distill(out=p["a_file"])),
+    ]:
+        add("distill", what, argv)
     return out
 
 

@@ -343,10 +343,10 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: DistillArgum
     args.check()
     task = get_task(data_args.task)
     if task.kind != "glue":
-        raise ValueError(f"distill: GLUE-kind classification tasks only, not {task.kind!r} ({task.name})")
+        raise ValueError(f"GLUE-kind classification tasks only, not {task.kind!r} ({task.name})")
     if task.is_regression:
         raise ValueError(
-            f"distill: {task.name} is a regression task; the method learns soft labels over classes (Maekawa et al. 2023 "
+            f"{task.name} is a regression task; the method learns soft labels over classes (Maekawa et al. 2023 "
             "distil classification sets only): use a classification task"
         )
     out = Path(args.output_dir)
@@ -368,6 +368,11 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: DistillArgum
             logger.info("distillation already complete: %s", out / DISTILLED_FILE)
             return card
     check_model_source(model_args.model_name_or_path)
+    from transformers import AutoConfig
+
+    positions = AutoConfig.from_pretrained(model_args.model_name_or_path, revision=model_args.revision).max_position_embeddings
+    if args.seq_length > positions:
+        raise ValueError(f"--seq_length {args.seq_length} exceeds the model's {positions} positions")
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.revision, cache_dir=model_args.cache_dir)
     kind = get_kind(task.kind)
     data = kind.prepare(
@@ -384,8 +389,6 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: DistillArgum
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    if args.seq_length > model.config.max_position_embeddings:
-        raise ValueError(f"--seq_length {args.seq_length} exceeds the model's {model.config.max_position_embeddings} positions")
     generator = torch.Generator().manual_seed(args.seed)
     init = initial_set(task, model, args.per_class, args.seq_length, generator)
     distiller = Distiller(model, init, args, generator)
