@@ -194,7 +194,7 @@ def test_prune_at_init_honours_every_spelling_of_output_dir(inputs, tmp_path, ca
 def test_one_registry_one_run_per_command():
     import importlib
 
-    assert list(COMMANDS) == ["find", "info", "push", "transfer", "plot", "stability", "export", "prune-at-init"]
+    assert list(COMMANDS) == ["find", "info", "push", "transfer", "plot", "stability", "export", "prune-at-init", "distill"]
     modules = {
         "find": "bert_tickets.experiments.imp",
         "transfer": "bert_tickets.experiments.transfer",
@@ -204,6 +204,7 @@ def test_one_registry_one_run_per_command():
         "push": "bert_tickets.publish.push",
         "info": "bert_tickets.publish.info",
         "plot": "bert_tickets.publish.plot",
+        "distill": "bert_tickets.experiments.distill",
     }
     for name, module in modules.items():
         mod = importlib.import_module(module)
