@@ -64,6 +64,7 @@ from .._io import atomic_write, library_versions, save_tensors, write_json
 from ..results import check_output_dir
 from ..tasks import get_kind, get_task
 from ..ticket import check_model_source, get_backbone, local_checkpoint_revision, resolve_model_path
+from ..training.objectives.attention_labels import attention_kl
 from ..training.weights import load_theta0
 from .common import DataArguments, ModelArguments
 
@@ -133,19 +134,6 @@ def fresh_head(model: torch.nn.Module, names: list[str], generator: torch.Genera
         p = params[n]
         out[n] = (torch.randn(p.shape, generator=generator) * std).to(p) if p.dim() > 1 else torch.zeros_like(p)
     return out
-
-
-def attention_kl(attentions: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
-    """KL(labels ‖ attention) summed over keys and averaged over examples, layers, heads and the
-    query rows ``labels`` covers (their ``F.kl_div(log(attn + 1e-12), labels).sum(-1).mean()``).
-
-    Args:
-        attentions: per layer ``(n, heads, L, L)`` attention probabilities.
-        labels: ``(n, layers, heads, R, L)`` attention-label probabilities for the first ``R``
-            query rows (R = 1: the [CLS] row; R = L: every row).
-    """
-    att = torch.stack(attentions, dim=1)[..., : labels.shape[-2], :]
-    return (labels * (labels.clamp_min(1e-12).log() - (att + 1e-12).log())).sum(-1).mean()
 
 
 class Distiller:
@@ -262,6 +250,7 @@ class Distiller:
             "attention_mask": self.mask.clone().contiguous(),
             "labels": self.labels().detach().clone().contiguous(),
             "learning_rates": self.learning_rates().detach().contiguous(),
+            "attention_loss_weight": torch.tensor(float(self.args.attention_loss_weight)),
         }
         if self.attention_logits.shape[-2] > 0:
             out["attention_labels"] = self.attention_labels().detach().contiguous()

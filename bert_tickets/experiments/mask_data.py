@@ -103,6 +103,7 @@ DILM_SCHEDULE = {
     "warmup": 0.5,
     "weight_decay": 0.01,
     "with_replacement": True,
+    "attention_loss_weight": None,
 }
 
 
@@ -114,11 +115,9 @@ def search_schedule(imp_args: Any, source: str, options: dict[str, Any]) -> dict
     (Maekawa et al. 2023: a distilled set is made for that inner schedule). Any ``--mask_data_*``
     value given replaces the default.
 
-    Known gap: the distillation's inner loss also has the attention-label term (λ · KL to the
-    set's ``attention_labels``); the search trains on the soft labels only — the Trainer drops
-    dataset columns its model does not take, so per-example attention labels need their own
-    training objective (not written yet). The search therefore reproduces the distilled inner
-    schedule's steps and step sizes, not its whole loss."""
+    A distilled set that carries attention labels is searched with its whole inner loss: the
+    label loss + λ · KL to the attention labels (the ``attention_labels`` training objective, λ
+    from the file), with eager attention."""
     schedule = dict(DILM_SCHEDULE)
     if source == "embeddings":
         from safetensors import safe_open
@@ -128,6 +127,7 @@ def search_schedule(imp_args: Any, source: str, options: dict[str, Any]) -> dict
             if "learning_rates" in keys:
                 lrs = f.get_tensor("learning_rates").tolist()
                 n = f.get_slice("inputs_embeds").get_shape()[0]
+                weight = float(f.get_tensor("attention_loss_weight")) if "attention_loss_weight" in keys else 1.0
                 schedule = {
                     "steps": len(lrs),
                     "batch_size": n,
@@ -137,6 +137,7 @@ def search_schedule(imp_args: Any, source: str, options: dict[str, Any]) -> dict
                     "warmup": 0.0,
                     "weight_decay": 0.0,
                     "with_replacement": False,
+                    "attention_loss_weight": weight if "attention_labels" in keys else None,
                 }
     given = {
         "steps": imp_args.mask_data_steps,
@@ -198,6 +199,8 @@ class MaskDataSearch:
             lr_scheduler_type="linear" if sch["learning_rates"] is None else "constant",
             optim="adamw_torch" if sch["optimizer"] == "adamw" else "sgd",
             save_strategy="no",
+            # the attention labels are a dataset column the model does not take: keep it for the objective
+            remove_unused_columns=sch["attention_loss_weight"] is None,
         )
 
     def check(self) -> None:
@@ -213,6 +216,11 @@ class MaskDataSearch:
         args, sch = self.training_args(), self.schedule
         draws = sch["steps"] * sch["batch_size"] * max(1, args.world_size) if sch["with_replacement"] else None
         callbacks = [StepLearningRates(sch["learning_rates"])] if sch["learning_rates"] is not None else []
+        source_options, objective = dict(self.options), {}
+        if sch["attention_loss_weight"] is not None:  # the distilled set's whole inner loss
+            model.set_attn_implementation("eager")
+            source_options["attention_labels"] = True
+            objective = {"objective": "attention_labels", "objective_options": {"weight": sch["attention_loss_weight"]}}
         result = finetune(
             model,
             ticket,
@@ -223,9 +231,10 @@ class MaskDataSearch:
             output_dir=str(self.record.paths.mask_search(level)),
             tokenizer=r.tokenizer,
             source=self.source,
-            source_options=self.options,
+            source_options=source_options,
             draws_with_replacement=draws,
             callbacks=callbacks,
+            **objective,
         )
         record = {
             "level": level,

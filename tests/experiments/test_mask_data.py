@@ -52,7 +52,13 @@ def calls(monkeypatch):
         result = real(model, ticket, task, data, args, **kw)
         state = {n: t.detach().clone() for n, t in result.model.state_dict().items()}
         seen.append(
-            {"source": kw.get("source", "task"), "out": kw["output_dir"], "draws": kw.get("draws_with_replacement"), "state": state}
+            {
+                "source": kw.get("source", "task"),
+                "out": kw["output_dir"],
+                "draws": kw.get("draws_with_replacement"),
+                "objective": (kw.get("objective", "standard"), kw.get("objective_options")),
+                "state": state,
+            }
         )
         return result
 
@@ -166,6 +172,8 @@ def test_an_embeddings_set_is_searched_with_the_schedule_it_was_distilled_with(i
             "attention_mask": torch.ones(n, length, dtype=torch.long),
             "labels": torch.softmax(torch.randn(n, 2), dim=-1),
             "learning_rates": torch.tensor([0.05, 0.02, 0.01]),
+            "attention_labels": torch.softmax(torch.randn(n, 2, 4, 1, length), dim=-1),
+            "attention_loss_weight": torch.tensor(0.7),
         },
         str(path),
     )
@@ -178,6 +186,10 @@ def test_an_embeddings_set_is_searched_with_the_schedule_it_was_distilled_with(i
     assert schedule["learning_rates"] == pytest.approx([0.05, 0.02, 0.01]) and schedule["weight_decay"] == 0.0
     search = next(c for c in calls if c["source"] == "embeddings")
     assert search["draws"] is None  # the whole set every step, as distilled
+    # with the set's whole inner loss: the attention-label objective at the file's weight
+    assert search["objective"] == ("attention_labels", {"weight": pytest.approx(0.7)}) and schedule[
+        "attention_loss_weight"
+    ] == pytest.approx(0.7)
     # the callback puts step k's rate on the optimizer before step k
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     cb = StepLearningRates([0.05, 0.02, 0.01])

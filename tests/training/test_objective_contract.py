@@ -108,7 +108,7 @@ def test_toy_objective_is_what_moves_the_weights(t, toy, tmp_path):
 
 # ------------------------------------------------------------------ the common table
 #: A valid, non-default option set of every built-in objective (a new objective adds its row here).
-OPTIONS = {"standard": {}, "adversarial": {"epsilon": "0.05", "alpha": "0.3", "norm": "l2"}}
+OPTIONS = {"standard": {}, "adversarial": {"epsilon": "0.05", "alpha": "0.3", "norm": "l2"}, "attention_labels": {"weight": "0.5"}}
 
 
 @pytest.mark.parametrize("name", OBJECTIVES.names())
@@ -247,3 +247,30 @@ def test_perturbation_norms_and_padding():
     ):
         with pytest.raises(ValueError, match=message):
             get_objective("adversarial").options(given)
+
+
+# ------------------------------------------------------------------ attention labels
+def test_attention_label_loss_is_the_label_loss_plus_the_weighted_kl(t):
+    from bert_tickets.training.objectives.attention_labels import attention_kl
+
+    model = t.model(0)
+    model.set_attn_implementation("eager")
+    model.train()
+    batch = next(iter(_loader(t)))
+    n, length = batch["input_ids"].shape
+    cfg = model.config
+    labels = torch.softmax(torch.randn(n, cfg.num_hidden_layers, cfg.num_attention_heads, 1, length), dim=-1)
+    objective = get_objective("attention_labels")
+    got, _ = objective.loss(model, {**batch, "attention_labels": labels}, objective.options({"weight": 0.5}), _own_loss)
+    out = model(**batch, output_attentions=True)
+    att = torch.stack(out.attentions, dim=1)[..., :1, :]
+    kl = (labels * (labels.log() - (att + 1e-12).log())).sum(-1).mean()
+    torch.testing.assert_close(got, out.loss + 0.5 * kl, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(attention_kl(out.attentions, labels), kl, rtol=1e-5, atol=1e-6)
+    # a batch without attention labels: the base loss alone
+    plain, _ = objective.loss(model, batch, objective.options({"weight": 0.5}), _own_loss)
+    torch.testing.assert_close(plain, out.loss)
+    # sdpa attention returns no probabilities: a clear error
+    model.set_attn_implementation("sdpa")
+    with pytest.raises(ValueError, match="use eager attention"):
+        objective.loss(model, {**batch, "attention_labels": labels}, objective.options({}), _own_loss)

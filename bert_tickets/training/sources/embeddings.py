@@ -35,7 +35,7 @@ from .base import TrainingData, TrainingSource, register_source, soft_label_loss
 #: The tensors an embeddings file may hold (``token_type_ids`` optional; ``learning_rates`` and
 #: ``attention_labels`` are what ``bert-tickets distill`` learnt with the set — kept in the file,
 #: not fed to the model).
-KEYS = ("inputs_embeds", "attention_mask", "labels", "token_type_ids", "learning_rates", "attention_labels")
+KEYS = ("inputs_embeds", "attention_mask", "labels", "token_type_ids", "learning_rates", "attention_labels", "attention_loss_weight")
 #: Per-example tensors (what the dataset holds).
 EXAMPLE_KEYS = KEYS[:4]
 
@@ -46,6 +46,10 @@ class EmbeddingsOptions:
 
     path: str = field(
         default="", metadata={"help": "safetensors file: inputs_embeds, attention_mask, labels [, token_type_ids] (required)"}
+    )
+    attention_labels: bool = field(
+        default=False,
+        metadata={"help": "also give each example's attention_labels to the batch (for the attention_labels training objective)"},
     )
 
     def __post_init__(self):
@@ -113,6 +117,10 @@ def read_embeddings(path: str | Path, task: Any, model: torch.nn.Module | None =
         want = f"int ({n},) class ids in [0, {task.num_labels})"
     if not ok:
         raise ValueError(f"{where}: labels must be {want}, got {labels.dtype} {tuple(labels.shape)}")
+    if "attention_labels" in t and (t["attention_labels"].dim() != 5 or t["attention_labels"].shape[0] != n):
+        raise ValueError(
+            f"{where}: attention_labels must be ({n}, layers, heads, rows, {length}), got {tuple(t['attention_labels'].shape)}"
+        )
     if model is not None:
         size = model.get_input_embeddings().embedding_dim
         positions = getattr(model.config, "max_position_embeddings", length)
@@ -140,6 +148,9 @@ class EmbeddingsSource(TrainingSource):
         from datasets import Dataset
 
         t = read_embeddings(options.path, task)
-        dataset = Dataset.from_dict({k: v.numpy() for k, v in t.items() if k in EXAMPLE_KEYS}).with_format("torch")
+        keys = EXAMPLE_KEYS + (("attention_labels",) if options.attention_labels else ())
+        if options.attention_labels and "attention_labels" not in t:
+            raise ValueError(f"training-data source embeddings ({options.path}): attention_labels=true but the file holds none")
+        dataset = Dataset.from_dict({k: v.numpy() for k, v in t.items() if k in keys}).with_format("torch")
         soft = torch.is_floating_point(t["labels"]) and t["labels"].dim() == 2
         return TrainingData(dataset, data_collator=collate_embeddings, label_loss=soft_label_loss if soft else None)
