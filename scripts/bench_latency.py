@@ -137,6 +137,23 @@ def semi_structured(length: int) -> None:
     )
 
 
+def table_rows(runtime: str, batch: int, times: dict[str, list[float]], params: dict[str, int]) -> list[dict]:
+    """One row per model: median and min in ms, the speed-up of its median against dense's."""
+    base = statistics.median(times["dense"])
+    return [
+        {
+            "runtime": runtime,
+            "batch": batch,
+            "model": name,
+            "median_ms": 1e3 * statistics.median(ts),
+            "min_ms": 1e3 * min(ts),
+            "speedup_vs_dense": base / statistics.median(ts),
+            "parameters": params[name],
+        }
+        for name, ts in times.items()
+    ]
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dense", required=True, help="dense checkpoint (θ0 or an export of level 0)")
@@ -170,21 +187,7 @@ def main(argv: list[str]) -> int:
         )
     rows = []
     for batch in args.batches:
-        times = time_models(models, batch, args.length, args.repeats, args.warmup)
-        base = statistics.median(times["dense"])
-        for name, ts in times.items():
-            med = statistics.median(ts)
-            rows.append(
-                {
-                    "runtime": "torch eager",
-                    "batch": batch,
-                    "model": name,
-                    "median_ms": 1e3 * med,
-                    "min_ms": 1e3 * min(ts),
-                    "speedup_vs_dense": base / med,
-                    "parameters": params[name],
-                }
-            )
+        rows += table_rows("torch eager", batch, time_models(models, batch, args.length, args.repeats, args.warmup), params)
     if args.onnx:
         import tempfile
 
@@ -193,20 +196,7 @@ def main(argv: list[str]) -> int:
                 times = onnx_times(models, batch, args.length, args.repeats, args.warmup, Path(tmp))
                 if times is None:
                     break
-                base = statistics.median(times["dense"])
-                for name, ts in times.items():
-                    med = statistics.median(ts)
-                    rows.append(
-                        {
-                            "runtime": "onnxruntime",
-                            "batch": batch,
-                            "model": name,
-                            "median_ms": 1e3 * med,
-                            "min_ms": 1e3 * min(ts),
-                            "speedup_vs_dense": base / med,
-                            "parameters": params[name],
-                        }
-                    )
+                rows += table_rows("onnxruntime", batch, times, params)
     print("| runtime | batch | model | parameters | median ms | min ms | speed-up vs dense (median) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

@@ -228,13 +228,7 @@ class RunRecord:
 
     def completed_mask_search(self, level: int) -> dict | None:
         """The level's mask-search record (``find --mask_data``), ``None`` when absent or corrupt."""
-        path = self.paths.mask_search_record(level)
-        if not path.is_file():
-            return None
-        try:
-            return read_json(path)
-        except ValueError:
-            return None
+        return _optional_json(self.paths.mask_search_record(level))
 
     def write_mask_search(self, level: int, record: dict) -> None:
         if self.is_main:
@@ -244,13 +238,7 @@ class RunRecord:
         """The level's early-bird search record (``find --early_bird``) when the search is complete
         (its record and the next level's ticket exist), else ``None``; a corrupt record counts as
         not done (the search runs again)."""
-        path = self.paths.early_bird_record(level)
-        if not path.is_file() or not self.has_ticket(level + 1):
-            return None
-        try:
-            return read_json(path)
-        except ValueError:
-            return None
+        return _optional_json(self.paths.early_bird_record(level)) if self.has_ticket(level + 1) else None
 
     def write_early_bird(self, level: int, record: dict) -> None:
         if self.is_main:
@@ -588,6 +576,16 @@ def _by_global_batch(hparams: dict) -> dict:
     training.pop("per_device_train_batch_size", None)
     training.pop("gradient_accumulation_steps", None)
     return {**hparams, "training": training}
+
+
+def _optional_json(path: Path) -> Any:
+    """A JSON record, or ``None`` when it is missing or unreadable (the step that wrote it runs again)."""
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path)
+    except ValueError:
+        return None
 
 
 def _completed_analysis(path: Path) -> dict | None:
