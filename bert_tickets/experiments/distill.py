@@ -164,7 +164,9 @@ class Distiller:
         cfg = model.config
         rows = {"cls": 1, "all": length, "none": 0}[args.attention_labels]
         shape = (n, cfg.num_hidden_layers, cfg.num_attention_heads, rows, length)
-        self.attention_logits = torch.nn.Parameter(torch.randn(shape, generator=generator), requires_grad=rows > 0)
+        self.attention_logits = torch.nn.Parameter(
+            torch.randn(shape, generator=generator), requires_grad=rows > 0 and args.attention_loss_weight > 0
+        )
         # η_k = softplus(raw_k), raw initialised so that softplus(raw) = lr_init (their parametrisation)
         raw = math.log(math.expm1(args.lr_init))
         self.raw_lrs = torch.nn.Parameter(torch.full((args.steps,), raw))

@@ -108,7 +108,8 @@ class EarlyBirdLevels:
 
         def is_matching(level: int) -> bool:
             judged[level] = self._judge(level, planned[level], self.record.load_ticket(level))
-            return bool(r._judged([dense, judged[level]])[1].matching)
+            row = r._judged([dense, judged[level]])[1]
+            return bool(row.matching) and row.beats_trivial is not False  # the summary's rule for a ticket
 
         highest, visited = bisection_order(len(planned) - 1, is_matching)
         history = [judged[k] for k in sorted(judged)]

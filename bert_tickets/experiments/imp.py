@@ -42,9 +42,10 @@ from ..pruning import (
     make_schedule,
     prune_ticket,
     schedule_hash_entries,
+    target_count,
 )
 from ..pruning.select import SCOPES
-from ..pruning.structured import GRANULARITIES
+from ..pruning.structured import GRANULARITIES, bert_groups
 from ..results import (
     LevelResult,
     RunRecord,
@@ -508,6 +509,7 @@ class IMPRunner:
             mask = self.hparams["imp"]["mask_data"]
             self.mask_search = MaskDataSearch(self, mask["mask_data"], mask["mask_data_options"])
         self._load_theta0_once()
+        self._check_structured_targets()
         self.data: PreparedData | None = None
         self._trivial = None
 
@@ -539,6 +541,7 @@ class IMPRunner:
             extra=dict(self.model_notes),
         )
         self.dense_ticket = TicketMask.dense(probe, imp_args.prunable_patterns, imp_args.exclude, metadata)
+        self.num_heads = getattr(probe.config, "num_attention_heads", None)
         self.low_scale = low_scale_tensors(prunable_parameters(probe, imp_args.prunable_patterns, imp_args.exclude))
         uncapped = imp_args.pruning_scope == "global" and imp_args.max_tensor_sparsity is None
         if self.low_scale and self.criterion.ranks_by_magnitude and uncapped:
@@ -548,6 +551,33 @@ class IMPRunner:
                 ", ".join(f"{n} {r:.2f}" for n, r in self.low_scale.items()),
                 collapse_options_hint(self.low_scale),
             )
+
+    def _check_structured_targets(self) -> None:
+        """Every planned level of a structured granularity is reachable (one-line ``ValueError``
+        before any training): ``2:4`` only at sparsity 0.5; ``head`` / ``neuron`` targets within
+        what ``--min_groups_per_layer`` leaves prunable."""
+        g, planned = self.imp_args.granularity, self.planned or []
+        if g == "weight":
+            return
+        pruned = [s for s in planned if s > 0]
+        if g == "2:4":
+            if any(abs(s - 0.5) > 1e-12 for s in pruned):
+                raise ValueError(
+                    f"--granularity 2:4 prunes exactly half of every block of 4: one level at 0.5 "
+                    f"(e.g. --prune_step 0.5 --max_levels 1), not the levels {', '.join(f'{s:.4g}' for s in pruned)}"
+                )
+            return
+        shapes = self.dense_ticket.shapes
+        for kind in g.split("+"):
+            groups = bert_groups(shapes, self.num_heads or 1, kind)
+            layers = len({grp.layer for grp in groups})
+            most = len(groups) - self.imp_args.min_groups_per_layer * layers
+            for s in pruned:
+                if target_count(s, len(groups)) > most:
+                    raise ValueError(
+                        f"--granularity {g}: sparsity {s:.4g} prunes {target_count(s, len(groups))} of {len(groups)} {kind}s, but "
+                        f"--min_groups_per_layer {self.imp_args.min_groups_per_layer} leaves at most {most} prunable"
+                    )
 
     @property
     def run_dir(self):
@@ -810,7 +840,8 @@ class IMPRunner:
         if decision is not None:
             logger.info("%s", decision)
         next_sparsity = self.schedule.next(judged)
-        if next_sparsity is None:
+        optional = next_sparsity is None
+        if optional:
             next_sparsity = self.schedule.beyond(level + 1)
         if next_sparsity is None or next_sparsity >= 1.0:
             return None
@@ -824,9 +855,16 @@ class IMPRunner:
         scope, cap = self.imp_args.pruning_scope, self.imp_args.max_tensor_sparsity
         context = self._criterion_context(base_model)
         granularity = {"granularity": self.imp_args.granularity, "min_per_layer": self.imp_args.min_groups_per_layer}
-        new = prune_ticket(
-            base_ticket, base_model, next_sparsity, self.imp_args.criterion, self.seeds[0], scope, cap, **granularity, **context
-        )
+        try:
+            new = prune_ticket(
+                base_ticket, base_model, next_sparsity, self.imp_args.criterion, self.seeds[0], scope, cap, **granularity, **context
+            )
+        except ValueError as err:
+            if not optional:
+                raise
+            # the mask past the schedule's end (only to extend the run later) is not reachable: skip it
+            logger.info("no level-%d mask past the schedule's end (%s)", level + 1, first_line(err))
+            return None
         new.metadata.level = level + 1
         new.metadata.parent_level = base
         new.metadata.lineage = [*base_ticket.metadata.lineage, base]

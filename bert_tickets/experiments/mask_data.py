@@ -31,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
 
 from .._io import file_record
@@ -104,6 +105,8 @@ DILM_SCHEDULE = {
     "weight_decay": 0.01,
     "with_replacement": True,
     "attention_loss_weight": None,
+    "max_grad_norm": 1.0,
+    "dropout": True,
 }
 
 
@@ -111,7 +114,8 @@ def search_schedule(imp_args: Any, source: str, options: dict[str, Any]) -> dict
     """The mask search's schedule: DiLM's evaluation (:data:`DILM_SCHEDULE`) for text sets and
     real examples; for an embeddings set that carries ``learning_rates`` (``bert-tickets
     distill``), the schedule it was distilled with — ``len(learning_rates)`` plain gradient
-    steps (SGD, no momentum or weight decay) on the whole set, step k at ``learning_rates[k]``
+    steps (SGD, no momentum or weight decay, no gradient clipping, dropout off: as ``distill``'s
+    inner loop) on the whole set, step k at ``learning_rates[k]``
     (Maekawa et al. 2023: a distilled set is made for that inner schedule). Any ``--mask_data_*``
     value given replaces the default.
 
@@ -138,6 +142,9 @@ def search_schedule(imp_args: Any, source: str, options: dict[str, Any]) -> dict
                     "weight_decay": 0.0,
                     "with_replacement": False,
                     "attention_loss_weight": weight if "attention_labels" in keys else None,
+                    # distill's inner steps: unclipped, dropout off
+                    "max_grad_norm": 0.0,
+                    "dropout": False,
                 }
     given = {
         "steps": imp_args.mask_data_steps,
@@ -199,6 +206,7 @@ class MaskDataSearch:
             lr_scheduler_type="linear" if sch["learning_rates"] is None else "constant",
             optim="adamw_torch" if sch["optimizer"] == "adamw" else "sgd",
             save_strategy="no",
+            max_grad_norm=sch["max_grad_norm"],
             # the attention labels are a dataset column the model does not take: keep it for the objective
             remove_unused_columns=sch["attention_loss_weight"] is None,
         )
@@ -216,6 +224,10 @@ class MaskDataSearch:
         args, sch = self.training_args(), self.schedule
         draws = sch["steps"] * sch["batch_size"] * max(1, args.world_size) if sch["with_replacement"] else None
         callbacks = [StepLearningRates(sch["learning_rates"])] if sch["learning_rates"] is not None else []
+        if not sch["dropout"]:  # a distilled set's inner steps ran with dropout off
+            for module in model.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = 0.0
         source_options, objective = dict(self.options), {}
         if sch["attention_loss_weight"] is not None:  # the distilled set's whole inner loss
             model.set_attn_implementation("eager")

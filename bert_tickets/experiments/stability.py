@@ -390,8 +390,10 @@ def _sharpness(
         model.set_attn_implementation("eager")
         model.eval()
 
-        def loss_fn(model=model):
-            return sum(model(**b).loss for b in batches) / len(batches)
+        device = next(model.parameters()).device
+
+        def loss_fn(model=model, device=device):
+            return sum(model(**{k: v.to(device) for k, v in b.items()}).loss for b in batches) / len(batches)
 
         top = top_eigenvalue(model, loss_fn, ticket.masks, iterations=args.sharpness_iterations, seed=run.seed)
         trace = hutchinson_trace(model, loss_fn, ticket.masks, samples=args.sharpness_samples, seed=run.seed)

@@ -157,3 +157,10 @@ def test_bad_input_is_refused_before_any_work(inputs, tmp_path, capsys, extra, m
     assert distill(inputs, out, *extra) == 2
     assert message in capsys.readouterr().err
     assert not (out / "distilled.safetensors").exists() and not (out / "checkpoint.pt").exists()
+
+
+def test_no_attention_loss_trains_without_attention_labels(inputs, tmp_path):
+    out = tmp_path / "w0"
+    assert distill(inputs, out, "--outer_steps", "2", "--attention_loss_weight", "0", "--eval_models", "0") == 0
+    t = read_embeddings(out / "distilled.safetensors", get_task("rte"))
+    assert float(t["attention_loss_weight"]) == 0.0

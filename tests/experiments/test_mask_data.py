@@ -184,6 +184,7 @@ def test_an_embeddings_set_is_searched_with_the_schedule_it_was_distilled_with(i
     assert record["source"] == "embeddings" and record["steps"] == 3 and record["examples"] == 3 * n
     assert schedule["optimizer"] == "sgd" and schedule["batch_size"] == n and not schedule["with_replacement"]
     assert schedule["learning_rates"] == pytest.approx([0.05, 0.02, 0.01]) and schedule["weight_decay"] == 0.0
+    assert schedule["max_grad_norm"] == 0.0 and schedule["dropout"] is False  # distill's inner steps: unclipped, no dropout
     search = next(c for c in calls if c["source"] == "embeddings")
     assert search["draws"] is None  # the whole set every step, as distilled
     # with the set's whole inner loss: the attention-label objective at the file's weight

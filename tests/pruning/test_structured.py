@@ -151,3 +151,8 @@ def test_find_prunes_whole_heads_level_by_level(tmp_path):
     ticket = TicketMask.from_pretrained(two / "level_01" / "ticket")
     assert all(bool((m.reshape(m.shape[0], -1, 4).sum(-1) == 2).all()) for m in ticket.masks.values())
     assert main([*argv, "--output_dir", str(tmp_path / "bad"), "--granularity", "2:4", "--min_groups_per_layer", "1"]) == 2
+    # unreachable structured targets are refused before any training
+    bad = tmp_path / "bad2"
+    assert main([*argv[:-2], "--output_dir", str(bad), "--granularity", "2:4"]) == 2  # the default 10% steps
+    assert main([*argv, "--output_dir", str(bad), "--granularity", "head", "--min_groups_per_layer", "2", "--max_levels", "3"]) == 2
+    assert not any(bad.glob("level_*"))
