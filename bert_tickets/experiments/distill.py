@@ -148,7 +148,6 @@ class Distiller:
 
     def __init__(self, model: torch.nn.Module, init: dict[str, torch.Tensor], args: DistillArguments, generator: torch.Generator):
         self.model, self.args = model, args
-        self.names = [n for n, _ in model.named_parameters()]
         # θ0 as leaves the inner gradients are taken against (their .grad is never filled: the
         # outer gradient is taken w.r.t. the distilled tensors only)
         self.theta0 = {n: p.detach().clone().requires_grad_(True) for n, p in model.named_parameters()}

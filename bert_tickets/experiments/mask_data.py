@@ -251,7 +251,7 @@ class MaskDataSearch:
         record = {
             "level": level,
             "source": self.source,
-            "options": {k: v for k, v in self.options.items()},
+            "options": dict(self.options),
             "steps": result.global_step,
             "batch_size": global_batch_size(args),
             "examples": result.global_step * global_batch_size(args),

@@ -96,9 +96,7 @@ def compact_model(model: torch.nn.Module, ticket: TicketMask) -> torch.nn.Module
         small = mcb.COMPACT_CLASSES[name](config)
     state = model.state_dict()
     prefix = "" if name == "BertModel" else "bert."
-    out = {}
-    for key, tensor in state.items():
-        out[key] = tensor
+    out = dict(state)
     for i in range(model.config.num_hidden_layers):
         layer = f"{prefix}encoder.layer.{i}."
         rows = torch.tensor([r for h in plan.heads[i] for r in range(h * d, (h + 1) * d)], dtype=torch.long)
