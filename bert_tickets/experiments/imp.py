@@ -117,8 +117,9 @@ class IMPArguments:
         default="magnitude",
         metadata={
             "aliases": ["--pruning_method"],
-            "help": "Which weights each level prunes (a registry, bert_tickets.pruning.criteria): magnitude (IMP) or random "
-            "(baseline); criteria that score on training data belong to prune-at-init.",
+            "help": "Which weights each level prunes (a registry, bert_tickets.pruning.criteria): magnitude (IMP), random "
+            "(baseline) or importance (Michel et al.'s head / FFN-neuron importance, structured --granularity only); criteria for "
+            "pruning at initialisation belong to prune-at-init.",
         },
     )
     criterion_options: list[str] | None = field(
@@ -440,6 +441,9 @@ def check_imp_arguments(imp_args: IMPArguments, task: TaskSpec, seeds: list[int]
         raise ValueError(f"--granularity {imp_args.granularity!r}: choose one of {', '.join(GRANULARITIES)}")
     if imp_args.min_groups_per_layer < 0 or (imp_args.min_groups_per_layer and imp_args.granularity in ("weight", "2:4")):
         raise ValueError("--min_groups_per_layer must be >= 0 and applies to --granularity head, neuron or head+neuron")
+    allowed = get_criterion(imp_args.criterion).granularities
+    if allowed is not None and imp_args.granularity not in allowed:
+        raise ValueError(f"--criterion {imp_args.criterion} scores whole units: use --granularity {' or '.join(allowed)}")
     if imp_args.granularity != "weight" and (imp_args.max_tensor_sparsity is not None or imp_args.early_bird):
         raise ValueError("--granularity other than weight prunes whole groups: not with --max_tensor_sparsity or --early_bird")
     if imp_args.early_bird and (imp_args.keep_trained_head or imp_args.rewind_data != "full"):
@@ -492,7 +496,7 @@ class IMPRunner:
         if self.criterion.needs_data and self.criterion.at_init:
             raise ValueError(
                 f"--criterion {imp_args.criterion} scores weights on training data, for pruning at initialisation; "
-                "IMP prunes trained weights with magnitude (or random as a baseline); use bert-tickets prune-at-init"
+                "IMP prunes trained weights (magnitude, random, importance); use bert-tickets prune-at-init"
             )
         if data_args.data_dir is not None:
             self.kind.validate_inputs(self.task, data_args.data_dir)
@@ -568,11 +572,20 @@ class IMPRunner:
                 )
             return
         shapes = self.dense_ticket.shapes
+        floor = self.imp_args.min_groups_per_layer
         for kind in g.split("+"):
             groups = bert_groups(shapes, self.num_heads or 1, kind)
             layers = len({grp.layer for grp in groups})
-            most = len(groups) - self.imp_args.min_groups_per_layer * layers
+            most = len(groups) - floor * layers
             for s in pruned:
+                if self.imp_args.pruning_scope == "layerwise":
+                    per_layer = len(groups) // max(layers, 1)
+                    if target_count(s, per_layer) > per_layer - floor:
+                        raise ValueError(
+                            f"--granularity {g} --pruning_scope layerwise: sparsity {s:.4g} prunes {target_count(s, per_layer)} of "
+                            f"{per_layer} {kind}s per layer, but --min_groups_per_layer {floor} leaves at most {per_layer - floor}"
+                        )
+                    continue
                 if target_count(s, len(groups)) > most:
                     raise ValueError(
                         f"--granularity {g}: sparsity {s:.4g} prunes {target_count(s, len(groups))} of {len(groups)} {kind}s, but "

@@ -83,6 +83,8 @@ class PruneAtInitArguments(CriterionArguments):
         if self.criterion not in CRITERIA_REGISTRY:
             raise ValueError(f"--criterion {self.criterion!r}: choose one of {', '.join(CRITERIA_REGISTRY.names())}")
         self.criterion = CRITERIA_REGISTRY.canonical(self.criterion)
+        if CRITERIA_REGISTRY.get(self.criterion).granularities is not None:
+            raise ValueError(f"--criterion {self.criterion} scores whole heads / neurons of a trained model: use find --granularity")
         if not (0.0 < self.sparsity < 1.0):
             raise ValueError(f"--sparsity must be a fraction in (0, 1), got {self.sparsity}")
         if list(self.sanity) == ["none"]:

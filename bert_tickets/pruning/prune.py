@@ -48,8 +48,9 @@ def prune_ticket(
             :data:`~.structured.GRANULARITIES` (:mod:`.structured`): ``head``, ``neuron`` and
             ``head+neuron`` prune whole groups, ``sparsity`` being then the fraction of heads / of
             neurons pruned; ``2:4`` keeps 2 of every 4 consecutive input weights (sparsity 0.5
-            only). The criterion's per-weight scores are summed per group. Scope and cap do not
-            apply to structured granularities.
+            only). The criterion's per-weight scores are summed per group; ``scope="layerwise"``
+            prunes the same fraction of the groups in every layer. The cap does not apply to
+            structured granularities.
         min_per_layer: structured only: groups of each kind kept alive in every layer.
         **context: what a criterion needs (``snip``: ``batches``, a list of model-input dicts
             with labels; ``synflow``: ``score_iterations``); ``model`` and the current mask
@@ -73,8 +74,10 @@ def prune_ticket(
         raise ValueError(f"unknown granularity {granularity!r}; choose one of {', '.join(GRANULARITIES)}")
     if granularity != "weight":
         return _prune_structured(
-            ticket, model, sparsity, criterion, method, seed, granularity, min_per_layer, max_tensor_sparsity, **context
+            ticket, model, sparsity, criterion, method, seed, granularity, min_per_layer, max_tensor_sparsity, scope, **context
         )
+    if criterion.granularities is not None:
+        raise ValueError(f"criterion {method} scores {'/'.join(criterion.granularities)} groups: use a structured --granularity")
     if scope not in SCOPES:
         raise ValueError(f"unknown pruning scope {scope!r}; choose one of {', '.join(SCOPES)}")
     targets = ticket.validate(model)
@@ -113,8 +116,12 @@ def prune_ticket(
     return TicketMask(new, meta)
 
 
-def _prune_structured(ticket, model, sparsity, criterion, method, seed, granularity, min_per_layer, cap, **context) -> TicketMask:
+def _prune_structured(ticket, model, sparsity, criterion, method, seed, granularity, min_per_layer, cap, scope, **context) -> TicketMask:
     """:func:`prune_ticket` for a structured granularity (see :mod:`.structured`)."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown pruning scope {scope!r}; choose one of {', '.join(SCOPES)}")
+    if criterion.granularities is not None and granularity not in criterion.granularities:
+        raise ValueError(f"criterion {method} scores {'/'.join(criterion.granularities)} groups, not granularity {granularity}")
     if cap is not None:
         raise ValueError("--max_tensor_sparsity applies to unstructured (weight) pruning only")
     if criterion.sparsity_steps(ticket.sparsity, sparsity, **context) != [sparsity]:
@@ -133,7 +140,7 @@ def _prune_structured(ticket, model, sparsity, criterion, method, seed, granular
             raise ValueError("structured pruning needs the model's config.num_attention_heads")
         new = dict(ticket.masks)
         for kind in granularity.split("+"):
-            new = select_groups(shapes, scorer, sparsity, new, kind=kind, num_heads=heads, min_per_layer=min_per_layer)
+            new = select_groups(shapes, scorer, sparsity, new, kind=kind, num_heads=heads, min_per_layer=min_per_layer, scope=scope)
     meta = copy.deepcopy(ticket.metadata)
     add_cost(meta, criterion.passes(1, **context))
     meta.extra.pop("criterion_record", None)
@@ -144,7 +151,7 @@ def _prune_structured(ticket, model, sparsity, criterion, method, seed, granular
     meta.level += 1
     meta.target_sparsity = sparsity
     meta.criterion = method
-    meta.pruning_scope = "global"
+    meta.pruning_scope = "global" if granularity == "2:4" else scope
     meta.max_tensor_sparsity = None
     return TicketMask(new, meta)
 

@@ -15,7 +15,13 @@ Group score = the **sum of the per-weight scores** over the group's weights (for
 group's L1 norm, the usual structured-magnitude criterion; all groups of one kind have the same
 size, so sum and mean rank them alike). Selection is global across layers with exact group counts:
 ``round(s · G)`` of the ``G`` groups of a kind are pruned at sparsity ``s`` — *s is the fraction
-of heads (or neurons)*, not of all prunable weights (the ticket records both). ``head+neuron``
+of heads (or neurons)*, not of all prunable weights (the ticket records both). With
+``scope="layerwise"`` every layer prunes ``round(s · G_l)`` of its own ``G_l`` groups instead
+(uniform per layer: no layer can be emptied, whatever the scale of its scores; the total is the
+sum of the per-layer counts). Why both: global selection on summed magnitudes empties the layers
+whose weights are smallest (measured on MiniLM-L6, STS-B: the last layer's FFN kept 543 of 1,536
+neurons at 20% — docs/results.md); Michel et al. (2019, Section 4.2) instead normalise their
+importance scores per layer before a global ranking, which the ``importance`` criterion does. ``head+neuron``
 prunes the same fraction of each kind, each ranked within its kind. A group counts as pruned when
 every one of its weights is; selection is monotone (pruned groups stay pruned) and
 ``min_per_layer`` keeps at least that many groups of each kind alive in every layer (Liang et
@@ -137,10 +143,12 @@ def select_groups(
     kind: str,
     num_heads: int,
     min_per_layer: int = 0,
+    scope: str = "global",
 ) -> Masks:
     """Prune whole heads or FFN neurons (see the module docstring) so that exactly
-    ``round(sparsity · G)`` of the ``G`` groups of ``kind`` are pruned, globally across layers,
-    lowest group score first (ties: earlier layer, lower index first).
+    ``round(sparsity · G)`` of the ``G`` groups of ``kind`` are pruned, globally across layers
+    (``scope="global"``), or ``round(sparsity · G_l)`` in every layer l (``"layerwise"``), lowest
+    group score first (ties: earlier layer, lower index first).
 
     Args:
         shapes: name -> weight shape of the prunable tensors.
@@ -150,6 +158,7 @@ def select_groups(
         kind: ``"head"`` or ``"neuron"``.
         num_heads: attention heads per layer (the model's ``num_attention_heads``).
         min_per_layer: groups of this kind kept alive in every layer.
+        scope: ``"global"`` or ``"layerwise"``.
 
     Returns:
         New weight-shaped masks (CPU ``torch.bool``): the chosen groups' weights ``False``, every
@@ -157,33 +166,25 @@ def select_groups(
 
     Raises:
         ValueError: no group of ``kind`` in ``shapes``; more groups already pruned than the
-            target; a target that ``min_per_layer`` makes unreachable.
+            target (in a layer, for ``"layerwise"``); a target that ``min_per_layer`` makes
+            unreachable; an unknown scope.
     """
+    if scope not in ("global", "layerwise"):
+        raise ValueError(f"unknown pruning scope {scope!r}; choose global or layerwise")
     groups = bert_groups(shapes, num_heads, kind)
     if not groups:
         raise ValueError(f"no {kind} groups among the prunable weights (granularity {kind} needs every tensor of a layer's {kind}s)")
     new = {n: (masks[n].clone() if masks is not None else torch.ones(shapes[n], dtype=torch.bool)) for n in shapes}
-    k = target_count(sparsity, len(groups))
     pruned = [_is_pruned(g, new) for g in groups]
-    need = k - sum(pruned)
-    if need < 0:
-        raise ValueError(f"{sum(pruned)} {kind}s are already pruned, more than the {k} of sparsity {sparsity}")
-    alive: dict[int, int] = {}
-    for g, p in zip(groups, pruned, strict=True):
-        alive[g.layer] = alive.get(g.layer, 0) + (not p)
     scores = group_scores(groups, score)
-    order = sorted((i for i in range(len(groups)) if not pruned[i]), key=lambda i: (float(scores[i]), i))
-    chosen = []
-    for i in order:
-        if len(chosen) == need:
-            break
-        g = groups[i]
-        if alive[g.layer] - 1 < min_per_layer:
-            continue
-        alive[g.layer] -= 1
-        chosen.append(g)
-    if len(chosen) < need:
-        raise ValueError(f"{kind} sparsity {sparsity} ({k} of {len(groups)}) cannot be reached while keeping {min_per_layer} per layer")
+    if scope == "global":
+        pools = [list(range(len(groups)))]
+    else:
+        layers = sorted({g.layer for g in groups})
+        pools = [[i for i, g in enumerate(groups) if g.layer == layer] for layer in layers]
+    chosen: list[Group] = []
+    for pool in pools:
+        chosen += _lowest(groups, pool, pruned, scores, sparsity, kind, min_per_layer, scope)
     for g in chosen:
         for name, axis, sl in g.pieces:
             if axis == 0:
@@ -191,6 +192,36 @@ def select_groups(
             else:
                 new[name][:, sl] = False
     return new
+
+
+def _lowest(
+    groups: list[Group], pool: list[int], pruned: list[bool], scores: torch.Tensor, sparsity: float, kind: str, floor: int, scope: str
+) -> list[Group]:
+    """The not-yet-pruned groups of ``pool`` (indices into ``groups``) to prune so that
+    ``round(sparsity · len(pool))`` of the pool are pruned, lowest score first, keeping ``floor``
+    alive per layer (:func:`select_groups`)."""
+    k = target_count(sparsity, len(pool))
+    where = "" if scope == "global" else f" in layer {groups[pool[0]].layer}"
+    done = sum(pruned[i] for i in pool)
+    need = k - done
+    if need < 0:
+        raise ValueError(f"{done} {kind}s{where} are already pruned, more than the {k} of sparsity {sparsity}")
+    alive: dict[int, int] = {}
+    for i in pool:
+        alive[groups[i].layer] = alive.get(groups[i].layer, 0) + (not pruned[i])
+    order = sorted((i for i in pool if not pruned[i]), key=lambda i: (float(scores[i]), i))
+    chosen = []
+    for i in order:
+        if len(chosen) == need:
+            break
+        g = groups[i]
+        if alive[g.layer] - 1 < floor:
+            continue
+        alive[g.layer] -= 1
+        chosen.append(g)
+    if len(chosen) < need:
+        raise ValueError(f"{kind} sparsity {sparsity} ({k} of {len(pool)}{where}) cannot be reached while keeping {floor} per layer")
+    return chosen
 
 
 def select_n_of_m(

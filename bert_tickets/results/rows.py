@@ -301,11 +301,13 @@ def get_row(name: str) -> MatrixRow:
     designed for pruning at initialisation are the ones :func:`baseline_names` lists).
 
     Raises:
-        ValueError: neither (the message lists the rows ``--baselines`` accepts).
+        ValueError: neither, or a criterion of whole units (``importance``: it scores a trained
+            model's heads and neurons, not weights at θ0) — the message lists the rows
+            ``--baselines`` accepts.
     """
     if name in ROWS:
         return ROWS.get(name)()
-    if name in CRITERIA_REGISTRY:
+    if name in CRITERIA_REGISTRY and CRITERIA_REGISTRY.get(name).granularities is None:  # unit criteria need a trained model
         return CriterionRow(name)
     raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(baseline_names())} ('own' is implicit)")
 

@@ -203,7 +203,10 @@ def test_rewind_step_geometric_random_and_seeds(tiny_checkpoint, glue_dir, tmp_p
         (["--prunable_patterns", "nothing"], "no prunable weights matched"),
         (["--schedule", "linear", "--prune_step", "0"], "prune_step"),
         (["--schedule", "cosine"], "unknown schedule 'cosine'; choose one of"),
-        (["--pruning_method", "nope"], "unknown pruning method 'nope'; choose one of gem_miner, magnitude, random, snip, synflow"),
+        (
+            ["--pruning_method", "nope"],
+            "unknown pruning method 'nope'; choose one of gem_miner, importance, magnitude, random, snip, synflow",
+        ),
         (["--pruning_scope", "rows"], "unknown pruning scope 'rows'"),
         (["--pruning_method", "snip"], "scores weights on training data, for pruning at initialisation"),
         (["--pruning_scope", "layerwise", "--max_tensor_sparsity", "0.5"], "applies to --pruning_scope global only"),

@@ -114,7 +114,7 @@ def test_a_mask_that_empties_a_tensor_warns_of_layer_collapse(inputs, tmp_path, 
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (("--criterion", "nope"), "--criterion 'nope': choose one of gem_miner, magnitude, random, snip, synflow"),
+        (("--criterion", "nope"), "--criterion 'nope': choose one of gem_miner, importance, magnitude, random, snip, synflow"),
         (("--sparsity", "0"), "--sparsity must be a fraction in (0, 1), got 0.0"),
         (("--sanity", "flip"), "unknown sanity check 'flip'; choose from layer_shuffle, reinit"),
         (("--score_iterations", "0"), "--score_iterations must be >= 1, got 0"),

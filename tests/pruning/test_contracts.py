@@ -87,6 +87,10 @@ def test_every_criterion_exact_monotone_deterministic(criterion, scope, model):
         return _prune_ticket(*args, batches=batches, **kw)
 
     dense = TicketMask.dense(model)
+    if CRITERIA_REGISTRY.get(name).granularities is not None:  # a unit criterion: weight granularity refused
+        with pytest.raises(ValueError, match="structured --granularity"):
+            prune_ticket(dense, model, 0.3, name, seed=1, scope=scope)
+        return
     t1 = prune_ticket(dense, model, 0.3, name, seed=1, scope=scope)
     assert isinstance(t1, TicketMask) and t1.metadata.pruning_method == name and t1.metadata.level == 1
     assert t1.num_pruned == target_count(0.3, TINY_PRUNABLE) and t1.num_prunable == TINY_PRUNABLE
@@ -109,6 +113,46 @@ def test_every_criterion_exact_monotone_deterministic(criterion, scope, model):
         prune_ticket(t2, model, 0.2, name, seed=1, scope=scope)
 
 
+@pytest.mark.parametrize("scope", ["global", "layerwise"])
+def test_every_one_shot_criterion_prunes_exact_whole_units(criterion, scope, model):
+    """Structured granularity (head+neuron): exact unit counts, monotone, deterministic, for every
+    criterion that selects once (an iterative one is refused)."""
+    from bert_tickets.pruning.structured import bert_groups
+
+    batches = _batches()
+    dense = TicketMask.dense(model)
+    shapes = dense.shapes
+    heads, neurons = bert_groups(shapes, 4, "head"), bert_groups(shapes, 4, "neuron")
+
+    def pruned_units(t):
+        return {
+            (g.kind, g.layer, g.index)
+            for g in heads + neurons
+            if not any(t.masks[n][sl].any() if a == 0 else t.masks[n][:, sl].any() for n, a, sl in g.pieces)
+        }
+
+    def prune(ticket, s):
+        return _prune_ticket(ticket, model, s, criterion, seed=1, scope=scope, granularity="head+neuron", batches=batches)
+
+    if CRITERIA_REGISTRY.get(criterion)().sparsity_steps(0.0, 0.5) != [0.5]:
+        with pytest.raises(ValueError, match="one-shot"):
+            prune(dense, 0.5)
+        return
+    t1 = prune(dense, 0.25)
+    units = pruned_units(t1)
+    expected_heads = 2 if scope == "global" else 2 * round(0.25 * 4)  # 2 layers x 4 heads
+    assert sum(k == "head" for k, *_ in units) == expected_heads and sum(k == "neuron" for k, *_ in units) == 32
+    # exactly the units' weights are pruned: every pruned weight belongs to a pruned unit
+    per_unit = {g.kind: g.weights(shapes) for g in heads + neurons}
+    assert t1.num_pruned == expected_heads * per_unit["head"] + 32 * per_unit["neuron"]
+    assert pruned_units(prune(dense, 0.25)) == units  # deterministic
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    t2 = prune(t1, 0.5)
+    assert units <= pruned_units(t2) and len(pruned_units(t2)) == 4 + 64
+
+
 def test_random_criterion_depends_on_its_seed(model):
     dense = TicketMask.dense(model)
     a, b = (prune_ticket(dense, model, 0.5, "random", seed=s) for s in (1, 2))
@@ -121,7 +165,9 @@ def test_registry_refuses_a_second_class_under_a_taken_name():
 
     with pytest.raises(ValueError, match="already registered"):
         register_criterion(Impostor)
-    with pytest.raises(ValueError, match="unknown pruning method 'nope'; choose one of gem_miner, magnitude, random, snip, synflow"):
+    with pytest.raises(
+        ValueError, match="unknown pruning method 'nope'; choose one of gem_miner, importance, magnitude, random, snip, synflow"
+    ):
         prune_ticket(None, None, 0.1, "nope")
 
 

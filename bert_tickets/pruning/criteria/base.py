@@ -52,6 +52,10 @@ class PruningCriterion:
     #: ``True`` when the scores rank weights by magnitude, so a tensor of much smaller scale than
     #: the others is pruned first and may collapse (``find`` warns before the run).
     ranks_by_magnitude: ClassVar[bool] = False
+    #: The structured granularities the criterion scores (``None``: every granularity, weight
+    #: included). A criterion that scores whole units (Michel et al.'s head and neuron
+    #: importance) names them; ``prune_ticket`` and ``find`` refuse it at any other granularity.
+    granularities: ClassVar[tuple[str, ...] | None] = None
     #: The options dataclass (defaults, ``help`` metadata with units and source, checks in
     #: ``__post_init__``); ``None`` for a criterion without options. Its fields enter the hash
     #: of whatever the mask decides (a transfer cell, a prune-at-init ticket, an IMP run).

@@ -1,0 +1,190 @@
+"""Head and FFN-neuron importance: the gate-gradient importance of Michel et al. 2019, *Are
+Sixteen Heads Really Better than One?* (Section 4.1, Eq. 2; Section 4.2 for the per-layer
+normalisation), as Liang et al. 2021 (*Super Tickets*, Section 3) use it for heads and FFN
+neurons. A structured-only criterion: ``--granularity head``, ``neuron`` or ``head+neuron``.
+
+A gate ξ multiplies a unit's output: for head h the context vectors the head writes, for FFN
+neuron j the activation of ``intermediate.dense`` row j. Its importance is
+
+    I = Σ_b | ∂L_b / ∂ξ |  at ξ = 1,
+
+summed over the scoring batches b (Michel et al.'s code, ``pmichel31415/are-16-heads-really-
+better-than-1``, accumulates ``head_mask.grad.abs()`` once per batch; their paper writes the
+expectation over examples). No gate is inserted here: scaling a unit's output by ξ is the same as
+scaling the matching *input columns* S of the next projection (``attention.output.dense`` for a
+head, ``output.dense`` for a neuron), so
+
+    ∂L_b / ∂ξ = Σ_{i, j ∈ S} W_ij · (∂L_b / ∂W_ij),
+
+one backward per batch, read from the weights' gradients (exact; the test checks it against an
+explicit gate). Pruned units have zero weights and score 0.
+
+**Normalisation** (``normalize_by_layer``, default on): each layer's scores of one kind are
+divided by their L2 norm over that layer (Michel et al.'s ``normalize_scores_by_layer``, exponent
+2, used for their global head ranking, Section 4.2). Without it a global ranking compares raw
+gradient magnitudes across layers and can empty a layer (what summed magnitudes did on MiniLM:
+docs/results.md).
+
+**Data**: training batches — the first ``score_batches`` the first seed's fine-tune draws
+(``find`` passes them). Michel et al. score on a held-out split; here the dev split decides
+matching, so scoring on it would leak; the training split is what a user has.
+``score_batches = 32`` (1,024 examples at batch 32; Michel et al.'s importance is stable from a
+few hundred examples, their Fig. 5 uses subsets of MNLI's training set of that order).
+
+**Per-weight form**: the pruning selection sums per-weight scores over a group's weights
+(:mod:`..structured`); this criterion spreads each unit's (normalised) importance uniformly over
+its gate columns and gives every other weight 0, so the group sum is exactly the unit's
+importance. It has no meaning per weight: the weight granularity is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..structured import bert_groups
+from .base import PruningCriterion, register_criterion
+
+#: Training batches scored by default (module docstring).
+DEFAULT_SCORE_BATCHES = 32
+
+
+def _gate_columns(shapes: Mapping[str, torch.Size], num_heads: int) -> dict[str, list[tuple[str, str, int, int, slice]]]:
+    """kind -> its units as (kind, gate tensor name, layer, index, column slice): the columns of the
+    next projection a gate on the unit would scale."""
+    out = {}
+    for kind in ("head", "neuron"):
+        units = []
+        for g in bert_groups(shapes, num_heads, kind):
+            name, _, sl = next(p for p in g.pieces if p[1] == 1)
+            units.append((kind, name, g.layer, g.index, sl))
+        out[kind] = units
+    return out
+
+
+def unit_importance(
+    model: torch.nn.Module,
+    weights: Mapping[str, torch.Tensor],
+    batches: Sequence[Mapping[str, Any]],
+    num_heads: int,
+    *,
+    normalize_by_layer: bool = True,
+) -> dict[tuple[str, int, int], float]:
+    """Michel et al.'s importance Σ_b |∂L_b/∂ξ| of every head and FFN neuron whose tensors are all
+    in ``weights`` (backbone-relative names of ``model``'s parameters), optionally L2-normalised
+    per layer and kind (module docstring).
+
+    Args:
+        model: the model (any BERT head) whose ``model(**batch).loss`` is differentiated.
+        weights: name -> parameter of ``model``, the prunable tensors.
+        batches: model-input dicts with labels (CPU or the model's device).
+        num_heads: attention heads per layer.
+        normalize_by_layer: divide each layer's scores of a kind by their L2 norm.
+
+    Returns:
+        ``(kind, layer, index)`` -> importance (float, ≥ 0), kind ``"head"`` or ``"neuron"``.
+
+    Raises:
+        ValueError: no batches, a batch without a loss, or no head / neuron among ``weights``.
+    """
+    if not batches:
+        raise ValueError("importance needs at least one batch of training data with labels")
+    units = _gate_columns({n: w.shape for n, w in weights.items()}, num_heads)
+    if not units["head"] and not units["neuron"]:
+        raise ValueError("importance: no attention head or FFN neuron among the prunable weights")
+    gates = {name for kind in units.values() for _, name, *_ in kind}
+    total = {(kind, layer, index): 0.0 for kind_units in units.values() for kind, _, layer, index, _ in kind_units}
+    was_training = model.training
+    model.eval()  # no dropout: the same batches give the same scores
+    saved = {id(p): p.grad for p in model.parameters()}
+    device = next(model.parameters()).device
+    try:
+        with torch.enable_grad():
+            for batch in batches:
+                model.zero_grad(set_to_none=True)
+                out = model(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+                if getattr(out, "loss", None) is None:
+                    raise ValueError("importance: the model returned no loss for a batch (does it carry labels?)")
+                out.loss.backward()
+                column = {}
+                for name in gates:
+                    w = weights[name]
+                    g = w.grad if w.grad is not None else torch.zeros_like(w)
+                    column[name] = (w.detach().double() * g.detach().double()).sum(0).cpu()  # ∂L_b/∂(column scale)
+                for kind_units in units.values():
+                    for kind, name, layer, index, sl in kind_units:
+                        total[(kind, layer, index)] += abs(float(column[name][sl].sum()))
+    finally:
+        model.zero_grad(set_to_none=True)
+        for p in model.parameters():
+            p.grad = saved[id(p)]
+        model.train(was_training)
+    if normalize_by_layer:
+        norms: dict[tuple[str, int], float] = {}
+        for (kind, layer, _), v in total.items():
+            norms[(kind, layer)] = norms.get((kind, layer), 0.0) + v * v
+        total = {key: (v / norms[key[:2]] ** 0.5 if norms[key[:2]] > 0 else 0.0) for key, v in total.items()}
+    return total
+
+
+@dataclass
+class ImportanceOptions:
+    """Options of ``importance`` (module docstring for the defaults and their sources).
+
+    Attributes:
+        score_batches: training batches the importance is accumulated over.
+        normalize_by_layer: L2-normalise each layer's scores per kind (Michel et al. 2019, §4.2).
+    """
+
+    score_batches: int = field(
+        default=DEFAULT_SCORE_BATCHES,
+        metadata={"help": "training batches the gate gradients are accumulated over (default 32: 1,024 examples at batch 32)"},
+    )
+    normalize_by_layer: bool = field(
+        default=True,
+        metadata={"help": "divide each layer's head (neuron) scores by their L2 norm before the global ranking (Michel et al. 2019)"},
+    )
+
+    def __post_init__(self):
+        if self.score_batches < 1:
+            raise ValueError(f"--score_batches must be >= 1, got {self.score_batches}")
+
+
+@register_criterion
+class ImportanceCriterion(PruningCriterion):
+    """Michel et al.'s head / FFN-neuron importance Σ_b |∂L_b/∂ξ| on training batches, normalised
+    per layer (module docstring); structured granularities only; needs ``model`` (with
+    ``config.num_attention_heads``) and ``batches``; ``options`` (:class:`ImportanceOptions`)."""
+
+    name = "importance"
+    needs = frozenset({"batches", "seed"})
+    granularities = ("head", "neuron", "head+neuron")
+    Options = ImportanceOptions
+    summary = "head / FFN-neuron importance |dL/d gate| on training batches (Michel et al. 2019), structured granularities"
+
+    def batches_needed(self, options):
+        return (options or ImportanceOptions()).score_batches
+
+    def passes(self, steps: int, **context) -> dict[str, int]:
+        n = steps * len(context.get("batches") or [])
+        return {"score_forward": n, "score_backward": n}
+
+    def scorer(self, weights, *, seed=0, model=None, batches=None, **context):
+        heads = getattr(getattr(model, "config", None), "num_attention_heads", None)
+        if model is None or heads is None:
+            raise ValueError("importance needs the model and its config.num_attention_heads (context model=)")
+        options = self._options(context)
+        scores = unit_importance(model, weights, batches or [], heads, normalize_by_layer=options.normalize_by_layer)
+        spread = {n: torch.zeros(w.shape, dtype=torch.float32) for n, w in weights.items()}
+        for kind_units in _gate_columns({n: w.shape for n, w in weights.items()}, heads).values():
+            for kind, name, layer, index, sl in kind_units:
+                cols = spread[name][:, sl]
+                cols.fill_(scores[(kind, layer, index)] / cols.numel())
+
+        def importance(name: str, out: torch.Tensor | None) -> torch.Tensor:
+            return spread[name]
+
+        return importance
