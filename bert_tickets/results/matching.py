@@ -34,6 +34,11 @@ class LevelResult:
             evaluation split (:func:`bert_tickets.tasks.metrics.prediction_spread`; ``None`` when
             not measured, e.g. SQuAD/MLM or runs recorded before it).
         train_loss: mean over seeds of the final training loss (``None`` when not recorded).
+        super_ticket: a pruned level whose mean is *above* dense by more than the matching margin
+            (one dense standard deviation, or ``tolerance`` with one seed) — Liang et al. 2021's
+            super ticket (a subnetwork that outperforms the full model), counted only beyond the
+            dense seed spread, since a gain inside it ranks nothing (set by :func:`verdicts`;
+            ``None`` when dense did not learn).
         barrier, parent_level: with a schedule that reads barriers (``adaptive``), the error
             barrier (primary metric) between this level's trained network and that of the level
             its mask was pruned from, and that level. (The barrier from level L − 1 is another
@@ -59,6 +64,7 @@ class LevelResult:
     parent_level: int | None = None
     near_constant: int | None = None
     train_loss: float | None = None
+    super_ticket: bool | None = None
 
 
 def near_constant_count(per_seed_metrics) -> int | None:
@@ -85,6 +91,12 @@ def is_matching(value: float, dense_mean: float, margin: float) -> bool:
     return bool(value >= dense_mean - margin - EPS)
 
 
+def is_super_ticket(value: float, dense_mean: float, margin: float) -> bool:
+    """``value > dense_mean + margin`` (with :data:`EPS` slack): above dense beyond its seed
+    spread (Liang et al. 2021, *Super Tickets*; :class:`LevelResult`)."""
+    return bool(value > dense_mean + margin + EPS)
+
+
 def dense_not_learned(metric: str, dense_mean: float, trivial: TrivialBaseline | None) -> str | None:
     """The one rule for "dense did not learn": ``None`` when the dense mean beats the task's
     trivial baseline (or no baseline is known), else the matching rule's text saying that matching
@@ -96,7 +108,8 @@ def dense_not_learned(metric: str, dense_mean: float, trivial: TrivialBaseline |
 
 def verdicts(results: Sequence[LevelResult], tolerance: float, trivial: TrivialBaseline | None = None) -> list[LevelResult]:
     """The levels judged: new rows (``results`` are not changed) with Δ vs dense, the matching
-    decision and, with the task's trivial baseline, ``beats_trivial``; ``[]`` for no levels.
+    decision, the super-ticket flag (pruned levels above dense by more than the margin) and, with
+    the task's trivial baseline, ``beats_trivial``; ``[]`` for no levels.
 
     Matching (Chen et al. 2020, Section 3): a level is matching when its mean metric is at
     least the dense (level-0) mean minus one standard deviation of the dense runs across seeds
@@ -116,6 +129,7 @@ def verdicts(results: Sequence[LevelResult], tolerance: float, trivial: TrivialB
             collapsed_tensors=dict(r.collapsed_tensors),
             delta=r.mean - dense.mean,
             matching=is_matching(r.mean, dense.mean, margin) if learned else None,
+            super_ticket=(r.level > 0 and is_super_ticket(r.mean, dense.mean, margin)) if learned else None,
             beats_trivial=trivial.beaten_by(r.mean) if trivial is not None else r.beats_trivial,
         )
         for r in results
@@ -125,7 +139,8 @@ def verdicts(results: Sequence[LevelResult], tolerance: float, trivial: TrivialB
 def summarize(results: Sequence[LevelResult], tolerance: float, task: str, wall_s: float, trivial: TrivialBaseline | None = None) -> dict:
     """The summary dict of the levels ``results`` (level 0 first), judged by :func:`verdicts`
     (``results`` are not changed): ``task``, ``metric``, ``collapsed_levels``, ``matching_rule``,
-    ``highest_matching_sparsity``, ``wall_time_s``, ``levels`` (the judged rows as dicts); with
+    ``highest_matching_sparsity``, ``super_ticket_levels`` (levels flagged super tickets),
+    ``wall_time_s``, ``levels`` (the judged rows as dicts); with
     ``trivial`` also ``trivial_baseline`` and ``dense_learned``. A level that does not beat the
     trivial baseline is never the highest matching sparsity; when dense did not learn, there is
     none.
@@ -143,6 +158,7 @@ def summarize(results: Sequence[LevelResult], tolerance: float, task: str, wall_
         "collapsed_levels": {r.level: r.collapsed_tensors for r in results if r.collapsed_tensors},
         "matching_rule": undefined or rule,
         "highest_matching_sparsity": best.sparsity if best else None,
+        "super_ticket_levels": [r.level for r in results if r.super_ticket and r.beats_trivial is not False],
         "wall_time_s": wall_s,
         "levels": [r.__dict__ for r in results],
     }

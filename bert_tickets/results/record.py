@@ -39,7 +39,7 @@ from ..ticket import TicketMask
 from ..ticket.base_model import LOCAL_REVISION_PREFIX, same_path
 from .kinds import RUN
 from .lock import RunLock
-from .matching import LevelResult, is_matching, level_barrier, matching_margin
+from .matching import LevelResult, is_matching, is_super_ticket, level_barrier, matching_margin
 from .paths import RunPaths
 
 SUMMARY_COLUMNS = (
@@ -60,6 +60,7 @@ SUMMARY_COLUMNS = (
     "barrier_successive",
     "near_constant",
     "train_loss",
+    "super_ticket",
 )
 
 
@@ -642,6 +643,7 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
         done = from_summary.get(lv, {})
         row["delta"] = done.get("delta", row["mean"] - dense["mean"])
         row["matching"] = done.get("matching", is_matching(row["mean"], dense["mean"], margin))
+        row["super_ticket"] = done.get("super_ticket", lv > 0 and is_super_ticket(row["mean"], dense["mean"], margin))
         row["beats_trivial"] = done.get("beats_trivial")
         row["barrier"] = level_barrier(done, "barrier")
         row["barrier_successive"] = level_barrier(done, "barrier_successive")

@@ -25,6 +25,8 @@ def format_summary(summary: dict) -> str:
         collapsed = ", ".join(f"{n} ({s:.2f})" for n, s in r.get("collapsed_tensors", {}).items()) or "-"
         matching = {True: "yes", False: "no", None: "-"}[r["matching"]]
         flag = "  ≤ trivial" if r.get("beats_trivial") is False else ""
+        if r.get("super_ticket") and r.get("beats_trivial") is not False:
+            flag += "  super ticket"
         if r.get("near_constant"):
             flag += f"  constant output ({r['near_constant']}/{len(r['per_seed'])} seeds)"
         barrier = "".join(f"{_barrier(r, key):>17.4f}  " if _barrier(r, key) is not None else f"{'-':>17}  " for key, _ in columns)
@@ -57,6 +59,8 @@ def format_summary(summary: dict) -> str:
         lines.append(f"dense did not learn: matching is undefined on {summary['task']} (no ticket can be named)")
         return "\n".join(lines)
     lines.append(f"matching = {summary['matching_rule']}")
+    if any(r.get("super_ticket") for r in summary["levels"]):
+        lines.append("super ticket = a pruned level above dense by more than that margin (Liang et al. 2021)")
     lines.append(
         f"highest matching sparsity on {summary['task']}: {best:.4f}"
         if best is not None

@@ -73,6 +73,20 @@ def test_matching_rule_one_seed_and_several():
     assert "one standard deviation" in s["matching_rule"]
 
 
+def test_super_tickets_are_levels_above_dense_beyond_its_seed_spread():
+    from bert_tickets.results import format_summary
+
+    seeds = {"1": 0.70, "2": 0.74}  # mean 0.72, sample std 0.028284...
+    rows = [_row(0, 0.72, seeds), _row(1, 0.7483, {"1": 0.7483}), _row(2, 0.7482, {"1": 0.7482}), _row(3, 0.60, {"1": 0.60})]
+    s = summarize(rows, 0.5, "rte", 0.0)
+    assert [r["super_ticket"] for r in s["levels"]] == [False, True, False, False]  # 0.72 + 0.028284 = 0.748284
+    assert s["super_ticket_levels"] == [1]
+    table = format_summary(s)
+    assert table.splitlines()[2].endswith("super ticket") and "super ticket" not in table.splitlines()[3]
+    one = summarize([_row(0, 0.70), _row(1, 0.7101), _row(2, 0.7099)], 0.01, "rte", 0.0)  # one seed: the tolerance
+    assert one["super_ticket_levels"] == [1]
+
+
 def test_read_run_takes_the_summary_decisions():
     run = read_run(FIXTURE)
     summary = json.loads((FIXTURE / "summary.json").read_text())
