@@ -176,6 +176,16 @@ def run(args: StabilityArguments) -> dict[str, Any]:
             )
         if args.sharpness and "sharpness" not in done:
             raise ValueError(f"{where} holds this analysis without --sharpness (the copies' weights are not kept); delete it to redo it")
+        if args.sharpness:
+            held = done["sharpness"]
+            asked = {"batches": args.sharpness_batches, "max_iterations": args.sharpness_iterations, "samples": args.sharpness_samples}
+            differ = [
+                f"--sharpness_{'iterations' if k == 'max_iterations' else k} {v} (held: {held[k]})"
+                for k, v in asked.items()
+                if k in held and held[k] != v
+            ]
+            if differ:
+                raise ValueError(f"{where} holds this analysis's sharpness with other counts: {', '.join(differ)}; delete it to redo it")
         logger.info("stability of level %d from rewind step %d already complete: %s", args.level, k, where)
         return done
     ticket = record.load_ticket(args.level)
@@ -408,7 +418,13 @@ def _sharpness(
             trace["stderr"],
         )
         del model
-    return {"batches": args.sharpness_batches, "batch_size": len(next(iter(batches[0].values()))), "copies": measured}
+    return {
+        "batches": args.sharpness_batches,
+        "batch_size": len(next(iter(batches[0].values()))),
+        "max_iterations": args.sharpness_iterations,
+        "samples": args.sharpness_samples,
+        "copies": measured,
+    }
 
 
 def successive_barriers(args: StabilityArguments) -> dict[str, Any]:

@@ -170,6 +170,10 @@ def test_sharpness_of_both_copies_over_the_subnetwork(run, tmp_path, monkeypatch
         assert model.config._attn_implementation == "eager" and not model.training
         assert ticket.count_nonzero_pruned(model) == 0
         assert real(model, loss_fn, masks, **kw) == out  # deterministic: same start vector, same batches, dropout off
+    # the finished analysis is reused for the same counts, refused for others
+    assert main([*argv, "--sharpness", "--sharpness_iterations", "30", "--sharpness_samples", "4"]) == 0 and len(seen) == 2
+    assert main([*argv, "--sharpness", "--sharpness_iterations", "30", "--sharpness_samples", "8"]) == 2
+    assert "--sharpness_samples 8 (held: 4)" in capsys.readouterr().err
     # an analysis finished without sharpness is not silently reused for --sharpness
     plain = ["stability", str(run), "--level", "1", "--points", "3", "--data_seeds", "7", "8"]
     assert main(plain) == 0
