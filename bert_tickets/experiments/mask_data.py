@@ -27,6 +27,7 @@ example passes (steps × batch).
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,14 @@ def resolve_mask_data(value: str, options: dict[str, Any], task: Any, seed: int)
             f"--mask_data {value!r}: give a synthetic set file (.json, .jsonl, .safetensors), random_like=FILE, or a training-data "
             f"source ({', '.join(SOURCES.names())})"
         )
-    return value, dict(options), {}
+    chosen, provenance = dict(options), {}
+    if isinstance(chosen.get("path"), str | os.PathLike):  # a source named with its file: hash the file's contents too
+        file = Path(chosen["path"]).expanduser()
+        if not file.is_file():
+            raise FileNotFoundError(f"--mask_data {value} path={chosen['path']}: no such file")
+        chosen["path"] = str(file.resolve())
+        provenance = {"file": chosen["path"], "sha256": file_record(file)["sha256"]}
+    return value, chosen, provenance
 
 
 #: DiLM's evaluation of a synthetic text set (Maekawa et al. 2024, ``src/evaluator.py``).

@@ -199,3 +199,18 @@ def test_an_embeddings_set_is_searched_with_the_schedule_it_was_distilled_with(i
         assert opt.param_groups[0]["lr"] == rate
     # more steps than step sizes: refused before any work
     assert find(inputs, tmp_path / "long", "--max_levels", "1", "--mask_data", str(path), "--mask_data_steps", "5") == 2
+
+
+def test_a_source_named_with_its_path_is_hashed_by_the_file_contents(tmp_path):
+    from bert_tickets._io import file_record
+    from bert_tickets.experiments.mask_data import resolve_mask_data
+
+    f = tmp_path / "set.jsonl"
+    f.write_text(json.dumps({"sentence": "good", "labels": 1}) + "\n")
+    name, options, provenance = resolve_mask_data("examples", {"path": str(f)}, None, 42)
+    assert name == "examples" and options["path"] == str(f.resolve())
+    assert provenance == {"file": str(f.resolve()), "sha256": file_record(f)["sha256"]}
+    f.write_text(json.dumps({"sentence": "bad", "labels": 0}) + "\n")  # same path, other contents: another run
+    assert resolve_mask_data("examples", {"path": str(f)}, None, 42)[2]["sha256"] != provenance["sha256"]
+    with pytest.raises(FileNotFoundError, match="path=.*no such file"):
+        resolve_mask_data("examples", {"path": str(tmp_path / "nope.jsonl")}, None, 42)
