@@ -294,11 +294,26 @@ class RunRecord:
     # ----------------------------------------------------------------- weights
     def train_steps(self, level: int) -> int:
         """Optimizer steps the level's fine-tunes took, summed over its seeds (the last ``step``
-        of each seed's ``log_history.json``; 0 for a level without logs)."""
+        of each seed's ``log_history.json``; 0 for a level without logs). A pruned level of a run
+        whose levels continue from the rewind step k (:meth:`continued_from_step`) ran from step
+        k, not 0: k is subtracted per seed (its first k steps are level 0's, counted there)."""
+        start = self.continued_from_step() if level > 0 else 0
         total = 0
         for path in sorted(self.paths.level(level).glob("seed_*/log_history.json")):
-            total += max((int(h.get("step", 0)) for h in read_json(path)), default=0)
+            last = max((int(h.get("step", 0)) for h in read_json(path)), default=0)
+            total += max(last - start, 0)
         return total
+
+    def continued_from_step(self) -> int:
+        """The rewind step k from which pruned levels continue each seed's whole training state
+        (``run_config.json``: ``rewind_step`` k > 0, ``rewind_mode`` ``state``, full-data
+        rewinding — ``find``'s ``continues_from_step``); 0 otherwise, or without a config. Runs
+        recorded before the rewind modes existed restarted the schedule (``backbone_restart``)."""
+        cfg = self.paths.run_config
+        imp = read_json(cfg).get("hyperparameters", {}).get("imp", {}) if cfg.is_file() else {}
+        k = int(imp.get("rewind_step", 0) or 0)
+        state = imp.get("rewind_mode", "backbone_restart") == "state" and imp.get("rewind_data", "full") == "full"
+        return k if k > 0 and state else 0
 
     def lineage_train_steps(self, level: int) -> int:
         """Optimizer steps of every level on ``level``'s lineage (its parent, the parent's parent,

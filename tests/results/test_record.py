@@ -103,3 +103,21 @@ def test_verdicts_are_pure_and_agree_with_the_summary():
     assert [r.matching for r in judged] == [True, True, False] and [r.delta for r in judged] == [0.0, 0.695 - 0.70, 0.689 - 0.70]
     assert [r.__dict__ for r in judged] == summarize(rows, 0.01, "rte", 0.0)["levels"]
     assert verdicts([], 0.01) == []
+
+
+@pytest.mark.parametrize(
+    ("imp", "level1_steps"),
+    [
+        ({"rewind_step": 5, "rewind_mode": "state"}, 2 * (20 - 5)),  # levels continue from step 5: 15 steps each
+        ({"rewind_step": 5}, 2 * 20),  # backbone_restart: the schedule restarts, 20 steps each
+        ({"rewind_step": 0}, 2 * 20),
+        ({"rewind_step": 5, "rewind_mode": "state", "rewind_data": "easy"}, 2 * 20),  # a diet rewind point restarts
+    ],
+)
+def test_train_steps_of_a_level_count_only_the_steps_it_ran(tmp_path, imp, level1_steps):
+    rec = RunRecord(tmp_path)
+    rec.write_config("h", {"imp": imp}, [0.0, 0.1])
+    for seed in (1, 2):
+        rec.write_log_history(0, seed, [{"step": 10}, {"step": 20}])
+        rec.write_log_history(1, seed, [{"step": 5}, {"step": 20}])  # a resumed state keeps its earlier logs
+    assert rec.train_steps(0) == 40 and rec.train_steps(1) == level1_steps

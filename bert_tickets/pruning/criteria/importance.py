@@ -1,35 +1,49 @@
 """Head and FFN-neuron importance: the gate-gradient importance of Michel et al. 2019, *Are
 Sixteen Heads Really Better than One?* (Section 4.1, Eq. 2; Section 4.2 for the per-layer
-normalisation), as Liang et al. 2021 (*Super Tickets*, Section 3) use it for heads and FFN
-neurons. A structured-only criterion: ``--granularity head``, ``neuron`` or ``head+neuron``.
+normalisation), extended to FFN neurons. A structured-only criterion: ``--granularity head``,
+``neuron`` or ``head+neuron``.
 
 A gate ξ multiplies a unit's output: for head h the context vectors the head writes, for FFN
 neuron j the activation of ``intermediate.dense`` row j. Its importance is
 
     I = Σ_b | ∂L_b / ∂ξ |  at ξ = 1,
 
-summed over the scoring batches b (Michel et al.'s code, ``pmichel31415/are-16-heads-really-
-better-than-1``, accumulates ``head_mask.grad.abs()`` once per batch; their paper writes the
-expectation over examples). No gate is inserted here: scaling a unit's output by ξ is the same as
-scaling the matching *input columns* S of the next projection (``attention.output.dense`` for a
-head, ``output.dense`` for a neuron), so
+summed over the scoring batches b — the absolute value taken per batch, as the reference
+implementation of Michel et al.'s procedure in transformers does
+(``examples/research_projects/bertology/run_bertology.py``, ``compute_heads_importance``:
+``head_importance += head_mask.grad.abs()`` after each batch; the paper writes the expectation
+over examples). No gate is inserted here: scaling a unit's output by ξ is the same as scaling the
+matching *input columns* S of the next projection (``attention.output.dense`` for a head,
+``output.dense`` for a neuron), so
 
     ∂L_b / ∂ξ = Σ_{i, j ∈ S} W_ij · (∂L_b / ∂W_ij),
 
-one backward per batch, read from the weights' gradients (exact; the test checks it against an
-explicit gate). Pruned units have zero weights and score 0.
+one backward per batch, read from the weights' gradients (exact; the test checks it against
+explicit gates). Gradients are cleared between batches (run_bertology.py and Liang et al.'s code
+never clear them, so their later batches add the earlier batches' gradients again — read as an
+oversight, not followed). Pruned units have zero weights and score 0.
+
+How Liang et al. 2021 (*Super Tickets*; ``cliang1453/super-structured-lottery-tickets``,
+``module/modeling_bert_masked.py``, ``mt_dnn/inference.py``) differ, and why this is not theirs:
+their custom backward takes the absolute value per example and token position (Σ |g·o| over
+tokens) rather than per batch; their FFN gate is one scalar per *layer* (whole FFN layers are
+skipped), not per neuron; and they score once (one-shot masks at many sparsities from one
+fine-tuned model), not per IMP level. Issue 22 asks for FFN-neuron granularity and IMP levels,
+so the neuron gate and per-level scoring are ours; the per-batch absolute value is Michel et
+al.'s.
 
 **Normalisation** (``normalize_by_layer``, default on): each layer's scores of one kind are
 divided by their L2 norm over that layer (Michel et al.'s ``normalize_scores_by_layer``, exponent
-2, used for their global head ranking, Section 4.2). Without it a global ranking compares raw
-gradient magnitudes across layers and can empty a layer (what summed magnitudes did on MiniLM:
-docs/results.md).
+2, used for their global head ranking, Section 4.2; also on in every mask script of Liang et
+al.). Without it a global ranking compares raw gradient magnitudes across layers and can empty a
+layer (what summed magnitudes did on MiniLM: docs/results.md).
 
 **Data**: training batches — the first ``score_batches`` the first seed's fine-tune draws
-(``find`` passes them). Michel et al. score on a held-out split; here the dev split decides
-matching, so scoring on it would leak; the training split is what a user has.
-``score_batches = 32`` (1,024 examples at batch 32; Michel et al.'s importance is stable from a
-few hundred examples, their Fig. 5 uses subsets of MNLI's training set of that order).
+(``find`` passes them). run_bertology.py scores on the dev split and Liang et al. on the whole
+training split; here the dev split decides matching, so scoring on it would leak, and a whole
+epoch of backward passes per level would cost a third of a level's fine-tune.
+``score_batches = 32`` (1,024 examples at batch 32) is our choice (a cost bound, not a
+reference value); the option changes it.
 
 **Per-weight form**: the pruning selection sums per-weight scores over a group's weights
 (:mod:`..structured`); this criterion spreads each unit's (normalised) importance uniformly over
