@@ -344,14 +344,29 @@ def predict_logits(
 ):
     """The model's outputs on every example of ``dataset`` (evaluation mode, dataset order) and
     their labels, through the Trainer's prediction loop: ``(logits, labels)`` as float32 /
-    label-dtype tensors of shapes ``(n, num_labels)`` and ``(n,)``."""
+    label-dtype tensors of shapes ``(n, num_labels)`` and ``(n,)``. For a model with several
+    outputs (SQuAD: start and end logits) the first; :func:`predict_outputs` gives them all."""
+    outputs, labels = predict_outputs(model, dataset, task, data, training_args, output_dir=output_dir, tokenizer=tokenizer)
+    return outputs[0], labels
+
+
+def predict_outputs(
+    model: torch.nn.Module, dataset: Any, task: TaskSpec, data: PreparedData, training_args: Any, *, output_dir: str, tokenizer: Any = None
+):
+    """Every output array of the model's prediction on ``dataset`` (evaluation mode, dataset
+    order) and the labels: ``([float32 tensor, …], labels)`` — one tensor for a classifier
+    (``(n, num_labels)``), two for extractive QA (start and end logits, ``(n, seq_len)`` each);
+    labels as the Trainer returns them (``None`` for a dataset without labels)."""
     kind = get_kind(task.kind)
     args = replace(training_args, output_dir=str(output_dir))
     trainer = Trainer(model=model, args=args, processing_class=tokenizer, **kind.trainer_kwargs(task, tokenizer, data))
     trainer.compute_metrics = None  # raw predictions only
     out = trainer.predict(dataset)
-    logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
-    return torch.as_tensor(logits, dtype=torch.float32), torch.as_tensor(out.label_ids)
+    arrays = out.predictions if isinstance(out.predictions, tuple) else (out.predictions,)
+    labels = out.label_ids
+    if isinstance(labels, tuple | list):
+        labels = labels[0] if labels else None
+    return [torch.as_tensor(a, dtype=torch.float32) for a in arrays], (None if labels is None else torch.as_tensor(labels))
 
 
 def evaluate_model(

@@ -105,6 +105,22 @@ def test_export_compact_of_a_structured_run(tmp_path, capsys):
     assert torch.allclose(_logits(small), _logits(masked), atol=1e-5)
     assert parameter_count(small) == info["parameters"] < info["parameters_masked_model"] == parameter_count(masked)
     assert main(["export", str(run), "--cell", "x", "--output_dir", str(tmp_path / "bad"), "--compact"]) == 2
+    # every output is compared (SQuAD has start and end logits): a difference in the second one is refused
+    import bert_tickets.training.finetune as finetune
+
+    real, calls = finetune.predict_outputs, []
+
+    def two_outputs(model, *args, **kw):
+        out, labels = real(model, *args, **kw)
+        calls.append(model)
+        return [out[0], out[0] + (1e-3 if len(calls) == 2 else 0.0)], labels
+
+    finetune.predict_outputs = two_outputs
+    try:
+        assert main(["export", str(run), "--level", "1", "--output_dir", str(tmp_path / "qa"), "--compact"]) == 2
+    finally:
+        finetune.predict_outputs = real
+    assert "differ from the masked model's by 1.00e-03" in capsys.readouterr().err and not (tmp_path / "qa").exists()
 
 
 def test_the_latency_benchmark_times_dense_masked_and_compact(tmp_path, capsys):
