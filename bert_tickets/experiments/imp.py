@@ -129,7 +129,8 @@ class IMPArguments:
         default="global",
         metadata={
             "help": "global: one magnitude ranking over all prunable tensors (BERT-Tickets). layerwise: every tensor "
-            "pruned to the same sparsity."
+            "pruned to the same sparsity; with a structured --granularity, the same fraction of every layer's heads / neurons "
+            "(round(s x per-layer count) each)."
         },
     )
     granularity: str = field(
@@ -441,6 +442,12 @@ def check_imp_arguments(imp_args: IMPArguments, task: TaskSpec, seeds: list[int]
         raise ValueError(f"--granularity {imp_args.granularity!r}: choose one of {', '.join(GRANULARITIES)}")
     if imp_args.min_groups_per_layer < 0 or (imp_args.min_groups_per_layer and imp_args.granularity in ("weight", "2:4")):
         raise ValueError("--min_groups_per_layer must be >= 0 and applies to --granularity head, neuron or head+neuron")
+    if imp_args.granularity == "2:4" and imp_args.pruning_scope != "global":
+        raise ValueError("--granularity 2:4 is the same in every row of every matrix: leave --pruning_scope global")
+    if imp_args.mask_data is not None and get_criterion(imp_args.criterion).needs_data:
+        raise ValueError(
+            f"--mask_data decides each mask from the mask data alone: --criterion {imp_args.criterion} scores on the real training set"
+        )
     allowed = get_criterion(imp_args.criterion).granularities
     if allowed is not None and imp_args.granularity not in allowed:
         raise ValueError(f"--criterion {imp_args.criterion} scores whole units: use --granularity {' or '.join(allowed)}")
@@ -575,11 +582,20 @@ class IMPRunner:
         floor = self.imp_args.min_groups_per_layer
         for kind in g.split("+"):
             groups = bert_groups(shapes, self.num_heads or 1, kind)
+            if not groups:
+                raise ValueError(
+                    f"--granularity {g}: no {kind} among the prunable weights (a {kind} needs every tensor of its layer; check --exclude)"
+                )
             layers = len({grp.layer for grp in groups})
             most = len(groups) - floor * layers
             for s in pruned:
                 if self.imp_args.pruning_scope == "layerwise":
                     per_layer = len(groups) // max(layers, 1)
+                    if target_count(s, per_layer) >= per_layer and floor == 0:
+                        raise ValueError(
+                            f"--granularity {g} --pruning_scope layerwise: sparsity {s:.4g} prunes all {per_layer} {kind}s of every "
+                            "layer; lower the target or keep some with --min_groups_per_layer"
+                        )
                     if target_count(s, per_layer) > per_layer - floor:
                         raise ValueError(
                             f"--granularity {g} --pruning_scope layerwise: sparsity {s:.4g} prunes {target_count(s, per_layer)} of "

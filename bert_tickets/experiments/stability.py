@@ -179,6 +179,8 @@ def run(args: StabilityArguments) -> dict[str, Any]:
         if args.sharpness:
             held = done["sharpness"]
             asked = {"batches": args.sharpness_batches, "max_iterations": args.sharpness_iterations, "samples": args.sharpness_samples}
+            if any(k not in held for k in asked):  # recorded before the counts were: unknown
+                raise ValueError(f"{where} holds this analysis's sharpness without its counts recorded; delete it to redo it")
             differ = [
                 f"--sharpness_{'iterations' if k == 'max_iterations' else k} {v} (held: {held[k]})"
                 for k, v in asked.items()

@@ -11,7 +11,7 @@ from ..ticket import TicketMask
 from .criteria import get_criterion
 from .schedules import SCHEDULES, make_schedule
 from .select import SCOPES, select
-from .structured import GRANULARITIES, select_groups, select_n_of_m
+from .structured import GRANULARITIES, pruned_groups, select_groups, select_n_of_m
 
 
 def prune_ticket(
@@ -148,6 +148,8 @@ def _prune_structured(ticket, model, sparsity, criterion, method, seed, granular
     if granularity != "2:4":
         meta.extra["group_sparsity"] = sparsity
         meta.extra["min_groups_per_layer"] = min_per_layer
+        # achieved counts (layer-wise rounding can differ from round(s x all groups))
+        meta.extra["groups_pruned"] = {kind: list(pruned_groups(new, heads, kind)) for kind in granularity.split("+")}
     meta.level += 1
     meta.target_sparsity = sparsity
     meta.criterion = method

@@ -194,6 +194,13 @@ def select_groups(
     return new
 
 
+def pruned_groups(masks: Mapping[str, torch.Tensor], num_heads: int, kind: str) -> tuple[int, int]:
+    """``(pruned, total)``: how many of the ``kind`` groups (:func:`bert_groups`) of the masks'
+    tensors are entirely pruned."""
+    groups = bert_groups({n: m.shape for n, m in masks.items()}, num_heads, kind)
+    return sum(_is_pruned(g, masks) for g in groups), len(groups)
+
+
 def _lowest(
     groups: list[Group], pool: list[int], pruned: list[bool], scores: torch.Tensor, sparsity: float, kind: str, floor: int, scope: str
 ) -> list[Group]:

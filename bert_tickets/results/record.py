@@ -658,8 +658,9 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
         done = from_summary.get(lv, {})
         row["delta"] = done.get("delta", row["mean"] - dense["mean"])
         row["matching"] = done.get("matching", is_matching(row["mean"], dense["mean"], margin))
-        row["super_ticket"] = done.get("super_ticket", lv > 0 and is_super_ticket(row["mean"], dense["mean"], margin))
         row["beats_trivial"] = done.get("beats_trivial")
+        above = lv > 0 and row["beats_trivial"] is not False and is_super_ticket(row["mean"], dense["mean"], margin)
+        row["super_ticket"] = done.get("super_ticket", None if row["matching"] is None else above)
         row["barrier"] = level_barrier(done, "barrier")
         row["barrier_successive"] = level_barrier(done, "barrier_successive")
     summary = summary or {}

@@ -307,7 +307,9 @@ def get_row(name: str) -> MatrixRow:
     """
     if name in ROWS:
         return ROWS.get(name)()
-    if name in CRITERIA_REGISTRY and CRITERIA_REGISTRY.get(name).granularities is None:  # unit criteria need a trained model
+    if name in CRITERIA_REGISTRY:
+        if CRITERIA_REGISTRY.get(name).granularities is not None:
+            raise ValueError(f"criterion {name} scores whole heads / neurons of a trained model: not a row; use find --granularity")
         return CriterionRow(name)
     raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(baseline_names())} ('own' is implicit)")
 

@@ -145,6 +145,11 @@ def test_every_one_shot_criterion_prunes_exact_whole_units(criterion, scope, mod
     # exactly the units' weights are pruned: every pruned weight belongs to a pruned unit
     per_unit = {g.kind: g.weights(shapes) for g in heads + neurons}
     assert t1.num_pruned == expected_heads * per_unit["head"] + 32 * per_unit["neuron"]
+    if scope == "layerwise":  # 1 head and 16 neurons in each of the 2 layers
+        for layer in (0, 1):
+            assert sum(k == "head" and li == layer for k, li, _ in units) == 1
+            assert sum(k == "neuron" and li == layer for k, li, _ in units) == 16
+    assert t1.metadata.extra["groups_pruned"] == {"head": [expected_heads, 8], "neuron": [32, 128]}
     assert pruned_units(prune(dense, 0.25)) == units  # deterministic
     with torch.no_grad():
         for p in model.parameters():

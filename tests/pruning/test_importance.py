@@ -138,7 +138,7 @@ def test_layerwise_structured_scope_prunes_the_same_count_in_every_layer(model):
     assert all(bool((more.masks[n] <= t.masks[n]).all()) for n in t.masks)
 
 
-def test_find_with_importance_scores_each_level_on_training_batches(tmp_path):
+def test_find_with_importance_scores_each_level_on_training_batches(tmp_path, capsys):
     import json
 
     from bert_tickets.cli import main
@@ -155,9 +155,17 @@ def test_find_with_importance_scores_each_level_on_training_batches(tmp_path):
     assert [r["num_pruned"] for r in rows] == [0, 2 * per_head + 32 * per_neuron, 4 * per_head + 64 * per_neuron]
     t2 = TicketMask.from_pretrained(out / "level_02" / "ticket")
     assert t2.metadata.criterion == "importance" and t2.metadata.cost["score_backward"] == 2 * 2  # two levels x two batches
-    # the weight granularity and the layer-wise target that empties a layer are refused before any training
+    # refused before any training: the weight granularity, layer-wise targets that empty every layer or break the
+    # floor, 2:4 per layer, and a data-scoring criterion with --mask_data
     bad = tmp_path / "bad"
     assert main([*argv, "--output_dir", str(bad), "--criterion", "importance"]) == 2
+    assert "use --granularity head or neuron or head+neuron" in capsys.readouterr().err
+    assert main([*argv, "--output_dir", str(bad), "--granularity", "head", "--pruning_scope", "layerwise", "--max_levels", "4"]) == 2
+    assert "prunes all 4 heads of every layer" in capsys.readouterr().err
+    assert main([*argv[:-2], "--prune_step", "0.5", "--output_dir", str(bad), "--granularity", "2:4", "--pruning_scope", "layerwise"]) == 2
+    assert "leave --pruning_scope global" in capsys.readouterr().err
+    assert main([*argv, "--output_dir", str(bad), *extra, "--mask_data", "task"]) == 2
+    assert "decides each mask from the mask data alone" in capsys.readouterr().err
     assert (
         main(
             [
@@ -176,4 +184,16 @@ def test_find_with_importance_scores_each_level_on_training_batches(tmp_path):
         )
         == 2
     )
+    assert "leaves at most 2" in capsys.readouterr().err
     assert not any(bad.glob("level_*"))
+
+
+def test_a_unit_criterion_is_not_a_transfer_row_nor_a_prune_at_init_criterion():
+    from bert_tickets.experiments.prune_at_init import PruneAtInitArguments
+    from bert_tickets.results.rows import get_row
+
+    with pytest.raises(ValueError, match="not a row; use find --granularity"):
+        get_row("importance")
+    with pytest.raises(ValueError, match="use find --granularity"):
+        PruneAtInitArguments(criterion="importance")
+    assert get_row("snip").criterion == "snip"

@@ -119,5 +119,5 @@ def test_train_steps_of_a_level_count_only_the_steps_it_ran(tmp_path, imp, level
     rec.write_config("h", {"imp": imp}, [0.0, 0.1])
     for seed in (1, 2):
         rec.write_log_history(0, seed, [{"step": 10}, {"step": 20}])
-        rec.write_log_history(1, seed, [{"step": 5}, {"step": 20}])  # a resumed state keeps its earlier logs
+        rec.write_log_history(1, seed, [{"step": 10}, {"step": 20}])  # a continued level logs the steps after k
     assert rec.train_steps(0) == 40 and rec.train_steps(1) == level1_steps

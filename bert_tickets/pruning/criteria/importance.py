@@ -102,7 +102,8 @@ def unit_importance(
         ``(kind, layer, index)`` -> importance (float, ≥ 0), kind ``"head"`` or ``"neuron"``.
 
     Raises:
-        ValueError: no batches, a batch without a loss, or no head / neuron among ``weights``.
+        ValueError: no batches, a batch without a loss, no head / neuron among ``weights``, or a
+            gate tensor without a gradient (frozen).
     """
     if not batches:
         raise ValueError("importance needs at least one batch of training data with labels")
@@ -126,8 +127,11 @@ def unit_importance(
                 column = {}
                 for name in gates:
                     w = weights[name]
-                    g = w.grad if w.grad is not None else torch.zeros_like(w)
-                    column[name] = (w.detach().double() * g.detach().double()).sum(0).cpu()  # ∂L_b/∂(column scale)
+                    if w.grad is None:
+                        raise ValueError(
+                            f"importance: {name} got no gradient (frozen, or not on the loss's path); its units cannot be scored"
+                        )
+                    column[name] = (w.detach().double() * w.grad.detach().double()).sum(0).cpu()  # ∂L_b/∂(column scale)
                 for kind_units in units.values():
                     for kind, name, layer, index, sl in kind_units:
                         total[(kind, layer, index)] += abs(float(column[name][sl].sum()))
@@ -192,7 +196,8 @@ class ImportanceCriterion(PruningCriterion):
             raise ValueError("importance needs the model and its config.num_attention_heads (context model=)")
         options = self._options(context)
         scores = unit_importance(model, weights, batches or [], heads, normalize_by_layer=options.normalize_by_layer)
-        spread = {n: torch.zeros(w.shape, dtype=torch.float32) for n, w in weights.items()}
+        # float64: the group sums give back the units' scores to ~1e-16 (float32 could swap near ties)
+        spread = {n: torch.zeros(w.shape, dtype=torch.float64) for n, w in weights.items()}
         for kind_units in _gate_columns({n: w.shape for n, w in weights.items()}, heads).values():
             for kind, name, layer, index, sl in kind_units:
                 cols = spread[name][:, sl]
