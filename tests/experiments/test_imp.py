@@ -441,3 +441,22 @@ def test_the_adaptive_schedule_drives_find_with_barriers_and_steps_back(tiny_che
     assert all(torch.equal(level2.masks[n], expected.masks[n]) for n in expected.masks)  # pruned from level 0, not level 1
     rows = json.loads((back / "summary.json").read_text())["levels"]
     assert [r["parent_level"] for r in rows] == [None, 0, 0]
+
+
+def test_a_linear_run_can_start_at_a_sparsity(tmp_path):
+    """Issue 20, item 5: --schedule_options start_sparsity=S puts level 1 at S (one-shot from the
+    trained dense level), later levels + prune_step."""
+    from bert_tickets.cli import main
+    from bert_tickets.pruning import target_count
+
+    from tiny_assets import IMP_TRAIN_ARGS, write_imp_inputs
+
+    ckpt, glue = write_imp_inputs(tmp_path)
+    out = tmp_path / "started"
+    argv = ["find", "--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), *IMP_TRAIN_ARGS, "--output_dir", str(out)]
+    assert main([*argv, "--schedule_options", "start_sparsity=0.5", "--max_levels", "2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    n = summary["levels"][0]["num_prunable"]
+    assert [r["target_sparsity"] for r in summary["levels"]] == [0.0, 0.5, 0.6]
+    assert [r["num_pruned"] for r in summary["levels"]] == [0, target_count(0.5, n), target_count(0.6, n)]
+    assert json.loads((out / "run_config.json").read_text())["hyperparameters"]["imp"]["start_sparsity"] == 0.5

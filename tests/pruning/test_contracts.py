@@ -232,6 +232,17 @@ def test_linear_and_geometric_values():
         make_schedule("linear", 0.5, prune_step=0.0)
     with pytest.raises(ValueError, match="unknown schedule"):
         make_schedule("cosine")
+    # a start (issue 20, item 5): level 1 at start_sparsity, then + prune_step; unset changes no run's hash
+    started = make_schedule("linear", 0.9, start_sparsity=0.45)
+    assert started.preview() == pytest.approx([0.0, 0.45, 0.55, 0.65, 0.75, 0.85, 0.9])
+    assert make_schedule("linear", 0.9, 2, start_sparsity=0.5).beyond(3) == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="start_sparsity"):
+        make_schedule("linear", 0.9, start_sparsity=1.0)
+    from bert_tickets.pruning.schedules import schedule_hash_entries
+
+    linear = SCHEDULES_REGISTRY.get("linear")
+    assert "start_sparsity" not in schedule_hash_entries("linear", linear.options({})) | schedule_hash_entries("geometric", None)
+    assert schedule_hash_entries("linear", linear.options({"start_sparsity": 0.5}))["start_sparsity"] == 0.5
 
 
 def test_snip_scores_are_gradient_times_weight(model):

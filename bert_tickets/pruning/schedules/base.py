@@ -196,7 +196,8 @@ def schedule_hash_entries(name: str, options: Any) -> dict[str, Any]:
     for other in SCHEDULES.names():
         options_cls = SCHEDULES.get(other).Options
         if other != name and options_cls is not None and getattr(options_cls, "hash_always", False):
-            out.update(asdict(options_cls()))
+            default = options_cls()
+            out.update(default.hash_dict() if hasattr(default, "hash_dict") else asdict(default))
     SCHEDULES.get(name)
     if options is not None:
         out.update(options.hash_dict() if hasattr(options, "hash_dict") else asdict(options))
