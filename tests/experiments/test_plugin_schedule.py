@@ -73,7 +73,10 @@ def test_the_schedule_drives_find_with_its_option(inputs, tmp_path, toy):
     [
         (["--schedule", "toy_steps", "--schedule_options", "toy_step"], "--schedule_options toy_step: expected KEY=VALUE"),
         (["--schedule", "toy_steps", "--schedule_options", "toy_step=big"], "schedule toy_steps option toy_step: 'big' is not a float"),
-        (["--schedule", "linear", "--toy_step", "0.3"], "schedule linear has no option 'toy_step' (its options: prune_step, start_sparsity)"),
+        (
+            ["--schedule", "linear", "--toy_step", "0.3"],
+            "schedule linear has no option 'toy_step' (its options: prune_step, start_sparsity)",
+        ),
     ],
 )
 def test_schedule_options_are_checked_before_any_work(inputs, tmp_path, toy, capsys, extra, message):
