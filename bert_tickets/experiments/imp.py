@@ -590,16 +590,13 @@ class IMPRunner:
             most = len(groups) - floor * layers
             for s in pruned:
                 if self.imp_args.pruning_scope == "layerwise":
-                    per_layer = len(groups) // max(layers, 1)
-                    if target_count(s, per_layer) >= per_layer and floor == 0:
-                        raise ValueError(
-                            f"--granularity {g} --pruning_scope layerwise: sparsity {s:.4g} prunes all {per_layer} {kind}s of every "
-                            "layer; lower the target or keep some with --min_groups_per_layer"
-                        )
-                    if target_count(s, per_layer) > per_layer - floor:
+                    # per layer: at least the floor, and never every unit of every layer, stays
+                    per_layer, keep = len(groups) // max(layers, 1), max(floor, 1)
+                    if target_count(s, per_layer) > per_layer - keep:
                         raise ValueError(
                             f"--granularity {g} --pruning_scope layerwise: sparsity {s:.4g} prunes {target_count(s, per_layer)} of "
-                            f"{per_layer} {kind}s per layer, but --min_groups_per_layer {floor} leaves at most {per_layer - floor}"
+                            f"{per_layer} {kind}s per layer, but at most {per_layer - keep} may go (--min_groups_per_layer {floor}; "
+                            "a layer-wise target never empties every layer)"
                         )
                     continue
                 if target_count(s, len(groups)) > most:

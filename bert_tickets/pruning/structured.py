@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .select import Masks, Scorer, target_count
+from .select import SCOPES, Masks, Scorer, target_count
 
 #: Mask granularities: per weight (unstructured), per head, per FFN neuron, both, N:M 2:4.
 GRANULARITIES = ("weight", "head", "neuron", "head+neuron", "2:4")
@@ -169,8 +169,8 @@ def select_groups(
             target (in a layer, for ``"layerwise"``); a target that ``min_per_layer`` makes
             unreachable; an unknown scope.
     """
-    if scope not in ("global", "layerwise"):
-        raise ValueError(f"unknown pruning scope {scope!r}; choose global or layerwise")
+    if scope not in SCOPES:
+        raise ValueError(f"unknown pruning scope {scope!r}; choose one of {', '.join(SCOPES)}")
     groups = bert_groups(shapes, num_heads, kind)
     if not groups:
         raise ValueError(f"no {kind} groups among the prunable weights (granularity {kind} needs every tensor of a layer's {kind}s)")

@@ -161,7 +161,7 @@ def test_find_with_importance_scores_each_level_on_training_batches(tmp_path, ca
     assert main([*argv, "--output_dir", str(bad), "--criterion", "importance"]) == 2
     assert "use --granularity head or neuron or head+neuron" in capsys.readouterr().err
     assert main([*argv, "--output_dir", str(bad), "--granularity", "head", "--pruning_scope", "layerwise", "--max_levels", "4"]) == 2
-    assert "prunes all 4 heads of every layer" in capsys.readouterr().err
+    assert "prunes 4 of 4 heads per layer, but at most 3 may go" in capsys.readouterr().err
     assert main([*argv[:-2], "--prune_step", "0.5", "--output_dir", str(bad), "--granularity", "2:4", "--pruning_scope", "layerwise"]) == 2
     assert "leave --pruning_scope global" in capsys.readouterr().err
     assert main([*argv, "--output_dir", str(bad), *extra, "--mask_data", "task"]) == 2
@@ -184,7 +184,7 @@ def test_find_with_importance_scores_each_level_on_training_batches(tmp_path, ca
         )
         == 2
     )
-    assert "leaves at most 2" in capsys.readouterr().err
+    assert "prunes 3 of 4 heads per layer, but at most 2 may go" in capsys.readouterr().err
     assert not any(bad.glob("level_*"))
 
 

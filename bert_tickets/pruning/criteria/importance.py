@@ -110,8 +110,12 @@ def unit_importance(
     units = _gate_columns({n: w.shape for n, w in weights.items()}, num_heads)
     if not units["head"] and not units["neuron"]:
         raise ValueError("importance: no attention head or FFN neuron among the prunable weights")
-    gates = {name for kind in units.values() for _, name, *_ in kind}
-    total = {(kind, layer, index): 0.0 for kind_units in units.values() for kind, _, layer, index, _ in kind_units}
+    # each gate tensor's units split its columns into equal consecutive slices (bert_groups order)
+    per_gate: dict[str, list[tuple[str, int, int]]] = {}
+    for kind_units in units.values():
+        for kind, name, layer, index, _ in kind_units:
+            per_gate.setdefault(name, []).append((kind, layer, index))
+    sums = {name: torch.zeros(len(keys), dtype=torch.float64) for name, keys in per_gate.items()}
     was_training = model.training
     model.eval()  # no dropout: the same batches give the same scores
     saved = {id(p): p.grad for p in model.parameters()}
@@ -124,22 +128,20 @@ def unit_importance(
                 if getattr(out, "loss", None) is None:
                     raise ValueError("importance: the model returned no loss for a batch (does it carry labels?)")
                 out.loss.backward()
-                column = {}
-                for name in gates:
+                for name, acc in sums.items():
                     w = weights[name]
                     if w.grad is None:
                         raise ValueError(
                             f"importance: {name} got no gradient (frozen, or not on the loss's path); its units cannot be scored"
                         )
-                    column[name] = (w.detach().double() * w.grad.detach().double()).sum(0).cpu()  # ∂L_b/∂(column scale)
-                for kind_units in units.values():
-                    for kind, name, layer, index, sl in kind_units:
-                        total[(kind, layer, index)] += abs(float(column[name][sl].sum()))
+                    column = (w.detach().double() * w.grad.detach().double()).sum(0).cpu()  # ∂L_b/∂(column scale)
+                    acc += column.view(len(acc), -1).sum(1).abs()  # |∂L_b/∂ξ| per unit
     finally:
         model.zero_grad(set_to_none=True)
         for p in model.parameters():
             p.grad = saved[id(p)]
         model.train(was_training)
+    total = {key: float(v) for name, keys in per_gate.items() for key, v in zip(keys, sums[name], strict=True)}
     if normalize_by_layer:
         norms: dict[tuple[str, int], float] = {}
         for (kind, layer, _), v in total.items():
