@@ -22,8 +22,10 @@ forward and one backward per example) spent up to it, the ratio to linear's cost
 whether it reaches s* within one level (0.1). An early-bird run's cost is its whole search plus
 its judging (``summary.json`` → ``early_bird.cost``); an IMP run's cost is every level it ran
 up to and including the one that gave its ticket (all seeds; a data diet's pre-training and
-EL2N runs included; barrier evaluations and the calibrated schedule's extra dense fine-tune
-are forward passes / one fine-tune, listed in the note, not in the steps).
+EL2N runs included, and the calibrated adaptive schedule's second dense copy; barrier
+evaluations are forward passes, listed in the note, not in the steps). A route given as a
+transfer / prune-at-init matrix directory adds one at-init route per criterion row
+(:func:`matrix_routes`: judging dense and the row, plus the mask searches).
 
 ``--also`` adds more IMP runs (e.g. data-diet runs) and transfer / prune-at-init matrix
 directories (criterion rows) to one cost table: method, sparsity, metric after fine-tuning, Δ vs
@@ -124,10 +126,13 @@ def route_row(run: Path) -> dict:
     row = next((r for r in summary["levels"] if best is not None and abs(r["sparsity"] - best) < 1e-12), summary["levels"][0])
     diet = run / "data_diet" / "subset.json"
     diet_steps = int(json.loads(diet.read_text()).get("spent_steps", 0)) if diet.is_file() else 0
-    steps = cost["steps_to_ticket"] + diet_steps
+    calibration = RunRecord(run).calibration_steps()
+    steps = cost["steps_to_ticket"] + diet_steps + calibration
     notes = [f"{cost['levels_to_ticket']} of {cost['levels_run']} levels"]
     if diet_steps:
         notes.append(f"data diet {diet_steps} steps")
+    if calibration:
+        notes.append(f"dense instability copy {calibration} steps")
     if cost["barrier_evaluations"]:
         notes.append(f"{cost['barrier_evaluations']} barrier evaluations (forward passes only)")
     return {
@@ -142,6 +147,84 @@ def route_row(run: Path) -> dict:
         "dense_learned": summary.get("dense_learned"),
         "note": "; ".join(notes),
     }
+
+
+#: Training hyperparameters that must agree between a matrix and the linear run for their steps to compare.
+SAME_BUDGET = ("learning_rate", "num_train_epochs", "max_steps", "lr_scheduler_type")
+
+
+def matrix_routes(matrix_dir: Path, linear: Path) -> list[dict]:
+    """The at-init routes of a transfer / prune-at-init matrix on the linear run's task: one row
+    per criterion row (magnitude of θ0, random, snip, synflow, gem_miner; not dense, the IMP
+    ticket rows or the sanity checks). A route reaches the matrix's sparsity when that row
+    matches dense and beats the trivial baseline, else nothing. Its cost: judging dense (the
+    matching threshold) and the row, one fine-tune per seed each, plus the optimizer steps of
+    every mask search (one per seed for criteria whose search depends on the seed, one in all
+    otherwise); scoring passes are forward/backward passes without optimizer steps, in the
+    note. A fine-tune's steps are the linear run's dense steps per seed (the same budget, which
+    is checked).
+
+    Raises:
+        ValueError: the matrix has no row on the run's task, or its budget differs from the run's.
+    """
+    from bert_tickets.pruning import get_criterion
+
+    matrix = json.loads((matrix_dir / "matrix.json").read_text())
+    spec = json.loads((matrix_dir / "transfer_config.json").read_text())["spec"]
+    config = json.loads(RunPaths(linear).run_config.read_text())["hyperparameters"]
+    task = config["data"]["task"]
+    if task not in matrix["targets"]:
+        raise ValueError(f"{matrix_dir}: no cells on {task} (the linear run's task); it has {', '.join(matrix['targets'])}")
+    ours, theirs = spec["training"][task], config["training"]
+    differ = [k for k in SAME_BUDGET if ours.get(k) != theirs.get(k)]
+    if ours.get("per_device_train_batch_size", 0) * ours.get("gradient_accumulation_steps", 1) != theirs.get("global_train_batch_size"):
+        differ.append("global batch")
+    if spec["data"].get("max_train_samples") != config["data"].get("max_train_samples"):
+        differ.append("max_train_samples")
+    if differ:
+        raise ValueError(f"{matrix_dir}: its budget differs from {linear}'s in {', '.join(differ)}: their steps do not compare")
+    record = RunRecord(linear)
+    seeds0 = len(list(record.paths.level(0).glob("seed_*/log_history.json")))
+    per_cell = record.train_steps(0) // max(seeds0, 1)
+    batch = _batch(linear)
+    dense = matrix["entries"].get("dense", {}).get(task)
+    kinds, checks = matrix.get("kinds", {}), matrix.get("checks", {})
+    out = []
+    for label in matrix["rows"]:
+        e = matrix["entries"][label].get(task)
+        kind = kinds.get(label, label)
+        if e is None or label == "dense" or label in checks or kind in ("ticket", "dense"):
+            continue
+        criterion = "magnitude" if kind == "oneshot" else kind
+        try:
+            searches = e["n"] if "seed" in get_criterion(criterion).needs else 1
+        except (KeyError, ValueError):
+            continue  # not a criterion row (reinit, weight_shuffle: they need the IMP ticket)
+        search = round((e.get("mask_train_steps") or 0) * searches)
+        judging = (e["n"] + (dense["n"] if dense else 0)) * per_cell
+        ok = bool(e.get("matching")) and e.get("beats_trivial") is not False
+        note = [f"{label}: judging {judging} steps ({e['n']} seeds + dense {dense['n'] if dense else 0})"]
+        if search:
+            note.append(f"search {search} steps ({searches} masks)")
+        if e.get("mask_score_passes"):
+            note.append(f"{round(e['mask_score_passes'] * searches)} scoring passes")
+        if not ok:
+            note.append(f"{spec['sparsity']:.2f} not matching")
+        out.append(
+            {
+                "route": f"{label} at θ0 ({matrix_dir.name})",
+                "sparsity": spec["sparsity"] if ok else None,
+                "level": None,
+                "metric": matrix["metric"][task],
+                "mean": e["mean"],
+                "std": e.get("std"),
+                "steps": search + judging,
+                "examples": (search + judging) * batch,
+                "dense_learned": None,
+                "note": "; ".join(note),
+            }
+        )
+    return out
 
 
 def format_time_to_ticket(truth: dict, routes: list[dict], level_step: float = 0.1) -> str:
@@ -176,10 +259,12 @@ def format_time_to_ticket(truth: dict, routes: list[dict], level_step: float = 0
 def compare(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench_time_to_ticket.py --compare")
     parser.add_argument("linear", help="the linear 10%% IMP run (ground truth)")
-    parser.add_argument("routes", nargs="*", help="finished find runs of the cheaper routes")
+    parser.add_argument("routes", nargs="*", help="finished find runs of the cheaper routes, and matrix directories (at-init routes)")
     args = parser.parse_args(argv)
     truth = ground_truth(Path(args.linear))
-    routes = [route_row(Path(r)) for r in args.routes]
+    routes = []
+    for r in map(Path, args.routes):
+        routes += matrix_routes(r, Path(args.linear)) if (r / "matrix.json").is_file() else [route_row(r)]
     s_star = "none" if truth["sparsity"] is None else f"{truth['sparsity']:.4f}"
     print(f"ground truth s* = {s_star} ({args.linear}; highest matching level before two consecutive non-matching levels)")
     print(format_time_to_ticket(truth, routes))

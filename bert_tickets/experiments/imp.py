@@ -977,7 +977,7 @@ class IMPRunner:
         seed, k = self.seeds[0], self.imp_args.rewind_step
         data_seed = (self.training_args.data_seed if self.training_args.data_seed is not None else seed) + 1
         other = self._load_model(seed)
-        out = self.record.paths.level(0) / "instability"
+        out = self.record.paths.dense_instability()
         resume = str(self.record.paths.rewind_start(k, seed)) if continues_from_step(self.imp_args) else None
         finetune(
             other,

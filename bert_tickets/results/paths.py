@@ -14,6 +14,7 @@ Layout (``--output_dir``)::
     level_{LL}/trained_head.safetensors (with --keep_trained_head)
     level_{LL}/trained_model.safetensors (with --save_trained: the fine-tuned task model, first seed)
     level_{LL}/metrics.json             metrics per seed, mean/std; written last = level complete
+    level_00/instability/               the calibrated adaptive schedule's second dense copy and its path
     summary.json, summary.csv           the table: level, sparsity, metric, Δ vs dense, matching
     stability/level_{LL}_rewind{K}[_continued][_seedsA-B]/  instability analysis (stability.json written
                                         last, path.png); _continued: the copies continued from step K's
@@ -123,6 +124,12 @@ class RunPaths:
         the copies' data seeds (``…_seedsA-B`` unless they are the default 1 and 2)."""
         seeds = "" if tuple(data_seeds) == (1, 2) else f"_seeds{data_seeds[0]}-{data_seeds[1]}"
         return self.root / "stability" / f"level_{level:02d}_rewind{rewind_step}{'_continued' if continued else ''}{seeds}"
+
+    def dense_instability(self) -> Path:
+        """``level_00/instability/``: the second dense copy that the calibrated adaptive schedule
+        trains (one extra fine-tune of the first seed, another data order) and its path to level
+        0's trained network (``path/``)."""
+        return self.level(0) / "instability"
 
     def successive(self, level: int) -> Path:
         """Directory of the linear path between the trained networks of ``level - 1`` and ``level``."""

@@ -304,6 +304,17 @@ class RunRecord:
             total += max(last - start, 0)
         return total
 
+    def calibration_steps(self) -> int:
+        """Optimizer steps of the calibrated adaptive schedule's second dense copy
+        (:meth:`RunPaths.dense_instability`; one fine-tune of the first seed on level 0's data and
+        budget, which keeps no Trainer log): level 0's steps divided by its number of seeds, less
+        the rewind step k when the copy continues from step k's state; 0 when the run measured
+        no dense instability."""
+        if not self.paths.dense_instability().is_dir():
+            return 0
+        logs = list(self.paths.level(0).glob("seed_*/log_history.json"))
+        return max(self.train_steps(0) // len(logs) - self.continued_from_step(), 0) if logs else 0
+
     def continued_from_step(self) -> int:
         """The rewind step k from which pruned levels continue each seed's whole training state
         (``run_config.json``: ``rewind_step`` k > 0, ``rewind_mode`` ``state``, full-data

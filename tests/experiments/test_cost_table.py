@@ -93,3 +93,45 @@ def test_time_to_ticket_compares_routes_with_the_ground_truth(bench, tmp_path):
     table = bench.format_time_to_ticket(truth, [route])
     ratio = route["steps"] / truth["steps"]
     assert f"| {ratio:.3f} |" in table and table.splitlines()[2].startswith("| linear (ground truth) |")
+
+
+def test_at_init_routes_of_a_matrix_count_judging_and_every_search(bench, tmp_path):
+    ckpt, glue = write_imp_inputs(tmp_path)
+    common = ["--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), *IMP_TRAIN_ARGS]
+    linear = tmp_path / "linear"
+    assert main(["find", *common, "--output_dir", str(linear), "--max_levels", "1"]) == 0
+    matrix = tmp_path / "matrix"
+    transfer = ["transfer", "--tickets", str(linear), "--level", "1", "--tasks", "rte", "--model", str(ckpt), "--data_dir", str(glue)]
+    transfer += [*IMP_TRAIN_ARGS, "--seeds", "1", "2", "--baselines", "dense", "magnitude", "synflow", "gem_miner"]
+    transfer += ["--sanity", "layer_shuffle", "--score_iterations", "3", "--gem_steps", "2", "--output_dir", str(matrix)]
+    assert main(transfer) == 0
+    per_cell = json.loads((linear / "level_00" / "seed_42" / "log_history.json").read_text())[-1]["step"]
+    routes = {r["route"].split(" at ")[0]: r for r in bench.matrix_routes(matrix, linear)}
+    # criterion rows only: not dense, not the IMP ticket row, not the layer_shuffle checks
+    assert set(routes) == {"magnitude", "synflow", "gem_miner"}
+    judging = (2 + 2) * per_cell  # the row's two seeds and dense's two
+    assert routes["magnitude"]["steps"] == judging and routes["synflow"]["steps"] == judging  # one seedless synflow search: no steps
+    assert routes["gem_miner"]["steps"] == judging + 2 * 2  # a 2-step score search per seed
+    assert routes["magnitude"]["examples"] == 8 * routes["magnitude"]["steps"]
+    assert "3 scoring passes" in routes["synflow"]["note"]
+    for r in routes.values():
+        assert (r["sparsity"] is None) == (" not matching" in r["note"])
+    other = tmp_path / "other"
+    assert main(["find", *common, "--learning_rate", "0.5", "--output_dir", str(other), "--max_levels", "0"]) == 0
+    with pytest.raises(ValueError, match="budget differs .* learning_rate"):
+        bench.matrix_routes(matrix, other)
+
+
+def test_the_calibrated_schedules_dense_copy_counts_in_a_route(bench, tmp_path):
+    ckpt, glue = write_imp_inputs(tmp_path)
+    common = ["--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), *IMP_TRAIN_ARGS]
+    run = tmp_path / "ada"
+    assert main(["find", *common, "--schedule", "adaptive", "--max_levels", "1", "--output_dir", str(run)]) == 0
+    steps = json.loads((run / "level_00" / "seed_42" / "log_history.json").read_text())[-1]["step"]
+    from bert_tickets.results import RunRecord
+
+    record = RunRecord(run)
+    assert record.paths.dense_instability().is_dir() and record.calibration_steps() == steps > 0
+    route = bench.route_row(run)
+    assert f"dense instability copy {steps} steps" in route["note"]
+    assert route["steps"] == bench.cost_to_ticket(run)["steps_to_ticket"] + steps
