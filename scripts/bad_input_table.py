@@ -98,6 +98,10 @@ def make_inputs(root: Path) -> dict[str, Path]:
     p["bad_find_config"].write_text("{oops")
     p["bad_examples"] = root / "bad_examples.jsonl"
     p["bad_examples"].write_text('{"sentence1": "a cat", "sentence2": "a dog", "labels": 7}\n')
+    p["examples"] = root / "examples.jsonl"
+    p["examples"].write_text(
+        '{"sentence1": "a cat", "sentence2": "a dog", "labels": 1}\n{"sentence1": "a mat", "sentence2": "a dog", "labels": 0}\n'
+    )
     p["other_task_matrix"] = root / "other_task_matrix"
     shutil.copytree(p["matrix"], p["other_task_matrix"])
     m = json.loads((p["other_task_matrix"] / "matrix.json").read_text())
@@ -184,6 +188,15 @@ def cases(p: dict[str, Path]) -> list[tuple[str, str, list]]:
         ("unknown granularity", find("--granularity", "block")),
         ("groups per layer with unstructured pruning", find("--min_groups_per_layer", "1")),
         ("structured granularity with a tensor cap", find("--granularity", "head", "--max_tensor_sparsity", "0.5")),
+        ("importance criterion at weight granularity", find("--criterion", "importance")),
+        (
+            "layer-wise head target that empties every layer",
+            find("--granularity", "head", "--pruning_scope", "layerwise", "--prune_step", "0.9"),
+        ),
+        ("2:4 pruned layer-wise", find("--granularity", "2:4", "--pruning_scope", "layerwise")),
+        ("importance criterion with --mask_data", find("--criterion", "importance", "--granularity", "head", "--mask_data", p["examples"])),
+        ("linear start sparsity 1.0", find("--schedule_options", "start_sparsity=1.0")),
+        ("linear start sparsity above the target", find("--schedule_options", "start_sparsity=0.95", "--target_sparsity", "0.5")),
     ]:
         add("find", what, argv)
     # info

@@ -238,6 +238,9 @@ def test_linear_and_geometric_values():
     assert make_schedule("linear", 0.9, 2, start_sparsity=0.5).beyond(3) == pytest.approx(0.7)
     with pytest.raises(ValueError, match="start_sparsity"):
         make_schedule("linear", 0.9, start_sparsity=1.0)
+    with pytest.raises(ValueError, match="start_sparsity 0.95 is above the target sparsity 0.5"):
+        make_schedule("linear", 0.5, start_sparsity=0.95)
+    assert make_schedule("linear", 0.5, start_sparsity=0.5).preview() == [0.0, 0.5]  # at the target: one level
     from bert_tickets.pruning.schedules import schedule_hash_entries
 
     linear = SCHEDULES_REGISTRY.get("linear")

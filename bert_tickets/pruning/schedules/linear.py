@@ -51,7 +51,9 @@ class LinearSchedule(StaticSchedule):
         target_sparsity, max_levels: see :class:`~.base.SparsitySchedule`.
 
     Raises:
-        ValueError: ``prune_step`` or ``start_sparsity`` outside (0, 1); see the base class.
+        ValueError: ``prune_step`` or ``start_sparsity`` outside (0, 1), or ``start_sparsity``
+            above the target (level 1 would be clipped to the target, not started at S); see the
+            base class.
     """
 
     name = "linear"
@@ -66,6 +68,10 @@ class LinearSchedule(StaticSchedule):
             raise ValueError(f"prune_step must be a fraction in (0, 1), got {prune_step}")
         if start_sparsity is not None and not (0.0 < start_sparsity < 1.0):
             raise ValueError(f"start_sparsity must be a fraction in (0, 1), got {start_sparsity}")
+        if start_sparsity is not None and start_sparsity > self.target_sparsity + 1e-12:
+            raise ValueError(
+                f"start_sparsity {start_sparsity} is above the target sparsity {self.target_sparsity}: raise --target_sparsity"
+            )
         self.prune_step = prune_step
         self.start_sparsity = start_sparsity
 
