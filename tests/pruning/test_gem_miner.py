@@ -173,10 +173,15 @@ def test_the_final_mask_is_cut_to_the_count_by_dropping_the_lowest_scores(model)
 
 def test_defaults_follow_the_reference_adam_config_and_old_names_still_work(model):
     options = GemMinerOptions()
-    # configs/hypercube/resnet18/cifar10/sparsity_5_85lam6_iter_20_adam.yml: lmbda 0.0000085, lr 0.01,
-    # cosine_lr, epochs 200 / iter_period 20 -> 9 rounds; 3 epochs = the GLUE fine-tuning budget
-    assert options.penalty == REFERENCE_ADAM_PENALTY == 8.5e-6
-    assert (options.learning_rate, options.lr_schedule, options.rounds, options.epochs) == (1e-2, "cosine", 9, 3.0)
+    # by the kept fraction: configs/hypercube/resnet18/cifar10/sparsity_5_85lam6_iter_20_adam.yml (5% kept):
+    # lmbda 0.0000085, lr 0.01; tinyImageNet/resnet18/resnet18_sparsity_50_adam_{5,25}.yml (50% kept): lmbda 0,
+    # lr 0.1; cosine_lr, epochs 200 / iter_period 20 -> 9 rounds; 3 epochs = the GLUE fine-tuning budget
+    assert options.penalty is None and options.learning_rate is None
+    assert options.resolved(0.9) == (1e-2, REFERENCE_ADAM_PENALTY) and REFERENCE_ADAM_PENALTY == 8.5e-6
+    assert options.resolved(0.5) == (0.1, 0.0) == options.resolved(0.2)
+    assert GemMinerOptions(penalty=1e-6, learning_rate=0.05).resolved(0.5) == (0.05, 1e-6)  # given values win
+    assert GemMinerOptions(penalty=0.0).resolved(0.9) == (1e-2, 0.0)
+    assert (options.lr_schedule, options.rounds, options.epochs) == ("cosine", 9, 3.0)
     assert options.steps is None and options.prune_period is None
     parsed = get_criterion("gem_miner").options({"gem_steps": "5", "gem_penalty": "1e-6", "gem_prune_period": "2", "gem_rounds": "4"})
     assert (parsed.steps, parsed.penalty, parsed.prune_period, parsed.rounds) == (5, 1e-6, 2, 4)
@@ -188,6 +193,12 @@ def test_defaults_follow_the_reference_adam_config_and_old_names_still_work(mode
     small = GemMinerOptions(epochs=2, rounds=2)
     ticket = prune_ticket(dense, model, 0.5, "gem_miner", batches=batches, options=small)
     assert ticket.metadata.cost["train_steps"] == 8 == ticket.metadata.extra["criterion_record"]["steps"]
+    # at 50% the half-kept config was used: the same mask as asking for it explicitly
+    assert (ticket.metadata.extra["criterion_record"]["learning_rate"], ticket.metadata.extra["criterion_record"]["penalty"]) == (0.1, 0.0)
+    explicit = prune_ticket(
+        dense, model, 0.5, "gem_miner", batches=batches, options=GemMinerOptions(epochs=2, rounds=2, learning_rate=0.1, penalty=0.0)
+    )
+    assert all(torch.equal(ticket.masks[n], explicit.masks[n]) for n in ticket.masks)
     assert ticket.metadata.extra["criterion_record"]["round_steps"] == [2, 5]
     # the learning-rate schedule reaches the scores
     weights = dense.validate(model)

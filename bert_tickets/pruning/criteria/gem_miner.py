@@ -33,28 +33,41 @@ used), the *kept* count after every round (survivors), the targets of the rounds
 prunable weights N (densities are counts / N), and the final mask's split into weights above
 0.5, topped up and cut.
 
-Defaults, their sources and reasons. They come from the reference's Adam configs — the earlier
-λ = 1e-4 here was an SGD value (e.g. ``configs/hypercube/resnet20/resnet20_sparsity_0_59_unflagT.yml``,
-``optimizer: sgd``, ``lmbda: 0.0001``); with Adam, whose steps do not scale with the gradient,
-it outweighed the data gradient and drove every score below 0.5 within ~26 steps. The default
-config is ``configs/hypercube/resnet18/cifar10/sparsity_5_85lam6_iter_20_adam.yml`` (ResNet-18,
-CIFAR-10, 5% of the weights kept, ``unflag_before_finetune: True``): one of the reference's Adam
-configs at lr 0.01, and its λ is the one two of them share (the third, at 5% too, uses 3e-6):
+Defaults, their sources and reasons. They come from the reference's Adam configs, **chosen by
+the kept fraction** 1 − s_target, as the reference chooses its config by ``target_sparsity``
+(which there is the percentage of weights *kept*, ``args_helper.py``):
 
-* **Adam on the scores, learning_rate 1e-2, cosine decay** — ``optimizer: adam``, ``lr: 0.01``,
-  ``lr_policy: cosine_lr``, ``wd: 0.0``; the reference steps ``CosineAnnealingLR(T_max=epochs)``
-  once per epoch (``utils/schedulers.py``), here once per step over all steps (the same curve,
-  not a staircase). ``lr_schedule=constant`` for none.
-* **penalty λ = 8.5e-6** — ``regularization: L2``, ``lmbda: 0.0000085`` (the same in
-  ``sparsity_0_5_85lam6_iter_20_adam.yml``). λ in the other iterative Adam configs (all under
+* **At least half kept (s_target ≤ 0.5): Adam at learning_rate 0.1, penalty λ = 0** — the
+  reference's only Adam configs that keep 50% of the weights,
+  ``configs/hypercube/tinyImageNet/resnet18/resnet18_sparsity_50_adam_{5,25}.yml`` (``lr: 0.1``,
+  ``lmbda: 0``).
+* **Fewer kept (s_target > 0.5): Adam at learning_rate 0.01, λ = 8.5e-6** — its configs that keep
+  0.5–5%; the default one is ``configs/hypercube/resnet18/cifar10/sparsity_5_85lam6_iter_20_adam.yml``
+  (ResNet-18, CIFAR-10, 5% kept, ``unflag_before_finetune: True``), whose λ two of them share
+  (the third, at 5% too, uses 3e-6). The reference has no Adam config between 5% and 50% kept:
+  this side of 50% takes the sparse configs' values. Explicit ``learning_rate=`` / ``penalty=``
+  override the rule.
+
+Why the rule matters (session 11, measured on MiniLM / STS-B): the straight-through data
+gradient θ0 ⊙ ∂L/∂w has a median |·| of 4–5e-6 per weight and no consistent sign, while the
+penalty gradient 2λs is 1.3e-5 at λ = 8.5e-6 and s = 0.75 — larger for ~75% of the scores, so
+Adam (which normalises the sum) lowers them all by ≈ lr per step and the active set (score >
+0.5) collapsed to 1.6% by the end whatever the rounds kept. A 5%-kept λ at a 50% target is
+not the reference's setting. (The earlier λ = 1e-4 here was an SGD value,
+``configs/hypercube/resnet20/resnet20_sparsity_0_59_unflagT.yml``, ``optimizer: sgd``.)
+
+* **Adam on the scores, cosine decay** — ``optimizer: adam``, ``lr_policy: cosine_lr``, ``wd:
+  0.0``; the reference steps ``CosineAnnealingLR(T_max=epochs)`` once per epoch
+  (``utils/schedulers.py``), here once per step over all steps (the same curve, not a
+  staircase). ``lr_schedule=constant`` for none.
+* **penalty λ** — ``regularization: L2`` on the scores only. λ in the other iterative Adam configs (all under
   ``configs/hypercube/``): 3e-6 (``resnet18/cifar10/sparsity_5_3lam6_iter_20_adam.yml``), 5e-6
   (``resnet18/resnet18_sparsity_1_4_adam_5lam6.yml``), 8e-6 (``resnet18/resnet18_sparsity_5_adam_8lam6.yml``),
   9e-6 (``tinyImageNet/resnet18/resnet18_sparsity_1_4_adam_9lam6.yml``), 1e-6
   (``resnet20/resnet20_quantized_iter_hc_target_sparsity_0_5_adam.yml``,
   ``resnet50/ffcv_imagenet/resnet50_sparsity_5_adam_1.yml``), 1e-5 (``…_adam_2.yml``); a
   TinyImageNet sweep ``resnet18_sparsity_5_adam_lam{4,5,6}.yml`` (1e-4, 1e-5, 1e-6); and 0 in
-  the two configs that keep 50% of the weights (``tinyImageNet/resnet18/resnet18_sparsity_50_adam_{5,25}.yml``,
-  at lr 0.1) — ``penalty=0`` reproduces those.
+  the two configs that keep 50% of the weights (above).
 * **rounds = 9** — ``epochs: 200``, ``iter_period: 20`` → ⌊(200 − 1)/20⌋ = 9 rounds
   (``main.py``: a round after epoch e when e % T == 0 and e ≠ 0; ``utils/net_utils.py``
   ``get_prune_rate``). The other iterative Adam configs give 7 to 39 rounds (``iter_period``
@@ -99,11 +112,16 @@ from .base import PruningCriterion, register_criterion
 
 logger = logging.getLogger("bert_tickets")
 
-#: λ of the reference's Adam config the defaults follow (``configs/hypercube/resnet18/cifar10/
-#: sparsity_5_85lam6_iter_20_adam.yml``: ``lmbda: 0.0000085``).
+#: λ of the reference's sparse Adam config (fewer than half the weights kept; ``configs/hypercube/
+#: resnet18/cifar10/sparsity_5_85lam6_iter_20_adam.yml``: ``lmbda: 0.0000085``).
 REFERENCE_ADAM_PENALTY = 8.5e-6
 #: Its learning rate (``lr: 0.01``).
 REFERENCE_ADAM_LEARNING_RATE = 1e-2
+#: λ and learning rate of the reference's Adam configs that keep half the weights
+#: (``configs/hypercube/tinyImageNet/resnet18/resnet18_sparsity_50_adam_{5,25}.yml``: ``lmbda: 0``,
+#: ``lr: 0.1``), the defaults when at least half is kept.
+REFERENCE_HALF_KEPT_PENALTY = 0.0
+REFERENCE_HALF_KEPT_LEARNING_RATE = 0.1
 #: Its pruning rounds: ``epochs: 200``, ``iter_period: 20`` → ⌊199 / 20⌋.
 REFERENCE_ROUNDS = (200 - 1) // 20
 #: Score-training epochs: as many as the weights fine-tune (GLUE: 3), as the reference trains the
@@ -122,10 +140,11 @@ class GemMinerOptions:
             ``steps`` is set.
         steps: optimizer steps on the scores — an explicit (reduced) budget; ``None``:
             ⌈epochs · batches⌉.
-        learning_rate: Adam learning rate of the scores (peak, with ``lr_schedule``).
+        learning_rate: Adam learning rate of the scores (peak, with ``lr_schedule``); ``None``:
+            by the kept fraction (:meth:`resolved`).
         lr_schedule: ``"cosine"`` (decay to 0 over the steps) or ``"constant"``.
         head_learning_rate: AdamW learning rate of the task head.
-        penalty: λ of the L2 penalty ``λ Σ s²`` on the scores.
+        penalty: λ of the L2 penalty ``λ Σ s²`` on the scores; ``None``: by the kept fraction.
         rounds: global pruning rounds, evenly spaced, the last one period before the end.
         prune_period: steps between pruning rounds instead (``None``: from ``rounds``).
         score_init: initial score of every surviving weight, in (0.5, 1].
@@ -141,9 +160,13 @@ class GemMinerOptions:
     steps: int | None = field(
         default=None, metadata={"aliases": ["gem_steps"], "help": "score-training steps, a reduced budget (default: epochs x batches)"}
     )
-    learning_rate: float = field(
-        default=REFERENCE_ADAM_LEARNING_RATE,
-        metadata={"aliases": ["gem_learning_rate"], "help": "Adam learning rate of the scores (reference Adam config: 0.01)"},
+    learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "aliases": ["gem_learning_rate"],
+            "help": "Adam learning rate of the scores (default by the kept fraction, as the reference's Adam configs: "
+            "0.1 when at least half is kept, else 0.01)",
+        },
     )
     lr_schedule: str = field(
         default="cosine", metadata={"aliases": ["gem_lr_schedule"], "help": "cosine or constant (reference: cosine_lr)"}
@@ -151,9 +174,13 @@ class GemMinerOptions:
     head_learning_rate: float = field(
         default=1e-4, metadata={"aliases": ["gem_head_learning_rate"], "help": "AdamW learning rate of the task head"}
     )
-    penalty: float = field(
-        default=REFERENCE_ADAM_PENALTY,
-        metadata={"aliases": ["gem_penalty"], "help": "L2 penalty on the scores (reference Adam config: 8.5e-6)"},
+    penalty: float | None = field(
+        default=None,
+        metadata={
+            "aliases": ["gem_penalty"],
+            "help": "L2 penalty on the scores (default by the kept fraction, as the reference's Adam configs: "
+            "0 when at least half is kept, else 8.5e-6)",
+        },
     )
     rounds: int = field(
         default=REFERENCE_ROUNDS,
@@ -177,12 +204,25 @@ class GemMinerOptions:
             raise ValueError(f"--gem_prune_period must be >= 1, got {self.prune_period}")
         if self.rounds < 0:
             raise ValueError(f"--gem_rounds must be >= 0, got {self.rounds}")
-        if not (self.learning_rate > 0 and self.head_learning_rate >= 0 and self.penalty >= 0):
+        if not ((self.learning_rate is None or self.learning_rate > 0) and self.head_learning_rate >= 0 and (self.penalty or 0) >= 0):
             raise ValueError("--gem_learning_rate must be > 0, --gem_head_learning_rate and --gem_penalty >= 0")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"--gem_lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if not (0.5 < self.score_init <= 1.0):
             raise ValueError(f"--gem_score_init must be in (0.5, 1], got {self.score_init}")
+
+    def resolved(self, sparsity: float) -> tuple[float, float]:
+        """``(learning_rate, penalty)`` for a target ``sparsity`` (fraction): the options given,
+        else the reference's Adam config for the kept fraction (module docstring): (0.1, 0) when
+        at least half is kept, (0.01, 8.5e-6) otherwise."""
+        half = sparsity <= 0.5 + 1e-12
+        lr = (
+            self.learning_rate
+            if self.learning_rate is not None
+            else (REFERENCE_HALF_KEPT_LEARNING_RATE if half else REFERENCE_ADAM_LEARNING_RATE)
+        )
+        penalty = self.penalty if self.penalty is not None else (REFERENCE_HALF_KEPT_PENALTY if half else REFERENCE_ADAM_PENALTY)
+        return lr, penalty
 
     def total_steps(self, num_batches: int) -> int:
         """Score-training steps over ``num_batches`` batches: ``steps``, else ⌈epochs · batches⌉."""
@@ -225,7 +265,7 @@ class GemMinerResult:
             weights pruned by the rounds (and for those pruned before).
         mask: name -> ``torch.bool`` CPU tensor, the final exact-count mask (module docstring).
         record: the trajectory, JSON-ready (``metadata.extra["criterion_record"]``):
-            ``prunable`` (N), ``steps``, ``round_steps``, ``round_sparsities`` (targets),
+            ``prunable`` (N), ``steps``, ``learning_rate`` and ``penalty`` (as resolved), ``round_steps``, ``round_sparsities`` (targets),
             ``active`` (per step: survivors with score > 0.5), ``kept`` (per round: survivors
             after it), ``final`` (``kept``, ``above_half``, ``topped_up``, ``cut``: counts of the
             final mask, its weights with score > 0.5, with score ≤ 0.5, and survivors with score
@@ -282,7 +322,8 @@ def gem_miner_search(
     targets = dict(zip(schedule, round_sparsities(start, sparsity, len(schedule))))
     scores = {n: (alive[n].float() * options.score_init).requires_grad_(True) for n in names}
     head = {n: p.detach().clone().requires_grad_(True) for n, p in model.named_parameters() if not is_backbone_parameter(model, n)}
-    score_optimizer = torch.optim.Adam(list(scores.values()), lr=options.learning_rate)
+    learning_rate, penalty = options.resolved(sparsity)
+    score_optimizer = torch.optim.Adam(list(scores.values()), lr=learning_rate)
     optimizers = [score_optimizer]
     if head and options.head_learning_rate > 0:
         optimizers.append(torch.optim.AdamW(list(head.values()), lr=options.head_learning_rate))
@@ -290,6 +331,8 @@ def gem_miner_search(
     record: dict[str, Any] = {
         "prunable": prunable,
         "steps": steps,
+        "learning_rate": learning_rate,
+        "penalty": penalty,
         "round_steps": schedule,
         "round_sparsities": [targets[s] for s in schedule],
         "active": [],
@@ -318,7 +361,7 @@ def gem_miner_search(
                 out = torch.func.functional_call(model, params, args=(), kwargs=batch, strict=False)
                 if getattr(out, "loss", None) is None:
                     raise ValueError("gem_miner: the model returned no loss for a batch (does it carry labels?)")
-                loss = out.loss + options.penalty * sum((s * s).sum() for s in scores.values())
+                loss = out.loss + penalty * sum((s * s).sum() for s in scores.values()) if penalty else out.loss
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -441,6 +484,8 @@ __all__ = [
     "GemMinerOptions",
     "GemMinerResult",
     "REFERENCE_ADAM_PENALTY",
+    "REFERENCE_HALF_KEPT_LEARNING_RATE",
+    "REFERENCE_HALF_KEPT_PENALTY",
     "gem_miner_scores",
     "gem_miner_search",
     "round_sparsities",
