@@ -24,8 +24,9 @@ its judging (``summary.json`` → ``early_bird.cost``); an IMP run's cost is eve
 up to and including the one that gave its ticket (all seeds; a data diet's pre-training and
 EL2N runs included, and the calibrated adaptive schedule's second dense copy; barrier
 evaluations are forward passes, listed in the note, not in the steps). A route given as a
-transfer / prune-at-init matrix directory adds one at-init route per criterion row
-(:func:`matrix_routes`: judging dense and the row, plus the mask searches).
+transfer matrix directory adds one at-init route per criterion row (``--baselines magnitude
+random snip synflow gem_miner``; :func:`matrix_routes`: judging dense and the row, plus the mask
+searches). A prune-at-init directory's own criterion is its ticket row and is not a route here.
 
 ``--also`` adds more IMP runs (e.g. data-diet runs) and transfer / prune-at-init matrix
 directories (criterion rows) to one cost table: method, sparsity, metric after fine-tuning, Δ vs
@@ -51,13 +52,15 @@ def cost_to_ticket(run: Path) -> dict:
     upto = max((r["level"] for r in rows if best is not None and abs(r["sparsity"] - best) < 1e-12), default=len(rows) - 1)
     record = RunRecord(run)
     steps = [record.train_steps(r["level"]) for r in rows]
+    calibration = record.calibration_steps()  # the calibrated adaptive schedule's second dense copy
     return {
         "levels_run": len(rows),
         "highest_matching_sparsity": best,
         "dense_learned": summary.get("dense_learned"),
         "levels_to_ticket": upto + 1,
-        "steps_to_ticket": sum(steps[: upto + 1]),
-        "steps_total": sum(steps),
+        "calibration_steps": calibration,
+        "steps_to_ticket": sum(steps[: upto + 1]) + calibration,
+        "steps_total": sum(steps) + calibration,
         "wall_s_to_ticket": sum(r["elapsed_s"] for r in rows[: upto + 1]),
         "barrier_evaluations": sum(1 for r in rows if r.get("barrier") is not None),
         "sparsities": [round(r["target_sparsity"], 4) for r in rows],
@@ -126,8 +129,8 @@ def route_row(run: Path) -> dict:
     row = next((r for r in summary["levels"] if best is not None and abs(r["sparsity"] - best) < 1e-12), summary["levels"][0])
     diet = run / "data_diet" / "subset.json"
     diet_steps = int(json.loads(diet.read_text()).get("spent_steps", 0)) if diet.is_file() else 0
-    calibration = RunRecord(run).calibration_steps()
-    steps = cost["steps_to_ticket"] + diet_steps + calibration
+    calibration = cost["calibration_steps"]
+    steps = cost["steps_to_ticket"] + diet_steps
     notes = [f"{cost['levels_to_ticket']} of {cost['levels_run']} levels"]
     if diet_steps:
         notes.append(f"data diet {diet_steps} steps")
@@ -165,7 +168,11 @@ def matrix_routes(matrix_dir: Path, linear: Path) -> list[dict]:
     is checked).
 
     Raises:
-        ValueError: the matrix has no row on the run's task, or its budget differs from the run's.
+        ValueError: the matrix has no row on the run's task, or its budget differs from the run's
+            (learning rate, epochs, steps, schedule, global batch as per-device × accumulation —
+            a matrix trained on several processes is refused —, training examples).
+        OSError / KeyError: a missing or incomplete ``matrix.json``, ``transfer_config.json`` or
+            ``run_config.json``.
     """
     from bert_tickets.pruning import get_criterion
 
@@ -179,7 +186,9 @@ def matrix_routes(matrix_dir: Path, linear: Path) -> list[dict]:
     differ = [k for k in SAME_BUDGET if ours.get(k) != theirs.get(k)]
     if ours.get("per_device_train_batch_size", 0) * ours.get("gradient_accumulation_steps", 1) != theirs.get("global_train_batch_size"):
         differ.append("global batch")
-    if spec["data"].get("max_train_samples") != config["data"].get("max_train_samples"):
+    samples = spec["data"].get("max_train_samples")
+    samples = samples.get(task) if isinstance(samples, dict) else samples  # per target when the targets differ
+    if samples != config["data"].get("max_train_samples"):
         differ.append("max_train_samples")
     if differ:
         raise ValueError(f"{matrix_dir}: its budget differs from {linear}'s in {', '.join(differ)}: their steps do not compare")
@@ -203,7 +212,11 @@ def matrix_routes(matrix_dir: Path, linear: Path) -> list[dict]:
         search = round((e.get("mask_train_steps") or 0) * searches)
         judging = (e["n"] + (dense["n"] if dense else 0)) * per_cell
         ok = bool(e.get("matching")) and e.get("beats_trivial") is not False
-        note = [f"{label}: judging {judging} steps ({e['n']} seeds + dense {dense['n'] if dense else 0})"]
+        note = [
+            f"{label}: judging {judging} steps ({e['n']} seeds + dense {dense['n']})"
+            if dense
+            else f"{label}: no dense cells, matching undefined"
+        ]
         if search:
             note.append(f"search {search} steps ({searches} masks)")
         if e.get("mask_score_passes"):
@@ -264,7 +277,11 @@ def compare(argv: list[str]) -> int:
     truth = ground_truth(Path(args.linear))
     routes = []
     for r in map(Path, args.routes):
-        routes += matrix_routes(r, Path(args.linear)) if (r / "matrix.json").is_file() else [route_row(r)]
+        try:
+            routes += matrix_routes(r, Path(args.linear)) if (r / "matrix.json").is_file() else [route_row(r)]
+        except (ValueError, KeyError, OSError) as err:
+            print(f"bench_time_to_ticket.py --compare: error: {r}: {type(err).__name__}: {err}", file=sys.stderr)
+            return 2
     s_star = "none" if truth["sparsity"] is None else f"{truth['sparsity']:.4f}"
     print(f"ground truth s* = {s_star} ({args.linear}; highest matching level before two consecutive non-matching levels)")
     print(format_time_to_ticket(truth, routes))

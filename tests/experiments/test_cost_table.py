@@ -114,8 +114,12 @@ def test_at_init_routes_of_a_matrix_count_judging_and_every_search(bench, tmp_pa
     assert routes["gem_miner"]["steps"] == judging + 2 * 2  # a 2-step score search per seed
     assert routes["magnitude"]["examples"] == 8 * routes["magnitude"]["steps"]
     assert "3 scoring passes" in routes["synflow"]["note"]
-    for r in routes.values():
-        assert (r["sparsity"] is None) == (" not matching" in r["note"])
+    entries = json.loads((matrix / "matrix.json").read_text())["entries"]
+    sparsity = json.loads((matrix / "transfer_config.json").read_text())["spec"]["sparsity"]
+    for label, r in routes.items():
+        e = entries[label]["rte"]
+        assert r["sparsity"] == (sparsity if e["matching"] and e["beats_trivial"] is not False else None)
+        assert r["mean"] == e["mean"]
     other = tmp_path / "other"
     assert main(["find", *common, "--learning_rate", "0.5", "--output_dir", str(other), "--max_levels", "0"]) == 0
     with pytest.raises(ValueError, match="budget differs .* learning_rate"):
@@ -134,4 +138,6 @@ def test_the_calibrated_schedules_dense_copy_counts_in_a_route(bench, tmp_path):
     assert record.paths.dense_instability().is_dir() and record.calibration_steps() == steps > 0
     route = bench.route_row(run)
     assert f"dense instability copy {steps} steps" in route["note"]
-    assert route["steps"] == bench.cost_to_ticket(run)["steps_to_ticket"] + steps
+    cost = bench.cost_to_ticket(run)  # the main mode's adaptive / linear ratio counts the copy too
+    levels = sum(record.train_steps(lv) for lv in range(cost["levels_to_ticket"]))
+    assert route["steps"] == cost["steps_to_ticket"] == levels + steps and cost["calibration_steps"] == steps
