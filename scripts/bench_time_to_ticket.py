@@ -157,7 +157,7 @@ SAME_BUDGET = ("learning_rate", "num_train_epochs", "max_steps", "lr_scheduler_t
 
 
 def matrix_routes(matrix_dir: Path, linear: Path) -> list[dict]:
-    """The at-init routes of a transfer / prune-at-init matrix on the linear run's task: one row
+    """The at-init routes of a transfer matrix on the linear run's task: one row
     per criterion row (magnitude of θ0, random, snip, synflow, gem_miner; not dense, the IMP
     ticket rows or the sanity checks). A route reaches the matrix's sparsity when that row
     matches dense and beats the trivial baseline, else nothing. Its cost: judging dense (the
@@ -175,6 +175,7 @@ def matrix_routes(matrix_dir: Path, linear: Path) -> list[dict]:
             ``run_config.json``.
     """
     from bert_tickets.pruning import get_criterion
+    from bert_tickets.results.rows import CriterionRow, get_row
 
     matrix = json.loads((matrix_dir / "matrix.json").read_text())
     spec = json.loads((matrix_dir / "transfer_config.json").read_text())["spec"]
@@ -192,23 +193,22 @@ def matrix_routes(matrix_dir: Path, linear: Path) -> list[dict]:
         differ.append("max_train_samples")
     if differ:
         raise ValueError(f"{matrix_dir}: its budget differs from {linear}'s in {', '.join(differ)}: their steps do not compare")
-    record = RunRecord(linear)
-    seeds0 = len(list(record.paths.level(0).glob("seed_*/log_history.json")))
-    per_cell = record.train_steps(0) // max(seeds0, 1)
+    per_cell = RunRecord(linear).steps_per_seed(0)
     batch = _batch(linear)
     dense = matrix["entries"].get("dense", {}).get(task)
     kinds, checks = matrix.get("kinds", {}), matrix.get("checks", {})
     out = []
     for label in matrix["rows"]:
         e = matrix["entries"][label].get(task)
-        kind = kinds.get(label, label)
-        if e is None or label == "dense" or label in checks or kind in ("ticket", "dense"):
+        if e is None or label in checks:
             continue
-        criterion = "magnitude" if kind == "oneshot" else kind
         try:
-            searches = e["n"] if "seed" in get_criterion(criterion).needs else 1
-        except (KeyError, ValueError):
-            continue  # not a criterion row (reinit, weight_shuffle: they need the IMP ticket)
+            row = get_row(kinds.get(label, label))  # the row registry knows old names (oneshot) too
+        except ValueError:
+            continue
+        if not isinstance(row, CriterionRow):
+            continue  # dense, the IMP ticket, reinit, weight_shuffle: no mask found at θ0
+        searches = e["n"] if "seed" in get_criterion(row.criterion).needs else 1
         search = round((e.get("mask_train_steps") or 0) * searches)
         judging = (e["n"] + (dense["n"] if dense else 0)) * per_cell
         ok = bool(e.get("matching")) and e.get("beats_trivial") is not False

@@ -312,8 +312,13 @@ class RunRecord:
         no dense instability."""
         if not self.paths.dense_instability().is_dir():
             return 0
-        logs = list(self.paths.level(0).glob("seed_*/log_history.json"))
-        return max(self.train_steps(0) // len(logs) - self.continued_from_step(), 0) if logs else 0
+        return max(self.steps_per_seed(0) - self.continued_from_step(), 0)
+
+    def steps_per_seed(self, level: int) -> int:
+        """:meth:`train_steps` of ``level`` divided by its number of seed logs (one seed's
+        fine-tune); 0 for a level without logs."""
+        seeds = len(list(self.paths.level(level).glob("seed_*/log_history.json")))
+        return self.train_steps(level) // seeds if seeds else 0
 
     def continued_from_step(self) -> int:
         """The rewind step k from which pruned levels continue each seed's whole training state

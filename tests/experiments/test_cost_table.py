@@ -26,9 +26,14 @@ def bench():
     return module
 
 
-def test_cost_table_rows_of_a_run_and_a_matrix(bench, tmp_path):
+def _inputs(tmp_path):
+    """A tiny checkpoint, GLUE files and the find arguments that read them."""
     ckpt, glue = write_imp_inputs(tmp_path)
-    common = ["--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), *IMP_TRAIN_ARGS]
+    return ckpt, glue, ["--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), *IMP_TRAIN_ARGS]
+
+
+def test_cost_table_rows_of_a_run_and_a_matrix(bench, tmp_path):
+    _, _, common = _inputs(tmp_path)
     run = tmp_path / "run"
     assert main(["find", *common, "--output_dir", str(run), "--max_levels", "2", "--tolerance", "1.0"]) == 0
     row = bench.run_row("IMP linear", run)
@@ -68,8 +73,7 @@ def test_a_run_ticket_without_a_cost_record_gets_its_lineage_steps(tmp_path):
 
 
 def test_time_to_ticket_compares_routes_with_the_ground_truth(bench, tmp_path):
-    ckpt, glue = write_imp_inputs(tmp_path)
-    common = ["--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), *IMP_TRAIN_ARGS]
+    _, _, common = _inputs(tmp_path)
     linear = tmp_path / "linear"
     assert main(["find", *common, "--output_dir", str(linear), "--max_levels", "5"]) == 0
     # a known matching pattern: 1 yes, 2 no, 3 yes, 4 no, 5 no -> s* = level 3 (the first two
@@ -96,8 +100,7 @@ def test_time_to_ticket_compares_routes_with_the_ground_truth(bench, tmp_path):
 
 
 def test_at_init_routes_of_a_matrix_count_judging_and_every_search(bench, tmp_path):
-    ckpt, glue = write_imp_inputs(tmp_path)
-    common = ["--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), *IMP_TRAIN_ARGS]
+    ckpt, glue, common = _inputs(tmp_path)
     linear = tmp_path / "linear"
     assert main(["find", *common, "--output_dir", str(linear), "--max_levels", "1"]) == 0
     matrix = tmp_path / "matrix"
@@ -127,8 +130,7 @@ def test_at_init_routes_of_a_matrix_count_judging_and_every_search(bench, tmp_pa
 
 
 def test_the_calibrated_schedules_dense_copy_counts_in_a_route(bench, tmp_path):
-    ckpt, glue = write_imp_inputs(tmp_path)
-    common = ["--task", "rte", "--model", str(ckpt), "--data_dir", str(glue), *IMP_TRAIN_ARGS]
+    _, _, common = _inputs(tmp_path)
     run = tmp_path / "ada"
     assert main(["find", *common, "--schedule", "adaptive", "--max_levels", "1", "--output_dir", str(run)]) == 0
     steps = json.loads((run / "level_00" / "seed_42" / "log_history.json").read_text())[-1]["step"]
