@@ -40,6 +40,9 @@ on the set with its own inner steps and step sizes and scored on the real valida
 mean ± std in the card. Regression tasks (STS-B) are refused: the labels are distributions over
 classes.
 
+Device: a CUDA device when one is present (``--use_cpu`` stays on the CPU); the random draws
+(initial set, heads, real batches) come from CPU generators, so they are the same on either.
+
 Output (``--output_dir``): ``distilled.safetensors`` for the ``embeddings`` training-data source
 (``inputs_embeds`` float32 ``(n, L, hidden)``, ``attention_mask`` ``(n, L)``, soft ``labels``
 ``(n, C)``, plus ``learning_rates`` ``(steps,)`` and ``attention_labels``
@@ -95,6 +98,13 @@ class DistillArguments:
     eval_models: int = field(default=5, metadata={"help": "Fresh models trained on the set and scored at the end (theirs: 100)."})
     seed: int = field(default=42, metadata={"help": "Seed of the initial tensors, the heads and the real batches."})
     save_every: int = field(default=50, metadata={"help": "Write checkpoint.pt every this many outer steps."})
+    use_cpu: bool = field(
+        default=False,
+        metadata={
+            "help": "Stay on the CPU even when a CUDA device is present (as TrainingArguments.use_cpu; "
+            "the device is not a hyperparameter of the set: a run resumes on either)."
+        },
+    )
 
     def check(self) -> None:
         """One-line ``ValueError`` for values out of range."""
@@ -164,11 +174,11 @@ class Distiller:
         rows = {"cls": 1, "all": length, "none": 0}[args.attention_labels]
         shape = (n, cfg.num_hidden_layers, cfg.num_attention_heads, rows, length)
         self.attention_logits = torch.nn.Parameter(
-            torch.randn(shape, generator=generator), requires_grad=rows > 0 and args.attention_loss_weight > 0
+            torch.randn(shape, generator=generator).to(self.embeds.device), requires_grad=rows > 0 and args.attention_loss_weight > 0
         )
         # η_k = softplus(raw_k), raw initialised so that softplus(raw) = lr_init (their parametrisation)
         raw = math.log(math.expm1(args.lr_init))
-        self.raw_lrs = torch.nn.Parameter(torch.full((args.steps,), raw))
+        self.raw_lrs = torch.nn.Parameter(torch.full((args.steps,), raw, device=self.embeds.device))
         learnable = [t for t in self.tensors().values() if t.requires_grad]
         self.optimizer = torch.optim.AdamW(learnable, lr=args.distill_learning_rate, weight_decay=0.0)
         warm = int(args.warmup_ratio * args.outer_steps)
@@ -245,16 +255,17 @@ class Distiller:
         return float(loss)
 
     def export(self) -> dict[str, torch.Tensor]:
-        """The set as the ``embeddings`` source reads it, with the schedule and attention labels."""
+        """The set as the ``embeddings`` source reads it, with the schedule and attention labels
+        (CPU tensors, whatever device the set was distilled on)."""
         out = {
-            "inputs_embeds": self.embeds.detach().clone().contiguous(),
-            "attention_mask": self.mask.clone().contiguous(),
-            "labels": self.labels().detach().clone().contiguous(),
-            "learning_rates": self.learning_rates().detach().contiguous(),
+            "inputs_embeds": self.embeds.detach().cpu().clone().contiguous(),
+            "attention_mask": self.mask.cpu().clone().contiguous(),
+            "labels": self.labels().detach().cpu().clone().contiguous(),
+            "learning_rates": self.learning_rates().detach().cpu().contiguous(),
             "attention_loss_weight": torch.tensor(float(self.args.attention_loss_weight)),
         }
         if self.attention_logits.shape[-2] > 0:
-            out["attention_labels"] = self.attention_labels().detach().contiguous()
+            out["attention_labels"] = self.attention_labels().detach().cpu().contiguous()
         return out
 
     def evaluate(self, data, task, models: int, generator: torch.Generator, evaluate_fn) -> list[float]:
@@ -310,7 +321,8 @@ def _evaluate(distiller: Distiller, model, task, data, tokenizer, args: DistillA
 
     from ..training.finetune import evaluate_model
 
-    eval_args = TrainingArguments(output_dir=str(out), per_device_eval_batch_size=64, report_to=[], disable_tqdm=True, use_cpu=True)
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    eval_args = TrainingArguments(output_dir=str(out), per_device_eval_batch_size=64, report_to=[], disable_tqdm=True, use_cpu=on_cpu)
 
     def score(params: dict[str, torch.Tensor]) -> float:
         probe = copy.deepcopy(model)
@@ -348,7 +360,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: DistillArgum
         "model_revision": local_checkpoint_revision(model_args.model_name_or_path) or model_args.revision,
         "data_dir": data_args.data_dir,
         "max_train_samples": data_args.max_train_samples,
-        **{k: v for k, v in asdict(args).items() if k not in ("output_dir", "save_every")},
+        **{k: v for k, v in asdict(args).items() if k not in ("output_dir", "save_every", "use_cpu")},
     }
     if card_path.is_file():
         card = json.loads(card_path.read_text())
@@ -379,14 +391,16 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: DistillArgum
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    generator = torch.Generator().manual_seed(args.seed)
-    init = initial_set(task, model, args.per_class, args.seq_length, generator)
+    device = torch.device("cpu" if args.use_cpu or not torch.cuda.is_available() else "cuda")
+    model.to(device)
+    generator = torch.Generator().manual_seed(args.seed)  # on the CPU: the same draws on every device
+    init = {k: v.to(device) for k, v in initial_set(task, model, args.per_class, args.seq_length, generator).items()}
     distiller = Distiller(model, init, args, generator)
     checkpoint = out / CHECKPOINT_FILE
     out.mkdir(parents=True, exist_ok=True)
     write_json(card_path, {"hyperparameters": hparams, "finished": False})
     if checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint, weights_only=False, map_location="cpu")
         with torch.no_grad():
             for name, tensor in distiller.tensors().items():
                 tensor.copy_(state["tensors"][name])
@@ -403,12 +417,12 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: DistillArgum
     started = time.perf_counter()
     bar = tqdm(total=args.outer_steps, initial=distiller.step, desc="distill (outer steps)")
     while distiller.step < args.outer_steps:
-        loss = distiller.train_step(next(batches), generator)
+        loss = distiller.train_step({k: v.to(device) for k, v in next(batches).items()}, generator)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{float(distiller.learning_rates().mean()):.3g}")
         if distiller.step % args.save_every == 0 or distiller.step == args.outer_steps:
             state = {
-                "tensors": {k: v.detach().clone() for k, v in distiller.tensors().items()},
+                "tensors": {k: v.detach().cpu().clone() for k, v in distiller.tensors().items()},
                 "optimizer": distiller.optimizer.state_dict(),
                 "scheduler": distiller.scheduler.state_dict(),
                 "step": distiller.step,
