@@ -109,9 +109,12 @@ def _source_label(run_dir: str) -> str:
 
 def barrier_rows(reference: str, runs: list[str]) -> list[dict]:
     """One row per instability analysis of ``reference`` and ``runs``: run, level, sparsity,
-    barrier (primary metric and loss), mean top Hessian eigenvalue of the two copies (when
-    measured), and the overlap of the level's mask with ``reference``'s level at the same
-    sparsity (:meth:`~bert_tickets.ticket.TicketMask.overlap`; ``None`` when it has none).
+    the primary metric of each trained copy (real-data fine-tunes with the two data orders:
+    ``end_metrics``), barrier (primary metric and loss), the mean top Hessian eigenvalue and
+    mean Hutchinson trace of the two copies with the trace's standard error (when measured;
+    McDermott et al. 2023's sharpness), and the overlap of the level's mask with
+    ``reference``'s level at the same sparsity (:meth:`~bert_tickets.ticket.TicketMask.overlap`;
+    ``None`` when it has none).
 
     Raises:
         FileNotFoundError / ValueError: not a run directory (one line).
@@ -135,6 +138,7 @@ def barrier_rows(reference: str, runs: list[str]) -> list[dict]:
             overlap = ticket.overlap(twin) if twin is not None and twin.shapes == ticket.shapes else None
             sharp = analysis.get("sharpness", {}).get("copies", {})
             eig = [c["top_eigenvalue"]["eigenvalue"] for c in sharp.values()]
+            traces = [c["trace"] for c in sharp.values()]
             rows.append(
                 {
                     "run": _source_label(run_dir),
@@ -145,7 +149,11 @@ def barrier_rows(reference: str, runs: list[str]) -> list[dict]:
                     "metric": analysis["metric"],
                     "barrier": analysis["barrier"][analysis["metric"]],
                     "barrier_loss": analysis["barrier"]["loss"],
+                    "end_metrics": [m[analysis["metric"]] for m in analysis.get("end_metrics", [])],
                     "top_eigenvalue": sum(eig) / len(eig) if eig else None,
+                    "trace": sum(t["trace"] for t in traces) / len(traces) if traces else None,
+                    # the mean of independent estimates: its standard error from theirs
+                    "trace_stderr": (sum(t["stderr"] ** 2 for t in traces) ** 0.5 / len(traces)) if traces else None,
                     "overlap": overlap,
                 }
             )
@@ -163,19 +171,19 @@ def barrier_figure(args: PlotArguments) -> Path:
     metric = rows[0]["metric"] if rows else "metric"
     out = barrier_curve(series, metric, args.out or Path(args.run_dir) / "barriers.png")
     print(
-        "| run | level | sparsity | data seeds | barrier ("
-        + metric
-        + ") | barrier (loss) | top Hessian eigenvalue | Hamming / Jaccard vs "
-        + Path(args.run_dir).name
-        + " |"
+        f"| run | level | sparsity | data seeds | {metric} of the copies | barrier ({metric}) | barrier (loss) "
+        f"| top Hessian eigenvalue | Hessian trace (± s.e.) | Hamming / Jaccard vs {Path(args.run_dir).name} |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         eig = "–" if r["top_eigenvalue"] is None else f"{r['top_eigenvalue']:.4g}"
+        trace = "–" if r["trace"] is None else f"{r['trace']:.4g} ± {r['trace_stderr']:.2g}"
+        ends = " / ".join(f"{v:.4f}" for v in r["end_metrics"]) or "–"
         ov = "–" if r["overlap"] is None else f"{r['overlap']['hamming']:.4f} / {r['overlap']['jaccard_pruned']:.4f}"
         seeds = "/".join(map(str, r["data_seeds"] or []))
         print(
-            f"| {r['run']} | {r['level']} | {r['sparsity']:.4f} | {seeds} | {r['barrier']:.4f} | {r['barrier_loss']:.4f} | {eig} | {ov} |"
+            f"| {r['run']} | {r['level']} | {r['sparsity']:.4f} | {seeds} | {ends} | {r['barrier']:.4f} | {r['barrier_loss']:.4f} "
+            f"| {eig} | {trace} | {ov} |"
         )
     return out
 

@@ -155,6 +155,10 @@ def test_barrier_figure_per_mask_source_with_overlap_and_sharpness(inputs, tmp_p
     saved = json.loads((synthetic / "stability" / "level_01_rewind0" / "stability.json").read_text())
     eig = [c["top_eigenvalue"]["eigenvalue"] for c in saved["sharpness"]["copies"].values()]
     assert f"{sum(eig) / 2:.4g}" in lines[1] and f"{saved['barrier'][saved['metric']]:.4f}" in lines[1]
+    traces = [c["trace"]["trace"] for c in saved["sharpness"]["copies"].values()]
+    assert f"| {sum(traces) / 2:.4g} ± " in lines[1]
+    ends = [m[saved["metric"]] for m in saved["end_metrics"]]
+    assert len(ends) == 2 and f"| {ends[0]:.4f} / {ends[1]:.4f} |" in lines[1]
 
 
 def test_an_embeddings_set_is_searched_with_the_schedule_it_was_distilled_with(inputs, tmp_path, calls):
