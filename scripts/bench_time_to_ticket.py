@@ -27,6 +27,10 @@ evaluations are forward passes, listed in the note, not in the steps). A route g
 transfer matrix directory adds one at-init route per criterion row (``--baselines magnitude
 random snip synflow gem_miner``; :func:`matrix_routes`: judging dense and the row, plus the mask
 searches). A prune-at-init directory's own criterion is its ticket row and is not a route here.
+``RUN+SCAN[+SCAN…]`` is the route that starts IMP at the highest matching magnitude-of-θ0 sparsity
+(:func:`magnitude_start_route`): transfer matrices at several sparsities with a magnitude row
+(the scan), and the ``find`` run with ``--schedule_options start_sparsity=S``; it costs the scan's
+judging plus the run.
 
 ``--also`` adds more IMP runs (e.g. data-diet runs) and transfer / prune-at-init matrix
 directories (criterion rows) to one cost table: method, sparsity, metric after fine-tuning, Δ vs
@@ -225,6 +229,9 @@ def matrix_routes(matrix_dir: Path, linear: Path) -> list[dict]:
             note.append(f"{spec['sparsity']:.2f} not matching")
         out.append(
             {
+                "label": label,
+                "seeds": e["n"],
+                "dense_seeds": dense["n"] if dense else 0,
                 "route": f"{label} at θ0 ({matrix_dir.name})",
                 "sparsity": spec["sparsity"] if ok else None,
                 "level": None,
@@ -238,6 +245,53 @@ def matrix_routes(matrix_dir: Path, linear: Path) -> list[dict]:
             }
         )
     return out
+
+
+def magnitude_start_route(spec: str, linear: Path) -> dict:
+    """The "start from the highest matching magnitude-of-θ0 sparsity" route of issue 20, given as
+    ``RUN+SCAN[+SCAN…]``: SCAN are transfer matrix directories (one sparsity each, ``--baselines
+    dense magnitude``) whose magnitude rows judged masks of θ0 by magnitude, and RUN is the ``find``
+    run started at the highest matching one (``--schedule_options start_sparsity=S``). Its cost is
+    the run's (:func:`route_row`) plus every scanned magnitude row's judging and the scan's dense
+    cells once (magnitude needs no search); the run's own dense level is counted too, as it ran.
+
+    Raises:
+        ValueError: a SCAN without a magnitude row on the linear run's task or with another budget
+            (:func:`matrix_routes`), a RUN without ``start_sparsity``, or a ``start_sparsity`` that
+            is not the highest matching scanned sparsity (the rule picks S; a hand-picked S would
+            hide the scan's cost of finding it).
+    """
+    run, *scans = (Path(p) for p in spec.split("+"))
+    if not scans:
+        raise ValueError(f"{spec}: give the run and its scan as RUN+SCAN[+SCAN...]")
+    start = json.loads(RunPaths(run).run_config.read_text())["hyperparameters"]["imp"].get("start_sparsity")
+    if start is None:
+        raise ValueError(f"{run}: not started at a scanned sparsity (no --schedule_options start_sparsity)")
+    per_cell = RunRecord(linear).steps_per_seed(0)
+    scanned, judging, dense_counted = [], 0, False
+    for scan in scans:
+        rows = {r["label"]: r for r in matrix_routes(scan, linear)}
+        if "magnitude" not in rows:
+            raise ValueError(f"{scan}: no magnitude row (transfer --baselines dense magnitude)")
+        sparsity = json.loads((scan / "transfer_config.json").read_text())["spec"]["sparsity"]
+        r = rows["magnitude"]
+        judging += r["seeds"] * per_cell + (0 if dense_counted else r["dense_seeds"] * per_cell)
+        dense_counted = dense_counted or r["dense_seeds"] > 0
+        scanned.append((sparsity, r["sparsity"] is not None))
+    matching = [s for s, ok in scanned if ok]
+    if not matching or abs(max(matching) - start) > 1e-9:
+        shown = ", ".join(f"{s:.2f} {'matching' if ok else 'not matching'}" for s, ok in sorted(scanned))
+        raise ValueError(f"{run}: start_sparsity {start} is not the highest matching scanned sparsity ({shown})")
+    row = route_row(run)
+    steps = row["steps"] + judging
+    scan_note = ", ".join(f"{s:.2f}{' ✓' if ok else ' ✗'}" for s, ok in sorted(scanned))
+    return {
+        **row,
+        "route": f"θ0-magnitude start {start:g} ({run.name})",
+        "steps": steps,
+        "examples": steps * _batch(run),
+        "note": f"scan {scan_note}: {judging} judging steps; run: {row['note']}",
+    }
 
 
 def format_time_to_ticket(truth: dict, routes: list[dict], level_step: float = 0.1) -> str:
@@ -272,13 +326,21 @@ def format_time_to_ticket(truth: dict, routes: list[dict], level_step: float = 0
 def compare(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench_time_to_ticket.py --compare")
     parser.add_argument("linear", help="the linear 10%% IMP run (ground truth)")
-    parser.add_argument("routes", nargs="*", help="finished find runs of the cheaper routes, and matrix directories (at-init routes)")
+    parser.add_argument(
+        "routes",
+        nargs="*",
+        help="finished find runs of the cheaper routes, matrix directories (at-init routes), and RUN+SCAN[+SCAN...] "
+        "(a run started at the highest matching magnitude-of-θ0 sparsity of the scan matrices)",
+    )
     args = parser.parse_args(argv)
     truth = ground_truth(Path(args.linear))
     routes = []
     for r in map(Path, args.routes):
         try:
-            routes += matrix_routes(r, Path(args.linear)) if (r / "matrix.json").is_file() else [route_row(r)]
+            if "+" in str(r):
+                routes.append(magnitude_start_route(str(r), Path(args.linear)))
+            else:
+                routes += matrix_routes(r, Path(args.linear)) if (r / "matrix.json").is_file() else [route_row(r)]
         except (ValueError, KeyError, OSError) as err:
             print(f"bench_time_to_ticket.py --compare: error: {r}: {type(err).__name__}: {err}", file=sys.stderr)
             return 2

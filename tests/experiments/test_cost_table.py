@@ -143,3 +143,37 @@ def test_the_calibrated_schedules_dense_copy_counts_in_a_route(bench, tmp_path):
     cost = bench.cost_to_ticket(run)  # the main mode's adaptive / linear ratio counts the copy too
     levels = sum(record.train_steps(lv) for lv in range(cost["levels_to_ticket"]))
     assert route["steps"] == cost["steps_to_ticket"] == levels + steps and cost["calibration_steps"] == steps
+
+
+def test_the_magnitude_start_route_counts_its_scan_and_checks_the_start(bench, tmp_path, capsys):
+    ckpt, glue, common = _inputs(tmp_path)
+    linear = tmp_path / "linear"
+    assert main(["find", *common, "--output_dir", str(linear), "--max_levels", "2"]) == 0
+    scans = []
+    for level, ok in ((1, True), (2, False)):  # the scan: magnitude of θ0 at 0.1 matches, at 0.2 not
+        scan = tmp_path / f"scan{level}"
+        transfer = ["transfer", "--tickets", str(linear), "--level", str(level), "--tasks", "rte", "--model", str(ckpt)]
+        transfer += ["--data_dir", str(glue), *IMP_TRAIN_ARGS, "--seeds", "1", "2", "--baselines", "dense", "magnitude"]
+        assert main([*transfer, "--output_dir", str(scan)]) == 0
+        matrix = json.loads((scan / "matrix.json").read_text())
+        matrix["entries"]["magnitude"]["rte"].update(matching=ok, beats_trivial=True)
+        (scan / "matrix.json").write_text(json.dumps(matrix))
+        scans.append(scan)
+    start = json.loads((scans[0] / "transfer_config.json").read_text())["spec"]["sparsity"]
+    run = tmp_path / "start"
+    argv = ["find", *common, "--schedule_options", f"start_sparsity={start}", "--max_levels", "1", "--output_dir", str(run)]
+    assert main(argv) == 0
+    per_cell = json.loads((linear / "level_00" / "seed_42" / "log_history.json").read_text())[-1]["step"]
+    route = bench.magnitude_start_route(f"{run}+{scans[0]}+{scans[1]}", linear)
+    # the run's own levels, then the scan: two magnitude rows of two seeds each, dense's two seeds once
+    assert route["steps"] == bench.route_row(run)["steps"] + (2 + 2 + 2) * per_cell > 0
+    assert route["examples"] == 8 * route["steps"] and "0.10 ✓, 0.20 ✗" in route["note"]
+    capsys.readouterr()
+    assert bench.compare([str(linear), f"{run}+{scans[0]}+{scans[1]}"]) == 0
+    assert f"| θ0-magnitude start {start:g} (start) |" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="not the highest matching scanned sparsity"):
+        bench.magnitude_start_route(f"{run}+{scans[1]}", linear)
+    assert bench.compare([str(linear), f"{run}+{scans[1]}"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    with pytest.raises(ValueError, match="no --schedule_options start_sparsity"):
+        bench.magnitude_start_route(f"{linear}+{scans[0]}", linear)
