@@ -247,49 +247,80 @@ def matrix_routes(matrix_dir: Path, linear: Path) -> list[dict]:
     return out
 
 
+def _scan_point(scan: Path, linear: Path) -> tuple[float, bool, int, int]:
+    """One sparsity of a magnitude-of-θ0 scan: (sparsity, matching and above trivial, the
+    magnitude row's seeds, dense's seeds). ``scan`` is a ``prune-at-init --criterion magnitude``
+    directory (its ticket row, in ``scan/finetune``) or a transfer matrix with a ``magnitude``
+    row; both are checked against the linear run's task and budget (:func:`matrix_routes`)."""
+    if (scan / "finetune" / "matrix.json").is_file():  # prune-at-init: its own criterion is the ticket row
+        criterion = json.loads((scan / "ticket" / "ticket_config.json").read_text()).get("criterion")
+        if criterion != "magnitude":
+            raise ValueError(f"{scan}: a prune-at-init scan of {criterion!r}, not magnitude")
+        matrix_dir = scan / "finetune"
+        matrix_routes(matrix_dir, linear)  # the task and budget checks
+        matrix = json.loads((matrix_dir / "matrix.json").read_text())
+        task = json.loads(RunPaths(linear).run_config.read_text())["hyperparameters"]["data"]["task"]
+        label = next(k for k, v in matrix.get("kinds", {}).items() if v == "ticket")
+        e, dense = matrix["entries"][label][task], matrix["entries"].get("dense", {}).get(task)
+        ok = bool(e.get("matching")) and e.get("beats_trivial") is not False
+        sparsity = json.loads((matrix_dir / "transfer_config.json").read_text())["spec"]["sparsity"]
+        return sparsity, ok, e["n"], dense["n"] if dense else 0
+    rows = {r["label"]: r for r in matrix_routes(scan, linear)}
+    if "magnitude" not in rows:
+        raise ValueError(f"{scan}: no magnitude row (prune-at-init --criterion magnitude, or transfer --baselines dense magnitude)")
+    r = rows["magnitude"]
+    sparsity = json.loads((scan / "transfer_config.json").read_text())["spec"]["sparsity"]
+    return sparsity, r["sparsity"] is not None, r["seeds"], r["dense_seeds"]
+
+
 def magnitude_start_route(spec: str, linear: Path) -> dict:
     """The "start from the highest matching magnitude-of-θ0 sparsity" route of issue 20, given as
-    ``RUN+SCAN[+SCAN…]``: SCAN are transfer matrix directories (one sparsity each, ``--baselines
-    dense magnitude``) whose magnitude rows judged masks of θ0 by magnitude, and RUN is the ``find``
-    run started at the highest matching one (``--schedule_options start_sparsity=S``). Its cost is
-    the run's (:func:`route_row`) plus every scanned magnitude row's judging and the scan's dense
-    cells once (magnitude needs no search); the run's own dense level is counted too, as it ran.
+    ``RUN+SCAN[+SCAN…]``: each SCAN judged the magnitude-of-θ0 mask at one sparsity
+    (``prune-at-init --criterion magnitude --sparsity S --baselines dense``, or a transfer matrix
+    with a ``magnitude`` row), and RUN is the ``find`` run started at the highest matching one
+    (``--schedule_options start_sparsity=S``). Its cost is the run's (:func:`route_row`) plus
+    every scanned magnitude row's judging and dense's judging once (magnitude needs no search; the
+    route needs dense judged once, so further scans' own dense cells are not counted); the run's
+    own dense level is counted too, as it ran.
 
     Raises:
-        ValueError: a SCAN without a magnitude row on the linear run's task or with another budget
-            (:func:`matrix_routes`), a RUN without ``start_sparsity``, or a ``start_sparsity`` that
-            is not the highest matching scanned sparsity (the rule picks S; a hand-picked S would
-            hide the scan's cost of finding it).
+        ValueError: a SCAN that is not a magnitude scan, or on another task or budget
+            (:func:`matrix_routes`); two SCANs at one sparsity; a RUN on another task or model
+            than the linear run, or without ``start_sparsity``; a ``start_sparsity`` that is not
+            the highest matching scanned sparsity (the rule picks S: a hand-picked S would hide
+            the cost of finding it).
     """
     run, *scans = (Path(p) for p in spec.split("+"))
     if not scans:
         raise ValueError(f"{spec}: give the run and its scan as RUN+SCAN[+SCAN...]")
-    start = json.loads(RunPaths(run).run_config.read_text())["hyperparameters"]["imp"].get("start_sparsity")
+    ours = json.loads(RunPaths(run).run_config.read_text())["hyperparameters"]
+    theirs = json.loads(RunPaths(linear).run_config.read_text())["hyperparameters"]
+    for key, what in (("task", "data"), ("model_name_or_path", "model")):
+        if ours[what][key] != theirs[what][key]:
+            raise ValueError(f"{run}: {key} {ours[what][key]!r} differs from {linear}'s {theirs[what][key]!r}")
+    start = ours["imp"].get("start_sparsity")
     if start is None:
         raise ValueError(f"{run}: not started at a scanned sparsity (no --schedule_options start_sparsity)")
     per_cell = RunRecord(linear).steps_per_seed(0)
-    scanned, judging, dense_counted = [], 0, False
+    scanned, judging, dense_counted = {}, 0, False
     for scan in scans:
-        rows = {r["label"]: r for r in matrix_routes(scan, linear)}
-        if "magnitude" not in rows:
-            raise ValueError(f"{scan}: no magnitude row (transfer --baselines dense magnitude)")
-        sparsity = json.loads((scan / "transfer_config.json").read_text())["spec"]["sparsity"]
-        r = rows["magnitude"]
-        judging += r["seeds"] * per_cell + (0 if dense_counted else r["dense_seeds"] * per_cell)
-        dense_counted = dense_counted or r["dense_seeds"] > 0
-        scanned.append((sparsity, r["sparsity"] is not None))
-    matching = [s for s, ok in scanned if ok]
+        sparsity, ok, seeds, dense_seeds = _scan_point(scan, linear)
+        if sparsity in scanned:
+            raise ValueError(f"{scan}: a second scan at sparsity {sparsity}")
+        scanned[sparsity] = ok
+        judging += seeds * per_cell + (0 if dense_counted else dense_seeds * per_cell)
+        dense_counted = dense_counted or dense_seeds > 0
+    matching = [s for s, ok in scanned.items() if ok]
     if not matching or abs(max(matching) - start) > 1e-9:
-        shown = ", ".join(f"{s:.2f} {'matching' if ok else 'not matching'}" for s, ok in sorted(scanned))
+        shown = ", ".join(f"{s:.2f} {'matching' if ok else 'not matching'}" for s, ok in sorted(scanned.items()))
         raise ValueError(f"{run}: start_sparsity {start} is not the highest matching scanned sparsity ({shown})")
     row = route_row(run)
-    steps = row["steps"] + judging
-    scan_note = ", ".join(f"{s:.2f}{' ✓' if ok else ' ✗'}" for s, ok in sorted(scanned))
+    scan_note = ", ".join(f"{s:.2f}{' ✓' if ok else ' ✗'}" for s, ok in sorted(scanned.items()))
     return {
         **row,
         "route": f"θ0-magnitude start {start:g} ({run.name})",
-        "steps": steps,
-        "examples": steps * _batch(run),
+        "steps": row["steps"] + judging,
+        "examples": row["examples"] + judging * _batch(linear),
         "note": f"scan {scan_note}: {judging} judging steps; run: {row['note']}",
     }
 
@@ -337,7 +368,7 @@ def compare(argv: list[str]) -> int:
     routes = []
     for r in map(Path, args.routes):
         try:
-            if "+" in str(r):
+            if not r.is_dir() and "+" in str(r):
                 routes.append(magnitude_start_route(str(r), Path(args.linear)))
             else:
                 routes += matrix_routes(r, Path(args.linear)) if (r / "matrix.json").is_file() else [route_row(r)]

@@ -210,8 +210,10 @@ class Distiller:
         """``(n, layers, heads, R, L)`` attention-label probabilities (R = 0 without them)."""
         return torch.softmax(self.attention_logits, dim=-1)
 
-    def inner(self, head: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """θ0 with ``head``, after ``--steps`` differentiable gradient steps on the set."""
+    def inner(self, head: dict[str, torch.Tensor], create_graph: bool = True) -> dict[str, torch.Tensor]:
+        """θ0 with ``head``, after ``--steps`` gradient steps on the set: differentiable (for the
+        outer loss) with ``create_graph``, else first-order only (evaluation: no second-order
+        graph is kept in memory)."""
         from torch.func import functional_call
 
         params = {**self.theta0, **{n: t.detach().requires_grad_(True) for n, t in head.items()}}
@@ -226,7 +228,7 @@ class Distiller:
             if use_attention:
                 loss = loss + self.args.attention_loss_weight * attention_kl(out.attentions, targets)
             # the word embeddings are not used (the set is given as inputs_embeds): no gradient, unchanged
-            grads = torch.autograd.grad(loss, list(params.values()), create_graph=True, allow_unused=True)
+            grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph, allow_unused=True)
             lr = lrs[k]
             params = {n: p if g is None else p - lr * g for (n, p), g in zip(params.items(), grads, strict=True)}
         return params
@@ -275,7 +277,7 @@ class Distiller:
         scores = []
         for _ in range(models):
             head = fresh_head(self.model, self.head, generator)
-            params = {n: t.detach() for n, t in self.inner(head).items()}
+            params = {n: t.detach() for n, t in self.inner(head, create_graph=False).items()}
             scores.append(evaluate_fn(params))
         return scores
 

@@ -6,6 +6,7 @@ tasks do not include the run's task, is refused with one line before anything is
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,7 +112,8 @@ def barrier_rows(reference: str, runs: list[str]) -> list[dict]:
     """One row per instability analysis of ``reference`` and ``runs``: run, level, sparsity,
     the primary metric of each trained copy (real-data fine-tunes with the two data orders:
     ``end_metrics``), barrier (primary metric and loss), the mean top Hessian eigenvalue and
-    mean Hutchinson trace of the two copies with the trace's standard error (when measured;
+    mean Hutchinson trace of the two copies with a bound on its standard error (the mean of
+    the copies' standard errors: both copies use the same probe vectors) (when measured;
     McDermott et al. 2023's sharpness), and the overlap of the level's mask with
     ``reference``'s level at the same sparsity (:meth:`~bert_tickets.ticket.TicketMask.overlap`;
     ``None`` when it has none).
@@ -152,8 +154,10 @@ def barrier_rows(reference: str, runs: list[str]) -> list[dict]:
                     "end_metrics": [m[analysis["metric"]] for m in analysis.get("end_metrics", [])],
                     "top_eigenvalue": sum(eig) / len(eig) if eig else None,
                     "trace": sum(t["trace"] for t in traces) / len(traces) if traces else None,
-                    # the mean of independent estimates: its standard error from theirs
-                    "trace_stderr": (sum(t["stderr"] ** 2 for t in traces) ** 0.5 / len(traces)) if traces else None,
+                    # both copies are probed with the same Rademacher vectors (the run's seed): their
+                    # errors are correlated, so the mean's standard error is bounded by the mean of
+                    # theirs (perfect correlation), not the smaller independent-estimates value
+                    "trace_stderr": sum(t["stderr"] for t in traces) / len(traces) if traces else None,
                     "overlap": overlap,
                 }
             )
@@ -177,7 +181,9 @@ def barrier_figure(args: PlotArguments) -> Path:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         eig = "–" if r["top_eigenvalue"] is None else f"{r['top_eigenvalue']:.4g}"
-        trace = "–" if r["trace"] is None else f"{r['trace']:.4g} ± {r['trace_stderr']:.2g}"
+        trace = (
+            "–" if r["trace"] is None else f"{r['trace']:.4g}" + ("" if math.isnan(r["trace_stderr"]) else f" ± {r['trace_stderr']:.2g}")
+        )
         ends = " / ".join(f"{v:.4f}" for v in r["end_metrics"]) or "–"
         ov = "–" if r["overlap"] is None else f"{r['overlap']['hamming']:.4f} / {r['overlap']['jaccard_pruned']:.4f}"
         seeds = "/".join(map(str, r["data_seeds"] or []))

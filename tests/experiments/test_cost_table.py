@@ -177,3 +177,30 @@ def test_the_magnitude_start_route_counts_its_scan_and_checks_the_start(bench, t
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     with pytest.raises(ValueError, match="no --schedule_options start_sparsity"):
         bench.magnitude_start_route(f"{linear}+{scans[0]}", linear)
+    with pytest.raises(ValueError, match="a second scan at sparsity"):
+        bench.magnitude_start_route(f"{run}+{scans[0]}+{scans[0]}", linear)
+    # a matching start that is not the highest matching scanned sparsity
+    matrix = json.loads((scans[1] / "matrix.json").read_text())
+    matrix["entries"]["magnitude"]["rte"]["matching"] = True
+    (scans[1] / "matrix.json").write_text(json.dumps(matrix))
+    with pytest.raises(ValueError, match=r"0.10 matching, 0.20 matching"):
+        bench.magnitude_start_route(f"{run}+{scans[0]}+{scans[1]}", linear)
+
+
+def test_a_prune_at_init_magnitude_directory_is_a_scan_point(bench, tmp_path):
+    _, _, common = _inputs(tmp_path)
+    linear = tmp_path / "linear"
+    assert main(["find", *common, "--output_dir", str(linear), "--max_levels", "0"]) == 0
+    extra = ["--sparsity", "0.3", "--sanity", "none", "--baselines", "dense", "--seeds", "1", "2"]
+    for criterion in ("magnitude", "random"):
+        assert main(["prune-at-init", *common, "--criterion", criterion, *extra, "--output_dir", str(tmp_path / criterion)]) == 0
+    matrix = json.loads((tmp_path / "magnitude" / "finetune" / "matrix.json").read_text())
+    e = matrix["entries"]["rte"]["rte"]
+    assert bench._scan_point(tmp_path / "magnitude", linear) == (
+        0.3,
+        bool(e["matching"]) and e["beats_trivial"] is not False,
+        2,
+        2,
+    )
+    with pytest.raises(ValueError, match="a prune-at-init scan of 'random', not magnitude"):
+        bench._scan_point(tmp_path / "random", linear)

@@ -156,7 +156,8 @@ def test_barrier_figure_per_mask_source_with_overlap_and_sharpness(inputs, tmp_p
     eig = [c["top_eigenvalue"]["eigenvalue"] for c in saved["sharpness"]["copies"].values()]
     assert f"{sum(eig) / 2:.4g}" in lines[1] and f"{saved['barrier'][saved['metric']]:.4f}" in lines[1]
     traces = [c["trace"]["trace"] for c in saved["sharpness"]["copies"].values()]
-    assert f"| {sum(traces) / 2:.4g} ± " in lines[1]
+    errors = [c["trace"]["stderr"] for c in saved["sharpness"]["copies"].values()]
+    assert f"| {sum(traces) / 2:.4g} ± {sum(errors) / 2:.2g} |" in lines[1]
     ends = [m[saved["metric"]] for m in saved["end_metrics"]]
     assert len(ends) == 2 and f"| {ends[0]:.4f} / {ends[1]:.4f} |" in lines[1]
 
