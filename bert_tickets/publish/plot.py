@@ -88,13 +88,18 @@ def run(args: PlotArguments) -> Path:
 
 
 def _source_label(run_dir: str) -> str:
-    """A run's line label: its directory name and, for ``find --mask_data``, what it searched on."""
+    """A run's line label: its directory name and what chose its masks — real data, the
+    ``find --mask_data`` set it searched on, or a criterion other than magnitude (random pruning)."""
     from .._io import read_json
     from ..results import RunPaths
 
     config = read_json(RunPaths(run_dir).run_config)
-    mask = config.get("hyperparameters", {}).get("imp", {}).get("mask_data")
+    imp = config.get("hyperparameters", {}).get("imp", {})
+    mask = imp.get("mask_data")
     name = Path(run_dir).resolve().name
+    criterion = imp.get("pruning_method", "magnitude")
+    if criterion != "magnitude":  # e.g. random pruning: the data played no part in the mask
+        return f"{name} ({criterion} pruning)"
     if not mask:
         return f"{name} (real data)"
     provenance = mask.get("provenance", {})

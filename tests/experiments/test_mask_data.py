@@ -135,18 +135,21 @@ def test_bad_mask_data_fails_before_any_work(inputs, tmp_path, capsys, extra, me
 
 
 def test_barrier_figure_per_mask_source_with_overlap_and_sharpness(inputs, tmp_path, capsys):
-    real, synthetic = tmp_path / "real", tmp_path / "synthetic"
+    real, synthetic, rand = tmp_path / "real", tmp_path / "synthetic", tmp_path / "rand"
     assert find(inputs, real, "--max_levels", "1") == 0
+    assert find(inputs, rand, "--max_levels", "1", "--criterion", "random") == 0
     assert find(inputs, synthetic, "--max_levels", "1", "--mask_data", str(inputs[2]), "--mask_data_steps", "2") == 0
-    for run in (real, synthetic):
+    for run in (real, synthetic, rand):
         argv = ["stability", str(run), "--level", "1", "--points", "3", "--sharpness", "--sharpness_iterations", "3"]
         assert main([*argv, "--sharpness_samples", "2"]) == 0
     capsys.readouterr()
     out = tmp_path / "barriers.png"
-    assert main(["plot", str(real), "--barriers", str(synthetic), "--out", str(out)]) == 0
+    assert main(["plot", str(real), "--barriers", str(synthetic), str(rand), "--out", str(out)]) == 0
     assert out.is_file() and out.stat().st_size > 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| real") or line.startswith("| synthetic")]
+    printed = capsys.readouterr().out.splitlines()
+    lines = [line for line in printed if line.startswith("| real") or line.startswith("| synthetic")]
     assert len(lines) == 2 and "(real data)" in lines[0] and "(masks on synthetic.jsonl)" in lines[1]
+    assert sum(line.startswith("| rand (random pruning) |") for line in printed) == 1
     expected = TicketMask.from_pretrained(synthetic / "level_01" / "ticket").overlap(
         TicketMask.from_pretrained(real / "level_01" / "ticket")
     )
