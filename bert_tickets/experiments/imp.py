@@ -743,6 +743,9 @@ class IMPRunner:
                 history.append(done)
                 next_ticket = None
                 continue
+            if next_ticket is None and level > 0 and self.mask_search is not None and not self.record.has_ticket(level):
+                # an extended mask-data run: the search past the old schedule's end was not run (see _prune_next)
+                next_ticket = self._prune_next(level - 1, self.record.load_ticket(level - 1), None, history, diet_steps)
             ticket = next_ticket if next_ticket is not None else self.record.load_ticket(level)
             result, per_seed, trained = self._train_level_of(level, target, ticket)
             history.append(result)
@@ -867,6 +870,11 @@ class IMPRunner:
             logger.info("%s", decision)
         next_sparsity = self.schedule.next(judged)
         optional = next_sparsity is None
+        if optional and self.mask_search is not None:
+            # past the schedule's end a mask-data run saves no mask: it would cost a whole search
+            # (e.g. DiLM's 25,600 example passes) for a level that may never run; an extension
+            # searches it then (:meth:`run`), from this level's ticket alone
+            return None
         if optional:
             next_sparsity = self.schedule.beyond(level + 1)
         if next_sparsity is None or next_sparsity >= 1.0:

@@ -78,10 +78,12 @@ def test_masks_are_searched_on_the_synthetic_set_and_levels_judged_on_real_data(
     for lv in range(3):
         log = json.loads((out / f"level_{lv:02d}" / "seed_42" / "log_history.json").read_text())
         assert log[-1]["step"] == 8
-    # one search per level on the examples source: 3 steps of 4 examples drawn with replacement
-    assert [c["out"].rsplit("/", 2)[-2:] for c in searches] == [[f"level_{lv:02d}", "mask_search"] for lv in range(3)]
+    # one search per level that gives a mask (none past the schedule's end) on the examples
+    # source: 3 steps of 4 examples drawn with replacement
+    assert [c["out"].rsplit("/", 2)[-2:] for c in searches] == [[f"level_{lv:02d}", "mask_search"] for lv in range(2)]
     assert all(c["source"] == "examples" and c["draws"] == 12 for c in searches)
-    for lv in range(3):
+    assert not (out / "level_02" / "mask_search.json").exists() and not (out / "level_03").exists()
+    for lv in range(2):
         record = json.loads((out / f"level_{lv:02d}" / "mask_search.json").read_text())
         assert record["steps"] == 3 and record["examples"] == 12 and record["source"] == "examples"
         assert record["options"]["path"] == str(inputs[2].resolve())
@@ -99,7 +101,19 @@ def test_masks_are_searched_on_the_synthetic_set_and_levels_judged_on_real_data(
         assert nxt.metadata.cost["train_steps"] == 3 * (lv + 1)  # the searches of its lineage
     summary = json.loads((out / "summary.json").read_text())
     cost = summary["mask_data"]["cost"]
-    assert cost == {"search_steps": 9, "search_examples": 36, "judging_steps": 24, "judging_examples": 192}
+    assert cost == {"search_steps": 6, "search_examples": 24, "judging_steps": 24, "judging_examples": 192}
+    # extended by a level: the search for it runs now, from level 2's ticket alone
+    calls.clear()
+    assert find(inputs, out, "--max_levels", "3", "--mask_data", str(inputs[2]), *steps, *batch) == 0
+    assert [c["out"].rsplit("/", 2)[-2:] for c in calls] == [["level_02", "mask_search"], ["level_03", "seed_42"]]
+    ticket = TicketMask.from_pretrained(out / "level_02" / "ticket")
+    model = imp_module.load_theta0(imp_module.get_task("rte"), str(inputs[0]), 42)
+    model.load_state_dict(calls[0]["state"])
+    expected = prune_ticket(ticket, model, 0.3)
+    nxt = TicketMask.from_pretrained(out / "level_03" / "ticket")
+    assert all(torch.equal(expected.masks[n], nxt.masks[n]) for n in nxt.masks) and nxt.metadata.cost["train_steps"] == 9
+    cost = json.loads((out / "summary.json").read_text())["mask_data"]["cost"]
+    assert cost == {"search_steps": 9, "search_examples": 36, "judging_steps": 32, "judging_examples": 256}
 
 
 def test_the_random_control_has_the_synthetic_set_size(inputs, tmp_path, calls):
