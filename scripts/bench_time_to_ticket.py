@@ -28,9 +28,9 @@ transfer matrix directory adds one at-init route per criterion row (``--baseline
 random snip synflow gem_miner``; :func:`matrix_routes`: judging dense and the row, plus the mask
 searches). A prune-at-init directory's own criterion is its ticket row and is not a route here.
 ``RUN+SCAN[+SCAN…]`` is the route that starts IMP at the highest matching magnitude-of-θ0 sparsity
-(:func:`magnitude_start_route`): transfer matrices at several sparsities with a magnitude row
-(the scan), and the ``find`` run with ``--schedule_options start_sparsity=S``; it costs the scan's
-judging plus the run.
+(:func:`magnitude_start_route`): ``prune-at-init --criterion magnitude`` directories or transfer
+matrices with a magnitude row at several sparsities (the scan), and the ``find`` run with
+``--schedule_options start_sparsity=S``; it costs the scan's judging plus the run.
 
 ``--also`` adds more IMP runs (e.g. data-diet runs) and transfer / prune-at-init matrix
 directories (criterion rows) to one cost table: method, sparsity, metric after fine-tuning, Δ vs
@@ -160,10 +160,12 @@ def route_row(run: Path) -> dict:
 SAME_BUDGET = ("learning_rate", "num_train_epochs", "max_steps", "lr_scheduler_type")
 
 
-def matrix_routes(matrix_dir: Path, linear: Path) -> list[dict]:
+def matrix_routes(matrix_dir: Path, linear: Path, ticket_criterion: str | None = None) -> list[dict]:
     """The at-init routes of a transfer matrix on the linear run's task: one row
     per criterion row (magnitude of θ0, random, snip, synflow, gem_miner; not dense, the IMP
-    ticket rows or the sanity checks). A route reaches the matrix's sparsity when that row
+    ticket rows or the sanity checks). ``ticket_criterion`` names the criterion of the matrix's
+    ticket row when that mask was itself found at θ0 (a prune-at-init ``finetune`` matrix): the
+    ticket row is then a route of that criterion too. A route reaches the matrix's sparsity when that row
     matches dense and beats the trivial baseline, else nothing. Its cost: judging dense (the
     matching threshold) and the row, one fine-tune per seed each, plus the optimizer steps of
     every mask search (one per seed for criteria whose search depends on the seed, one in all
@@ -210,9 +212,13 @@ def matrix_routes(matrix_dir: Path, linear: Path) -> list[dict]:
             row = get_row(kinds.get(label, label))  # the row registry knows old names (oneshot) too
         except ValueError:
             continue
-        if not isinstance(row, CriterionRow):
+        if isinstance(row, CriterionRow):
+            criterion = row.criterion
+        elif ticket_criterion is not None and kinds.get(label) == "ticket":
+            criterion = ticket_criterion  # prune-at-init: its own mask, found at θ0
+        else:
             continue  # dense, the IMP ticket, reinit, weight_shuffle: no mask found at θ0
-        searches = e["n"] if "seed" in get_criterion(row.criterion).needs else 1
+        searches = e["n"] if "seed" in get_criterion(criterion).needs else 1
         search = round((e.get("mask_train_steps") or 0) * searches)
         judging = (e["n"] + (dense["n"] if dense else 0)) * per_cell
         ok = bool(e.get("matching")) and e.get("beats_trivial") is not False
@@ -230,6 +236,8 @@ def matrix_routes(matrix_dir: Path, linear: Path) -> list[dict]:
         out.append(
             {
                 "label": label,
+                "criterion": criterion,
+                "matrix_sparsity": spec["sparsity"],
                 "seeds": e["n"],
                 "dense_seeds": dense["n"] if dense else 0,
                 "route": f"{label} at θ0 ({matrix_dir.name})",
@@ -251,26 +259,19 @@ def _scan_point(scan: Path, linear: Path) -> tuple[float, bool, int, int]:
     """One sparsity of a magnitude-of-θ0 scan: (sparsity, matching and above trivial, the
     magnitude row's seeds, dense's seeds). ``scan`` is a ``prune-at-init --criterion magnitude``
     directory (its ticket row, in ``scan/finetune``) or a transfer matrix with a ``magnitude``
-    row; both are checked against the linear run's task and budget (:func:`matrix_routes`)."""
+    row; both are read and checked against the linear run's task and budget by
+    :func:`matrix_routes`."""
+    matrix_dir, ticket_criterion = scan, None
     if (scan / "finetune" / "matrix.json").is_file():  # prune-at-init: its own criterion is the ticket row
-        criterion = json.loads((scan / "ticket" / "ticket_config.json").read_text()).get("criterion")
-        if criterion != "magnitude":
-            raise ValueError(f"{scan}: a prune-at-init scan of {criterion!r}, not magnitude")
         matrix_dir = scan / "finetune"
-        matrix_routes(matrix_dir, linear)  # the task and budget checks
-        matrix = json.loads((matrix_dir / "matrix.json").read_text())
-        task = json.loads(RunPaths(linear).run_config.read_text())["hyperparameters"]["data"]["task"]
-        label = next(k for k, v in matrix.get("kinds", {}).items() if v == "ticket")
-        e, dense = matrix["entries"][label][task], matrix["entries"].get("dense", {}).get(task)
-        ok = bool(e.get("matching")) and e.get("beats_trivial") is not False
-        sparsity = json.loads((matrix_dir / "transfer_config.json").read_text())["spec"]["sparsity"]
-        return sparsity, ok, e["n"], dense["n"] if dense else 0
-    rows = {r["label"]: r for r in matrix_routes(scan, linear)}
-    if "magnitude" not in rows:
+        ticket_criterion = json.loads((scan / "ticket" / "ticket_config.json").read_text()).get("criterion")
+        if ticket_criterion != "magnitude":
+            raise ValueError(f"{scan}: a prune-at-init scan of {ticket_criterion!r}, not magnitude")
+    rows = [r for r in matrix_routes(matrix_dir, linear, ticket_criterion) if r["criterion"] == "magnitude"]
+    if not rows:
         raise ValueError(f"{scan}: no magnitude row (prune-at-init --criterion magnitude, or transfer --baselines dense magnitude)")
-    r = rows["magnitude"]
-    sparsity = json.loads((scan / "transfer_config.json").read_text())["spec"]["sparsity"]
-    return sparsity, r["sparsity"] is not None, r["seeds"], r["dense_seeds"]
+    r = rows[0]
+    return r["matrix_sparsity"], r["sparsity"] is not None, r["seeds"], r["dense_seeds"]
 
 
 def magnitude_start_route(spec: str, linear: Path) -> dict:
@@ -301,15 +302,14 @@ def magnitude_start_route(spec: str, linear: Path) -> dict:
     start = ours["imp"].get("start_sparsity")
     if start is None:
         raise ValueError(f"{run}: not started at a scanned sparsity (no --schedule_options start_sparsity)")
-    per_cell = RunRecord(linear).steps_per_seed(0)
-    scanned, judging, dense_counted = {}, 0, False
+    scanned, seeds, dense_seeds = {}, 0, 0
     for scan in scans:
-        sparsity, ok, seeds, dense_seeds = _scan_point(scan, linear)
+        sparsity, ok, n, dense_n = _scan_point(scan, linear)
         if sparsity in scanned:
             raise ValueError(f"{scan}: a second scan at sparsity {sparsity}")
         scanned[sparsity] = ok
-        judging += seeds * per_cell + (0 if dense_counted else dense_seeds * per_cell)
-        dense_counted = dense_counted or dense_seeds > 0
+        seeds, dense_seeds = seeds + n, dense_seeds or dense_n  # dense judged once: the first scan's dense cells
+    judging = (seeds + dense_seeds) * RunRecord(linear).steps_per_seed(0)
     matching = [s for s, ok in scanned.items() if ok]
     if not matching or abs(max(matching) - start) > 1e-9:
         shown = ", ".join(f"{s:.2f} {'matching' if ok else 'not matching'}" for s, ok in sorted(scanned.items()))
