@@ -204,3 +204,21 @@ def test_a_prune_at_init_magnitude_directory_is_a_scan_point(bench, tmp_path):
     )
     with pytest.raises(ValueError, match="a prune-at-init scan of 'random', not magnitude"):
         bench._scan_point(tmp_path / "random", linear)
+
+
+def test_a_route_without_a_matching_level_shows_its_least_sparse_pruned_level(bench, tmp_path):
+    """Not dense's metric (which reads as a ticket at dense's value): the closest level it judged."""
+    _, _, common = _inputs(tmp_path)
+    run = tmp_path / "nomatch"
+    assert main(["find", *common, "--output_dir", str(run), "--max_levels", "2"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    summary["highest_matching_sparsity"] = None
+    (run / "summary.json").write_text(json.dumps(summary))
+    level1 = next(r for r in summary["levels"] if r["level"] == 1)
+    route = bench.route_row(run)
+    from bert_tickets.results import RunRecord
+
+    record = RunRecord(run)
+    assert route["sparsity"] is None and route["level"] == 1 and route["mean"] == level1["mean"]
+    assert route["steps"] == sum(record.train_steps(lv) for lv in range(3)) > 0  # every level it ran
+    assert f"no level matched: metric of level 1 (sparsity {level1['sparsity']:.2f})" in route["note"]
