@@ -126,6 +126,7 @@ def route_row(run: Path) -> dict:
         row = next((r for r in rows.values() if best is not None and abs(r["sparsity"] - best) < 1e-12), None)
         row = row or _unmatched_row(list(rows.values()))
         cost = eb["cost"]
+        unmatched = f"; no level matched: metric of level {row['level']} (sparsity {row['sparsity']:.2f}), the least sparse"
         return {
             "route": f"early-bird ({run.name})",
             "sparsity": best,
@@ -136,7 +137,8 @@ def route_row(run: Path) -> dict:
             "steps": cost["total_steps"],
             "examples": cost["total_examples"],
             "dense_learned": summary.get("dense_learned"),
-            "note": f"search {cost['search_steps']} + judging {cost['judging_steps']} steps; judged levels {eb['judged_levels']}",
+            "note": f"search {cost['search_steps']} + judging {cost['judging_steps']} steps; judged levels {eb['judged_levels']}"
+            + (unmatched if best is None and row["level"] > 0 else ""),
         }
     cost = cost_to_ticket(run)
     best = cost["highest_matching_sparsity"]

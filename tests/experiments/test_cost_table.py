@@ -97,6 +97,14 @@ def test_time_to_ticket_compares_routes_with_the_ground_truth(bench, tmp_path):
     table = bench.format_time_to_ticket(truth, [route])
     ratio = route["steps"] / truth["steps"]
     assert f"| {ratio:.3f} |" in table and table.splitlines()[2].startswith("| linear (ground truth) |")
+    # without a matching level the early-bird row shows its least sparse judged pruned level, and says so
+    eb_summary = json.loads((eb / "summary.json").read_text())
+    eb_summary["highest_matching_sparsity"] = None
+    (eb / "summary.json").write_text(json.dumps(eb_summary))
+    judged = min((r for r in eb_summary["levels"] if r["level"] > 0), key=lambda r: r["sparsity"])
+    unmatched = bench.route_row(eb)
+    assert unmatched["level"] == judged["level"] > 0 and unmatched["mean"] == judged["mean"] and unmatched["sparsity"] is None
+    assert f"no level matched: metric of level {judged['level']}" in unmatched["note"] and unmatched["steps"] == route["steps"]
 
 
 def test_at_init_routes_of_a_matrix_count_judging_and_every_search(bench, tmp_path):
