@@ -107,26 +107,30 @@ def _batch(run: Path) -> int:
     return int(config.get("launch", {}).get("global_train_batch_size") or config["hyperparameters"]["training"]["global_train_batch_size"])
 
 
-def _unmatched_row(levels: list[dict]) -> dict:
-    """The level a route without a matching level shows: its least sparse *judged* pruned level
-    (the closest it came), or dense when it judged none — never dense's metric beside a route
-    that pruned, which would read as a ticket at dense's value."""
+def _shown_row(levels: list[dict], best: float | None) -> tuple[dict, str]:
+    """The level a route's row shows, and a note: the level at its highest matching sparsity
+    ``best``; without one, its least sparse *judged* pruned level (the closest it came) with a
+    note saying so, or dense when it judged none — never dense's metric beside a route that
+    pruned, which would read as a ticket at dense's value."""
+    row = next((r for r in levels if best is not None and abs(r["sparsity"] - best) < 1e-12), None)
+    if row is not None:
+        return row, ""
     pruned = [r for r in levels if r["level"] > 0 and r.get("mean") is not None]
-    return min(pruned, key=lambda r: r["sparsity"]) if pruned else min(levels, key=lambda r: r["level"])
+    if not pruned:
+        return min(levels, key=lambda r: r["level"]), ""
+    row = min(pruned, key=lambda r: r["sparsity"])
+    return row, f"no level matched: metric of level {row['level']} (sparsity {row['sparsity']:.2f}), the least sparse"
 
 
 def route_row(run: Path) -> dict:
     """A route's time-to-ticket row (see the module docstring). Without a matching level the
-    row shows its least sparse judged pruned level (:func:`_unmatched_row`) and says so."""
+    row shows its least sparse judged pruned level (:func:`_shown_row`) and says so."""
     summary = json.loads(RunPaths(run).summary_json.read_text())
     eb = summary.get("early_bird")
     if eb is not None:
         best = summary["highest_matching_sparsity"]
-        rows = {r["level"]: r for r in summary["levels"]}
-        row = next((r for r in rows.values() if best is not None and abs(r["sparsity"] - best) < 1e-12), None)
-        row = row or _unmatched_row(list(rows.values()))
+        row, unmatched = _shown_row(summary["levels"], best)
         cost = eb["cost"]
-        unmatched = f"; no level matched: metric of level {row['level']} (sparsity {row['sparsity']:.2f}), the least sparse"
         return {
             "route": f"early-bird ({run.name})",
             "sparsity": best,
@@ -137,20 +141,27 @@ def route_row(run: Path) -> dict:
             "steps": cost["total_steps"],
             "examples": cost["total_examples"],
             "dense_learned": summary.get("dense_learned"),
-            "note": f"search {cost['search_steps']} + judging {cost['judging_steps']} steps; judged levels {eb['judged_levels']}"
-            + (unmatched if best is None and row["level"] > 0 else ""),
+            "note": "; ".join(
+                filter(
+                    None,
+                    [
+                        f"search {cost['search_steps']} + judging {cost['judging_steps']} steps",
+                        f"judged levels {eb['judged_levels']}",
+                        unmatched,
+                    ],
+                )
+            ),
         }
     cost = cost_to_ticket(run)
     best = cost["highest_matching_sparsity"]
-    row = next((r for r in summary["levels"] if best is not None and abs(r["sparsity"] - best) < 1e-12), None)
-    row = row or _unmatched_row(summary["levels"])
+    row, unmatched = _shown_row(summary["levels"], best)
     diet = run / "data_diet" / "subset.json"
     diet_steps = int(json.loads(diet.read_text()).get("spent_steps", 0)) if diet.is_file() else 0
     calibration = cost["calibration_steps"]
     steps = cost["steps_to_ticket"] + diet_steps
     notes = [f"{cost['levels_to_ticket']} of {cost['levels_run']} levels"]
-    if best is None and row["level"] > 0:
-        notes.append(f"no level matched: metric of level {row['level']} (sparsity {row['sparsity']:.2f}), the least sparse")
+    if unmatched:
+        notes.append(unmatched)
     if diet_steps:
         notes.append(f"data diet {diet_steps} steps")
     if calibration:
