@@ -163,8 +163,9 @@ class IMPArguments:
         default="state",
         metadata={
             "help": "With --rewind_step K > 0: state = every weight of step K (backbone and head) and the learning-rate schedule "
-            "and data order go on from step K (Frankle et al. 2020; open_lth); backbone_restart = the step-K backbone with the "
-            "step-0 head and the schedule restarted (the behaviour before issue 20)."
+            "and data order go on from step K (Frankle et al. 2020; open_lth; with --rewind_data random / easy each seed's "
+            "pre-training on the subset, and level 0 too goes on from it, as lth_diet); backbone_restart = the step-K backbone "
+            "with the step-0 head and the schedule restarted (the behaviour before issue 20)."
         },
     )
     rewind_data: str = field(
@@ -310,11 +311,19 @@ REWIND_MODES = ("state", "backbone_restart")
 
 
 def continues_from_step(imp_args: IMPArguments) -> bool:
-    """Whether later levels continue from each seed's whole state at the rewind step
-    (``--rewind_mode state`` with a rewind step of level-0 training) rather than from rewound
-    weights with the schedule restarted (``backbone_restart``, and data-diet rewind points,
-    which are a backbone pre-trained apart)."""
-    return imp_args.rewind_step > 0 and imp_args.rewind_mode == "state" and imp_args.rewind_data == "full"
+    """Whether levels continue from each seed's whole state at the rewind step k
+    (``--rewind_mode state``, k > 0) rather than from rewound weights with the schedule restarted
+    (``backbone_restart``). With full-data rewinding the state is level 0's own at step k and the
+    pruned levels continue from it; with a data diet it is the seed's pre-training on the subset
+    and every level, level 0 included, continues from it (:func:`level0_continues`)."""
+    return imp_args.rewind_step > 0 and imp_args.rewind_mode == "state"
+
+
+def level0_continues(imp_args: IMPArguments) -> bool:
+    """Whether level 0 too starts from each seed's state at the rewind step: data-diet rewinding
+    in ``state`` mode, as lth_diet (mansheej/lth_diet, ``exps/lottery.py``: the pre-training's
+    final model is ``model_init`` of every level, level 0 included)."""
+    return continues_from_step(imp_args) and imp_args.rewind_data != "full"
 
 
 #: ``find`` options of data-diet rewinding (part of a run's hash only with ``--rewind_data`` random / easy).
@@ -359,8 +368,10 @@ def run_hyperparameters(model_args: ModelArguments, data_args: DataArguments, im
         imp["early_bird"] = asdict(imp_args.early_bird_config())
     else:
         imp.pop("early_bird")
-    if imp_args.rewind_step == 0 or imp_args.rewind_data != "full" or imp_args.rewind_mode == "backbone_restart":
-        imp.pop("rewind_mode")  # no effect there (and runs recorded before the modes keep their hash)
+    if imp_args.rewind_step == 0 or imp_args.rewind_mode == "backbone_restart":
+        # No effect there, and runs recorded before the modes keep their hash: full-data runs
+        # before issue 20 and data-diet runs before session 14, which all rewound as backbone_restart.
+        imp.pop("rewind_mode")
     if imp_args.rewind_data == "full":  # (and runs recorded before data diets keep their hash)
         for key in DIET_OPTIONS:
             imp.pop(key)
@@ -411,7 +422,7 @@ def check_imp_arguments(imp_args: IMPArguments, task: TaskSpec, seeds: list[int]
         raise ValueError(f"--rewind_step must be >= 0, got {imp_args.rewind_step}")
     if imp_args.rewind_mode not in REWIND_MODES:
         raise ValueError(f"--rewind_mode {imp_args.rewind_mode!r}: choose one of {', '.join(REWIND_MODES)}")
-    if imp_args.keep_trained_head and imp_args.rewind_step > 0 and imp_args.rewind_mode == "state" and imp_args.rewind_data == "full":
+    if imp_args.keep_trained_head and continues_from_step(imp_args):
         raise ValueError("--keep_trained_head replaces the head a rewind restores: use it with --rewind_mode backbone_restart")
     if imp_args.rewind_data not in REWIND_DATA:
         raise ValueError(f"--rewind_data {imp_args.rewind_data!r}: choose one of {', '.join(REWIND_DATA)}")
@@ -490,7 +501,7 @@ class IMPRunner:
         if self.schedule.calibrated and imp_args.rewind_step > 0 and not continues_from_step(imp_args):
             raise ValueError(
                 f"the {imp_args.schedule} schedule's calibrated limit measures the dense network's instability from the rewind point, "
-                "which needs --rewind_mode state with full-data rewinding (or --schedule_options barrier_scale=none)"
+                "which needs --rewind_mode state (or --schedule_options barrier_scale=none)"
             )
         # A schedule that steps back or reads barriers needs the trained weights of earlier levels.
         self.keep_trained = imp_args.save_trained or self.schedule.adaptive or self.schedule.uses_barrier
@@ -641,24 +652,53 @@ class IMPRunner:
             raise ValueError(f"--rewind_subset_size {size} exceeds the {len(self.data.train)} training examples")
 
     def diet_rewind_point(self) -> int:
-        """Data-diet rewinding (:mod:`bert_tickets.training.data_diet`): make the rewind point by
-        training the dense network (θ0, the first seed's initial head) on the chosen subset for
-        ``--rewind_step`` steps of the run's learning-rate schedule (the subset is cycled), and
-        save it with the subset (and the EL2N scores for ``easy``; scores already saved are
-        reused). Returns the optimizer steps spent (short EL2N runs + pre-training), read back
-        from ``data_diet/subset.json`` when the run already has its diet rewind point."""
+        """Data-diet rewinding (:mod:`bert_tickets.training.data_diet`; Paul et al. 2022, *Deep
+        Learning on a Data Diet*, Section 5): pre-train the dense network on the chosen subset for
+        ``--rewind_step`` k steps of the run's learning-rate schedule (the subset is cycled) and
+        save the rewind point with the subset (and the EL2N scores for ``easy``; scores already
+        saved are reused). Returns the optimizer steps spent (short EL2N runs + pre-training),
+        read back from ``data_diet/subset.json`` when the run already has its diet rewind point.
+
+        ``--rewind_mode state`` (the default), as the reference code mansheej/lth_diet
+        (``exps/lottery.py``, ``_pretrain`` / ``_train_level``): each seed (lth_diet: replicate)
+        pre-trains from θ0 with its own initial head, and its whole state at step k — every
+        weight, the head included, and the schedule's position — is written as the seed's start
+        point (:func:`~bert_tickets.training.weights.write_start_point`); every level, level 0
+        included, continues from it on the full data to the end of the schedule with a fresh
+        optimizer. Cost: ``seeds × k`` steps (+ EL2N). Decisions: the pre-training runs the first
+        k steps of the full run's schedule (lth_diet's pretrain schedulers default to the main
+        ones, counted over the pre-training's own duration); the level skips the first k batches
+        of the full data's order, as a resumed Trainer does (lth_diet fast-forwards its timer
+        only). ``backbone_restart`` (the behaviour before session 14): one pre-training under the
+        first seed's head; level 0 trains from θ0 and later levels pair the step-k backbone with
+        each seed's initial head, the schedule restarted. Cost: k steps (+ EL2N).
+        """
         k, a = self.imp_args.rewind_step, self.imp_args
+        state = level0_continues(a)
         done = self.record.paths.data_diet() / "subset.json"
-        if self.record.has_rewind_point(k) and done.is_file():
-            return int(read_json(done).get("spent_steps", 0))
+        recorded = read_json(done) if done.is_file() else None
+        missing = [s for s in self.seeds if self.record.rewind_start_problem(s, k) is not None] if state else []
+        if recorded is not None and self.record.has_rewind_point(k) and not missing:
+            return int(recorded.get("spent_steps", 0))
         self.prepare()
         seed, spent = self.seeds[0], 0
         out = self.record.paths.data_diet()
         dense = self.dense_ticket  # the run's prunable set; the diet trains every weight
-        if a.rewind_data == "easy":
-            scores = self.record.load_el2n()
-            if scores is None or len(scores) != len(self.data.train):
-                steps = a.el2n_steps or math.ceil(len(self.data.train) / global_batch_size(self.training_args))
+        repaired = None
+        if recorded is not None and len(recorded.get("indices", [])) == a.rewind_subset_size:
+            # a start point to re-create (missing or corrupt): the same subset, the same computation;
+            # the route's cost stays the one recorded (the repair is no part of it)
+            subset, repaired = torch.tensor(recorded["indices"]), int(recorded.get("spent_steps", 0))
+        elif a.rewind_data == "easy":
+            scores, info = self.record.load_el2n(), self.record.el2n_info() or {}
+            steps = a.el2n_steps or math.ceil(len(self.data.train) / global_batch_size(self.training_args))
+            if (
+                scores is not None
+                and len(scores) == len(self.data.train)
+                and (info.get("models"), info.get("steps")) == (a.el2n_models, steps)
+            ):
+                spent += a.el2n_models * steps  # scores saved by an interrupted run (or copied in) count too
+            else:
                 scores = mean_el2n(
                     self._load_model,
                     dense,
@@ -679,41 +719,51 @@ class IMPRunner:
         else:
             subset = random_subset(len(self.data.train), a.rewind_subset_size, seed)
         total = optimizer_steps(self.training_args, len(self.data.train))
-        model = self._load_model(seed)  # θ0 with the first seed's initial head (the one level 0 starts from)
-        capture = RewindPointCapture(k, lambda state: self.record.save_rewind_point(k, state), stop=True)
-        finetune(
-            model,
-            dense,
-            self.task,
-            self.data,
-            self.training_args,
-            seed=seed,
-            output_dir=str(out / "rewind"),
-            tokenizer=self.tokenizer,
-            callbacks=[capture],
-            source="subset",  # the full run's schedule, cycling the subset, stopped at k
-            source_options={"indices": subset.tolist(), "steps": total},
-        )
+        for s in self.seeds if state else [seed]:
+            if state and s not in missing and (s != seed or self.record.has_rewind_point(k)):
+                continue
+            model = self._load_model(s)  # θ0 with the seed's initial head (the one its level 0 would start from)
+            capture = RewindPointCapture(
+                k,
+                (lambda weights: self.record.save_rewind_point(k, weights)) if s == seed else None,
+                stop=True,
+                save_start=(lambda write, s=s: self.record.save_rewind_start(s, k, write)) if state else None,
+            )
+            finetune(
+                model,
+                dense,
+                self.task,
+                self.data,
+                self.training_args,
+                seed=s,
+                output_dir=str(out / ("rewind" if s == seed else f"rewind_seed{s}")),
+                tokenizer=self.tokenizer,
+                callbacks=[capture],
+                source="subset",  # the full run's schedule, cycling the subset, stopped at k
+                source_options={"indices": subset.tolist(), "steps": total},
+            )
+        spent = repaired if repaired is not None else spent + k * (len(self.seeds) if state else 1)
         labels = label_distribution(self.data.train["label"], subset.tolist(), regression=self.task.is_regression)
         info = {
             "rewind_data": a.rewind_data,
             "size": len(subset),
-            "spent_steps": spent + k,
+            "spent_steps": spent,
             "labels": labels,
             "indices": subset.tolist(),
         }
         self.record.save_rewind_subset(info)  # last: its presence marks the diet complete
         logger.info(
-            "data diet: rewind point at step %d trained on %d %s examples (%s); labels of the subset: %s; of all %d: %s",
+            "data diet: rewind point at step %d trained on %d %s examples (%s%s); labels of the subset: %s; of all %d: %s",
             k,
             len(subset),
             a.rewind_data,
             out,
+            f"; every level continues from each seed's state at step {k}" if state else "",
             labels["subset"],
             len(self.data.train),
             labels["all"],
         )
-        return spent + k
+        return spent
 
     def trivial_baseline(self):
         """The task's :class:`~bert_tickets.tasks.TrivialBaseline` on this run's evaluation data
@@ -1071,15 +1121,15 @@ class LevelTrainer:
 
     def _rewind_start(self, seed: int) -> str:
         """The seed's start point at the rewind step (a Trainer checkpoint directory written at
-        level 0, :func:`~bert_tickets.training.weights.write_start_point`).
+        level 0, or by the data diet's pre-training: :func:`~bert_tickets.training.weights.write_start_point`).
 
         Raises:
-            ValueError: it is missing or corrupt (level 0 re-creates it: re-run the command).
+            ValueError: it is missing or corrupt (a re-run of the command re-creates it).
         """
         k = self.imp_args.rewind_step
         problem = self.record.rewind_start_problem(seed, k)
         if problem is not None:
-            raise ValueError(f"{problem}; re-run the same find command: level 0 is re-trained to re-create it")
+            raise ValueError(f"{problem}; re-run the same find command: it is re-created (level 0 or the data diet is re-trained)")
         return str(self.record.paths.rewind_start(k, seed))
 
     def _checkpoint_to_resume(self, level: int, seed: int, ticket: TicketMask, model: torch.nn.Module) -> str | None:
@@ -1133,7 +1183,7 @@ class LevelTrainer:
                 )
                 extra.append(capture)
             rewound = None
-            if level > 0 and resume is None and self.continues_from_step:
+            if resume is None and self.continues_from_step and (level > 0 or level0_continues(self.imp_args)):
                 rewound = resume = self._rewind_start(seed)
             try:
                 result = finetune(

@@ -249,14 +249,22 @@ class _RunInputs:
 def _continued_start(run: _RunInputs, k: int, ticket: TicketMask, out: Path) -> str:
     """The run seed's whole state at step ``k`` of dense level-0 training (a Trainer checkpoint
     directory, :func:`~bert_tickets.training.weights.write_start_point`), made now by training
-    the dense network ``k`` steps when the run has none: where both copies continue from.
+    the dense network ``k`` steps when the run has none: where both copies continue from. For a
+    data-diet run at its own rewind step, the seed's state after the diet's pre-training.
 
     Raises:
-        ValueError: ``k`` beyond the optimizer steps of one fine-tune.
+        ValueError: ``k`` beyond the optimizer steps of one fine-tune; a data-diet run without
+            that seed's state at its rewind step.
     """
     found = run.record.rewind_start(run.seed, k)
     if found is not None:
         return str(found)
+    if run.hp["imp"].get("rewind_data", "full") != "full" and k == run.hp["imp"].get("rewind_step"):
+        # a data diet's state at step k comes from the subset: dense training on the full data is another start
+        raise ValueError(
+            f"{run.record.paths.rewind_start(k, run.seed)}: the run's data-diet state of seed {run.seed} at step {k} is missing "
+            "(a data-diet run recorded without it rewinds as --rewind_mode backbone_restart)"
+        )
     logger.info("no state at step %d in the run: training the dense network %d steps to make it", k, k)
     _train_dense_to(
         run, k, ticket, out, RewindPointCapture(k, None, stop=True, save_start=lambda w: run.record.save_rewind_start(run.seed, k, w))

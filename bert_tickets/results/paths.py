@@ -7,8 +7,9 @@ Layout (``--output_dir``)::
     initial_head_seed{S}.safetensors    task head at level 0 (per seed), restored every level
     rewind_step{K}_seed{S}/             the seed's level-0 state after K steps (K > 0): every weight,
                                         LR schedule position and step count; later levels continue from it
-    rewind_step{K}.safetensors          backbone after K steps of level-0 training (K > 0, --rewind_mode
-                                        backbone_restart, data-diet rewinding and runs recorded before)
+                                        (data diet: the seed's pre-training on the subset; every level)
+    rewind_step{K}.safetensors          backbone after K steps of level-0 training or of the data diet's
+                                        pre-training (K > 0; what --rewind_mode backbone_restart rewinds to)
     level_{LL}/ticket/                  the level's TicketMask (mask + ticket_config.json)
     level_{LL}/seed_{S}/                Trainer output_dir of that seed (log_history.json)
     level_{LL}/trained_head.safetensors (with --keep_trained_head)
@@ -106,7 +107,8 @@ class RunPaths:
     def rewind_start(self, step: int, seed: int) -> Path:
         """``rewind_step{K}_seed{S}/``: the seed's whole level-0 state after K steps (every weight,
         schedule position, step count: a Trainer checkpoint directory), where every later level of
-        that seed continues from (``--rewind_mode state``)."""
+        that seed continues from (``--rewind_mode state``); with a data diet, the seed's state after
+        K steps of pre-training on the subset, where every level continues from."""
         return self.root / f"rewind_step{step}_seed{seed}"
 
     def data_diet(self) -> Path:

@@ -294,10 +294,9 @@ class RunRecord:
     # ----------------------------------------------------------------- weights
     def train_steps(self, level: int) -> int:
         """Optimizer steps the level's fine-tunes took, summed over its seeds (the last ``step``
-        of each seed's ``log_history.json``; 0 for a level without logs). A pruned level of a run
-        whose levels continue from the rewind step k (:meth:`continued_from_step`) ran from step
-        k, not 0: k is subtracted per seed (its first k steps are level 0's, counted there)."""
-        start = self.continued_from_step() if level > 0 else 0
+        of each seed's ``log_history.json``; 0 for a level without logs), less the steps before
+        :meth:`start_step` per seed (they are counted elsewhere: level 0's, or the data diet's)."""
+        start = self.start_step(level)
         total = 0
         for path in sorted(self.paths.level(level).glob("seed_*/log_history.json")):
             last = max((int(h.get("step", 0)) for h in read_json(path)), default=0)
@@ -307,12 +306,12 @@ class RunRecord:
     def calibration_steps(self) -> int:
         """Optimizer steps of the calibrated adaptive schedule's second dense copy
         (:meth:`RunPaths.dense_instability`; one fine-tune of the first seed on level 0's data and
-        budget, which keeps no Trainer log): level 0's steps divided by its number of seeds, less
-        the rewind step k when the copy continues from step k's state; 0 when the run measured
-        no dense instability."""
+        budget, which keeps no Trainer log): one seed's whole fine-tune less the rewind step k
+        when the copy continues from step k's state; 0 when the run measured no dense
+        instability."""
         if not self.paths.dense_instability().is_dir():
             return 0
-        return max(self.steps_per_seed(0) - self.continued_from_step(), 0)
+        return max(self.steps_per_seed(0) + self.start_step(0) - self.continued_from_step(), 0)
 
     def steps_per_seed(self, level: int) -> int:
         """:meth:`train_steps` of ``level`` divided by its number of seed logs (one seed's
@@ -320,16 +319,28 @@ class RunRecord:
         seeds = len(list(self.paths.level(level).glob("seed_*/log_history.json")))
         return self.train_steps(level) // seeds if seeds else 0
 
-    def continued_from_step(self) -> int:
-        """The rewind step k from which pruned levels continue each seed's whole training state
-        (``run_config.json``: ``rewind_step`` k > 0, ``rewind_mode`` ``state``, full-data
-        rewinding — ``find``'s ``continues_from_step``); 0 otherwise, or without a config. Runs
-        recorded before the rewind modes existed restarted the schedule (``backbone_restart``)."""
+    def _imp_hyperparameters(self) -> dict:
         cfg = self.paths.run_config
-        imp = read_json(cfg).get("hyperparameters", {}).get("imp", {}) if cfg.is_file() else {}
+        return read_json(cfg).get("hyperparameters", {}).get("imp", {}) if cfg.is_file() else {}
+
+    def continued_from_step(self) -> int:
+        """The rewind step k from which levels continue each seed's whole training state
+        (``run_config.json``: ``rewind_step`` k > 0, ``rewind_mode`` ``state`` — ``find``'s
+        ``continues_from_step``); 0 otherwise, or without a config. Runs recorded before the
+        rewind modes existed (and data-diet runs recorded before session 14) restarted the
+        schedule (``backbone_restart``: no ``rewind_mode`` recorded)."""
+        imp = self._imp_hyperparameters()
         k = int(imp.get("rewind_step", 0) or 0)
-        state = imp.get("rewind_mode", "backbone_restart") == "state" and imp.get("rewind_data", "full") == "full"
-        return k if k > 0 and state else 0
+        return k if k > 0 and imp.get("rewind_mode", "backbone_restart") == "state" else 0
+
+    def start_step(self, level: int) -> int:
+        """The step each seed's fine-tune of ``level`` starts from: :meth:`continued_from_step`
+        for pruned levels, and for level 0 too when a data diet made the state at step k (its k
+        steps are the diet's, counted in ``data_diet/subset.json``); else 0."""
+        k = self.continued_from_step()
+        if level == 0 and self._imp_hyperparameters().get("rewind_data", "full") == "full":
+            return 0
+        return k
 
     def lineage_train_steps(self, level: int) -> int:
         """Optimizer steps of every level on ``level``'s lineage (its parent, the parent's parent,
@@ -414,6 +425,12 @@ class RunRecord:
         """The run's saved EL2N scores (float32 ``(n,)``), or ``None``."""
         path = self.paths.data_diet() / "el2n.safetensors"
         return self._load(path)["el2n"] if path.is_file() else None
+
+    def el2n_info(self) -> dict | None:
+        """How the saved EL2N scores were computed (``el2n.json``: ``models``, ``steps``,
+        ``seeds``), or ``None``."""
+        path = self.paths.data_diet() / "el2n.json"
+        return read_json(path) if path.is_file() else None
 
     def save_el2n(self, scores: torch.Tensor, info: dict) -> None:
         """Save the EL2N scores with how they were computed (``el2n.json``)."""

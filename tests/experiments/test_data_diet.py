@@ -63,10 +63,11 @@ def test_find_with_an_easy_rewind_subset(inputs, tmp_path, capsys):
     assert subset["indices"] == easy_subset(scores, 8).tolist() and subset["spent_steps"] == 2 * 1 + 2
     assert json.loads((out / "data_diet" / "el2n.json").read_text())["models"] == 2
     assert (out / "rewind_step2.safetensors").is_file()
-    # the level-1 mask cost: level 0's steps + the short EL2N runs + the pre-training to step 2
+    # the level-1 mask cost: level 0's steps after the rewind step (it continues from the
+    # pre-training's state at step 2) + the short EL2N runs + the pre-training to step 2
     level0 = json.loads((out / "level_00" / "seed_42" / "log_history.json").read_text())[-1]["step"]
     t1 = TicketMask.from_pretrained(out / "level_01" / "ticket")
-    assert t1.metadata.cost["train_steps"] == level0 + 4
+    assert t1.metadata.cost["train_steps"] == level0 - 2 + 4
     # a re-run reuses everything
     stamps = {p: p.stat().st_mtime_ns for p in [out / "data_diet" / "el2n.safetensors", out / "rewind_step2.safetensors"]}
     assert _find(inputs, out, *diet) == 0
@@ -122,3 +123,81 @@ def test_label_distribution_of_a_regression_subset():
     out = label_distribution([0.0, 1.0, 2.0, 3.0, 5.0], [1, 2], regression=True)
     assert out["subset"] == {"mean": 1.5, "std": 0.5, "min": 1.0, "max": 2.0}
     assert out["all"]["mean"] == 2.2 and out["all"]["max"] == 5.0
+
+
+def _losses(path):
+    return [(h["step"], h["learning_rate"]) for h in json.loads(path.read_text()) if "loss" in h]
+
+
+def test_diet_state_every_level_continues_from_each_seeds_pretraining_as_lth_diet(inputs, tmp_path):
+    """Issue 20 fix 5 for data diets (lth_diet, exps/lottery.py): each seed pre-trains on the
+    subset to step k with its own head; its whole state at k (head included, schedule position)
+    is where every level, level 0 included, continues from on the full data. Cost: seeds x k."""
+    from bert_tickets.results import RunPaths, RunRecord
+
+    log = ("--logging_strategy", "steps", "--logging_steps", "1")
+    out = tmp_path / "state"
+    diet = ("--rewind_step", "2", "--rewind_data", "random", "--rewind_subset_size", "8", "--seeds", "1", "2", *log)
+    assert _find(inputs, out, *diet) == 0
+    paths, record = RunPaths(out), RunRecord(out)
+    plain = tmp_path / "plain"  # full-data level 0: the schedule's learning rates of steps 1-4
+    assert _find(inputs, plain, "--max_levels", "0", *log) == 0
+    full_lrs = dict(_losses(RunPaths(plain).log_history(0, 42)))
+    for seed in (1, 2):
+        start = paths.rewind_start(2, seed)
+        assert json.loads((start / "trainer_state.json").read_text())["global_step"] == 2
+        head = load_file(start / "model.safetensors")["classifier.weight"]
+        initial = load_file(paths.initial_head(seed))["classifier.weight"]
+        assert not torch.equal(head, initial)  # the head of step 2 of the seed's own pre-training, not of step 0
+        for level in (0, 1, 2):
+            steps = _losses(paths.log_history(level, seed))
+            assert [s for s, _ in steps] == [3, 4]  # level 0 too ran only steps 3-4: the schedule went on from 2
+            assert all(lr == pytest.approx(full_lrs[s]) for s, lr in steps)
+            assert json.loads(paths.metrics(level).read_text())["per_seed"][str(seed)]["rewound_to_step"] == 2
+    subset = json.loads((out / "data_diet" / "subset.json").read_text())
+    assert subset["spent_steps"] == 2 * 2  # two seeds' pre-training to step 2
+    assert record.train_steps(0) == 2 * 2  # steps 3-4 of two seeds
+    t1 = TicketMask.from_pretrained(out / "level_01" / "ticket")
+    assert t1.metadata.cost["train_steps"] == 4 + 4
+    assert json.loads(paths.run_config.read_text())["hyperparameters"]["imp"]["rewind_mode"] == "state"
+    # a lost start point is re-created by the same computation; the route's recorded cost stays
+    before = load_file(paths.rewind_start(2, 2) / "model.safetensors")
+    import shutil
+
+    shutil.rmtree(paths.rewind_start(2, 2))
+    assert _find(inputs, out, *diet) == 0
+    after = load_file(paths.rewind_start(2, 2) / "model.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[n], after[n]) for n in before)
+    assert json.loads((out / "data_diet" / "subset.json").read_text())["spent_steps"] == 4
+    # the behaviour before session 14, as an explicit option: hashed as diet runs recorded before
+    old = tmp_path / "old"
+    assert _find(inputs, old, *diet, "--rewind_mode", "backbone_restart") == 0
+    assert "rewind_mode" not in json.loads(RunPaths(old).run_config.read_text())["hyperparameters"]["imp"]
+    assert [s for s, _ in _losses(RunPaths(old).log_history(0, 1))] == [1, 2, 3, 4]
+    assert [s for s, _ in _losses(RunPaths(old).log_history(1, 2))] == [1, 2, 3, 4]
+    assert not RunPaths(old).rewind_start(2, 1).exists()
+    assert json.loads((old / "data_diet" / "subset.json").read_text())["spent_steps"] == 2
+
+
+def test_copied_el2n_scores_are_reused_and_counted(inputs, tmp_path):
+    """EL2N scores already in the run directory (an interrupted run, or copied from a run of the
+    same scoring) are not recomputed but still count in the route's cost; scores of another
+    scoring (other --el2n_models) are recomputed."""
+    import shutil
+
+    first = tmp_path / "first"
+    diet = ("--max_levels", "0", "--rewind_step", "1", "--rewind_data", "easy", "--rewind_subset_size", "8", "--el2n_models", "2")
+    assert _find(inputs, first, *diet) == 0
+    second = tmp_path / "second"
+    (second / "data_diet").mkdir(parents=True)
+    for name in ("el2n.safetensors", "el2n.json"):
+        shutil.copy2(first / "data_diet" / name, second / "data_diet" / name)
+    stamp = (second / "data_diet" / "el2n.safetensors").stat().st_mtime_ns
+    assert _find(inputs, second, *diet) == 0
+    assert (second / "data_diet" / "el2n.safetensors").stat().st_mtime_ns == stamp
+    assert json.loads((second / "data_diet" / "subset.json").read_text())["spent_steps"] == 2 * 4 + 1
+    third = tmp_path / "third"
+    shutil.copytree(second / "data_diet", third / "data_diet", ignore=shutil.ignore_patterns("subset.json", "rewind*"))
+    assert _find(inputs, third, *diet[:-1], "3") == 0
+    assert json.loads((third / "data_diet" / "el2n.json").read_text())["models"] == 3
+    assert json.loads((third / "data_diet" / "subset.json").read_text())["spent_steps"] == 3 * 4 + 1

@@ -111,7 +111,7 @@ def test_verdicts_are_pure_and_agree_with_the_summary():
         ({"rewind_step": 5, "rewind_mode": "state"}, 2 * (20 - 5)),  # levels continue from step 5: 15 steps each
         ({"rewind_step": 5}, 2 * 20),  # backbone_restart: the schedule restarts, 20 steps each
         ({"rewind_step": 0}, 2 * 20),
-        ({"rewind_step": 5, "rewind_mode": "state", "rewind_data": "easy"}, 2 * 20),  # a diet rewind point restarts
+        ({"rewind_step": 5, "rewind_data": "easy"}, 2 * 20),  # a diet run recorded before session 14 restarts
     ],
 )
 def test_train_steps_of_a_level_count_only_the_steps_it_ran(tmp_path, imp, level1_steps):
@@ -121,3 +121,16 @@ def test_train_steps_of_a_level_count_only_the_steps_it_ran(tmp_path, imp, level
         rec.write_log_history(0, seed, [{"step": 10}, {"step": 20}])
         rec.write_log_history(1, seed, [{"step": 10}, {"step": 20}])  # a continued level logs the steps after k
     assert rec.train_steps(0) == 40 and rec.train_steps(1) == level1_steps
+
+
+def test_train_steps_of_a_diet_state_run_start_at_the_rewind_step_from_level_0(tmp_path):
+    """A data diet in state mode: level 0 too continues from each seed's pre-trained state at
+    step k (its first k steps are the diet's, counted in subset.json)."""
+    rec = RunRecord(tmp_path)
+    rec.write_config("h", {"imp": {"rewind_step": 5, "rewind_mode": "state", "rewind_data": "easy"}}, [0.0, 0.1])
+    for level in (0, 1):
+        for seed in (1, 2):
+            rec.write_log_history(level, seed, [{"step": 10}, {"step": 20}])
+    assert rec.train_steps(0) == rec.train_steps(1) == 2 * 15 and rec.start_step(0) == 5
+    rec.paths.dense_instability().mkdir(parents=True)
+    assert rec.calibration_steps() == 15  # one seed's steps 6-20
