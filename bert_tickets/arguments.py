@@ -17,6 +17,7 @@ from .experiments import EXPERIMENTS, DataArguments, ModelArguments
 from .experiments.common import plugin_flags, plugin_keys
 from .experiments.imp import IMPArguments, run_hyperparameters
 from .results import hyperparameter_hash as run_hash
+from .results import reproducing_arguments
 from .tasks import get_task
 from .training.finetune import TRAINING_KEYS
 
@@ -193,7 +194,7 @@ def _config(argv: list[str], parser: HfArgumentParser) -> tuple[dict, bool, list
         other = sorted(set(raw["arguments"]) - names)
         if other:
             raise ArgumentError(f"config file {path} records the arguments of another command ({', '.join(other)})")
-        raw = {k: v for group in raw["arguments"].values() for k, v in group.items()}
+        raw = {k: v for group in reproducing_arguments(raw).values() for k, v in group.items()}
     elif "hyperparameters" in raw:
         raise ArgumentError(
             f"config file {path} is a run config recorded before typed arguments were: give its options as flags "

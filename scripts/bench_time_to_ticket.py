@@ -19,7 +19,11 @@ before the first two consecutive non-matching levels), and for every route (an a
 early-bird, data-diet or other ``find`` run with the same per-level budget) the sparsity it
 reached, the metric, the optimizer steps and example passes (steps × global batch, one
 forward and one backward per example) spent up to it, the ratio to linear's cost to s*, and
-whether it reaches s* within one level (0.1). An early-bird run's cost is its whole search plus
+whether it reaches s* within one level (0.1). A route is judged by its own summary unless its
+level 0 is not the linear run's dense model (other per-seed metrics: a data diet in ``state``
+mode trains level 0 from its pre-trained point); then it is judged against the linear run's
+dense model, which s* is defined against, and the note gives its own verdict
+(:func:`route_row`). An early-bird run's cost is its whole search plus
 its judging (``summary.json`` → ``early_bird.cost``); an IMP run's cost is every level it ran
 up to and including the one that gave its ticket (all seeds; a data diet's pre-training and
 EL2N runs included, and the calibrated adaptive schedule's second dense copy; barrier
@@ -49,10 +53,12 @@ from bert_tickets.cli import main as cli_main
 from bert_tickets.results import RunPaths, RunRecord
 
 
-def cost_to_ticket(run: Path) -> dict:
+def cost_to_ticket(run: Path, best: float | None | str = "summary") -> dict:
+    """The run's optimizer steps up to its highest matching level (``best``: the summary's
+    ``highest_matching_sparsity`` unless given) and in all."""
     summary = json.loads(RunPaths(run).summary_json.read_text())
     rows = summary["levels"]
-    best = summary["highest_matching_sparsity"]
+    best = summary["highest_matching_sparsity"] if best == "summary" else best
     upto = max((r["level"] for r in rows if best is not None and abs(r["sparsity"] - best) < 1e-12), default=len(rows) - 1)
     record = RunRecord(run)
     steps = [record.train_steps(r["level"]) for r in rows]
@@ -122,9 +128,31 @@ def _shown_row(levels: list[dict], best: float | None) -> tuple[dict, str]:
     return row, f"no level matched: metric of level {row['level']} (sparsity {row['sparsity']:.2f}), the least sparse"
 
 
-def route_row(run: Path) -> dict:
+def against_dense(levels: list[dict], dense: dict, tolerance: float) -> float | None:
+    """The highest sparsity among the pruned ``levels`` that match ``dense`` (a level-0 row of
+    another run: mean − one std of its seeds, or − ``tolerance`` with one seed; Chen et al. 2020's
+    rule, :func:`~bert_tickets.results.matching.is_matching`) and are not at or below the trivial
+    baseline; ``None`` when none does."""
+    from bert_tickets.results.matching import is_matching, matching_margin
+
+    margin, _ = matching_margin(dense.get("std"), len(dense["per_seed"]), tolerance)
+    ok = [
+        r["sparsity"]
+        for r in levels
+        if r["level"] > 0 and r.get("beats_trivial") is not False and is_matching(r["mean"], dense["mean"], margin)
+    ]
+    return max(ok) if ok else None
+
+
+def route_row(run: Path, linear: Path | None = None) -> dict:
     """A route's time-to-ticket row (see the module docstring). Without a matching level the
-    row shows its least sparse judged pruned level (:func:`_shown_row`) and says so."""
+    row shows its least sparse judged pruned level (:func:`_shown_row`) and says so.
+
+    With the ``linear`` ground-truth run: a route whose own level 0 is not the linear run's dense
+    model (other per-seed metrics — a data diet in ``state`` mode trains level 0 from its
+    pre-trained point) is judged against the linear run's dense model, the one s* is defined
+    against, and the note gives the verdict against its own level 0 too. Routes whose level 0 is
+    the same computation are unchanged."""
     summary = json.loads(RunPaths(run).summary_json.read_text())
     eb = summary.get("early_bird")
     if eb is not None:
@@ -152,7 +180,21 @@ def route_row(run: Path) -> dict:
                 )
             ),
         }
-    cost = cost_to_ticket(run)
+    own_dense, judged = None, "summary"
+    if linear is not None:
+        truth = json.loads(RunPaths(linear).summary_json.read_text())
+        dense = min(truth["levels"], key=lambda r: r["level"])
+        ours = min(summary["levels"], key=lambda r: r["level"])
+        if ours["per_seed"] != dense["per_seed"]:
+            tolerance = json.loads(RunPaths(linear).run_config.read_text())["hyperparameters"]["imp"].get("tolerance", 0.01)
+            judged = against_dense(summary["levels"], dense, tolerance) if summary.get("dense_learned") is not False else None
+            own = summary["highest_matching_sparsity"]
+            own_dense = (
+                f"judged against {linear.name}'s dense {dense['mean']:.4f} ± {dense.get('std') or 0:.4f}; against its own level 0 "
+                f"({ours['mean']:.4f} ± {ours.get('std') or 0:.4f}) the highest matching sparsity is "
+                + ("none" if own is None else f"{own:.2f}")
+            )
+    cost = cost_to_ticket(run, judged)
     best = cost["highest_matching_sparsity"]
     row, unmatched = _shown_row(summary["levels"], best)
     diet = run / "data_diet" / "subset.json"
@@ -162,6 +204,8 @@ def route_row(run: Path) -> dict:
     notes = [f"{cost['levels_to_ticket']} of {cost['levels_run']} levels"]
     if unmatched:
         notes.append(unmatched)
+    if own_dense:
+        notes.append(own_dense)
     if diet_steps:
         notes.append(f"data diet {diet_steps} steps")
     if calibration:
@@ -340,7 +384,7 @@ def magnitude_start_route(spec: str, linear: Path) -> dict:
     if not matching or abs(max(matching) - start) > 1e-9:
         shown = ", ".join(f"{s:.2f} {'matching' if ok else 'not matching'}" for s, ok in sorted(scanned.items()))
         raise ValueError(f"{run}: start_sparsity {start} is not the highest matching scanned sparsity ({shown})")
-    row = route_row(run)
+    row = route_row(run, linear)
     scan_note = ", ".join(f"{s:.2f}{' ✓' if ok else ' ✗'}" for s, ok in sorted(scanned.items()))
     return {
         **row,
@@ -397,7 +441,7 @@ def compare(argv: list[str]) -> int:
             if not r.is_dir() and "+" in str(r):
                 routes.append(magnitude_start_route(str(r), Path(args.linear)))
             else:
-                routes += matrix_routes(r, Path(args.linear)) if (r / "matrix.json").is_file() else [route_row(r)]
+                routes += matrix_routes(r, Path(args.linear)) if (r / "matrix.json").is_file() else [route_row(r, Path(args.linear))]
         except (ValueError, KeyError, OSError) as err:
             print(f"bench_time_to_ticket.py --compare: error: {r}: {type(err).__name__}: {err}", file=sys.stderr)
             return 2

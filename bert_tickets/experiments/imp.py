@@ -82,7 +82,7 @@ from ..training.finetune import (
     training_batches,
     training_hyperparameters,
 )
-from ..training.weights import RewindPointCapture, head_state, load_into, load_theta0
+from ..training.weights import RewindPointCapture, backbone_state, head_state, load_into, load_theta0
 from .common import DataArguments, ModelArguments
 from .early_bird import EarlyBirdLevels
 from .mask_data import MaskDataSearch, resolve_mask_data, search_schedule
@@ -668,10 +668,18 @@ class IMPRunner:
         optimizer. Cost: ``seeds × k`` steps (+ EL2N). Decisions: the pre-training runs the first
         k steps of the full run's schedule (lth_diet's pretrain schedulers default to the main
         ones, counted over the pre-training's own duration); the level skips the first k batches
-        of the full data's order, as a resumed Trainer does (lth_diet fast-forwards its timer
-        only). ``backbone_restart`` (the behaviour before session 14): one pre-training under the
-        first seed's head; level 0 trains from θ0 and later levels pair the step-k backbone with
-        each seed's initial head, the schedule restarted. Cost: k steps (+ EL2N).
+        of the full data's order, as a resumed Trainer does (mosaicml 0.5.0's ``fit``, which
+        lth_diet pins, skips the batches its fast-forwarded timer counts in the epoch); Adam's moments
+        and step count start afresh (lth_diet's SGD has no state to carry either); as in every
+        ``find`` run, all seeds share the masks pruned from the first seed's trained weights
+        (lth_diet: one IMP lineage per replicate), and the subset is drawn (``random``) or the
+        EL2N runs seeded from the first seed (lth_diet: a config seed / a score file).
+        ``backbone_restart`` (the behaviour before session 14): one pre-training under the first
+        seed's head; level 0 trains from θ0 and later levels pair the step-k backbone with each
+        seed's initial head, the schedule restarted. Cost: k steps (+ EL2N).
+
+        Raises:
+            ValueError: the pre-training stopped before step k.
         """
         k, a = self.imp_args.rewind_step, self.imp_args
         state = level0_continues(a)
@@ -692,11 +700,9 @@ class IMPRunner:
         elif a.rewind_data == "easy":
             scores, info = self.record.load_el2n(), self.record.el2n_info() or {}
             steps = a.el2n_steps or math.ceil(len(self.data.train) / global_batch_size(self.training_args))
-            if (
-                scores is not None
-                and len(scores) == len(self.data.train)
-                and (info.get("models"), info.get("steps")) == (a.el2n_models, steps)
-            ):
+            seeds = [seed + 1 + i for i in range(a.el2n_models)]
+            same = (info.get("models"), info.get("steps"), info.get("seeds")) == (a.el2n_models, steps, seeds)
+            if scores is not None and len(scores) == len(self.data.train) and same:
                 spent += a.el2n_models * steps  # scores saved by an interrupted run (or copied in) count too
             else:
                 scores = mean_el2n(
@@ -712,16 +718,28 @@ class IMPRunner:
                     tokenizer=self.tokenizer,
                 )
                 spent += a.el2n_models * steps
-                self.record.save_el2n(
-                    scores, {"models": a.el2n_models, "steps": steps, "seeds": [seed + 1 + i for i in range(a.el2n_models)]}
-                )
+                self.record.save_el2n(scores, {"models": a.el2n_models, "steps": steps, "seeds": seeds})
             subset = easy_subset(scores, a.rewind_subset_size)
         else:
             subset = random_subset(len(self.data.train), a.rewind_subset_size, seed)
         total = optimizer_steps(self.training_args, len(self.data.train))
         for s in self.seeds if state else [seed]:
-            if state and s not in missing and (s != seed or self.record.has_rewind_point(k)):
+            intact = state and s not in missing
+            if intact and (s != seed or self.record.has_rewind_point(k)):
                 continue
+            if intact:  # only the backbone file is lost: it is the intact start point's backbone (never re-trained)
+                model = self._load_model(s)
+                model.load_state_dict(self.record.load_checkpoint_weights(self.record.paths.rewind_start(k, s)), strict=False)
+                self.record.save_rewind_point(k, backbone_state(model))
+                continue
+            if recorded is not None:
+                logger.warning(
+                    "data diet: re-creating seed %d's state at step %d (%s); levels already trained from it are kept "
+                    "(the same computation on CPU; on a GPU it may differ in the last bits)",
+                    s,
+                    k,
+                    (self.record.rewind_start_problem(s, k) if state else self.record.rewind_point_problem(k)) or "missing",
+                )
             model = self._load_model(s)  # θ0 with the seed's initial head (the one its level 0 would start from)
             capture = RewindPointCapture(
                 k,
@@ -742,6 +760,8 @@ class IMPRunner:
                 source="subset",  # the full run's schedule, cycling the subset, stopped at k
                 source_options={"indices": subset.tolist(), "steps": total},
             )
+            if not capture.done:
+                raise ValueError(f"--rewind_step {k}: the data diet's pre-training stopped before step {k}")
         spent = repaired if repaired is not None else spent + k * (len(self.seeds) if state else 1)
         labels = label_distribution(self.data.train["label"], subset.tolist(), regression=self.task.is_regression)
         info = {

@@ -256,14 +256,20 @@ def _continued_start(run: _RunInputs, k: int, ticket: TicketMask, out: Path) -> 
         ValueError: ``k`` beyond the optimizer steps of one fine-tune; a data-diet run without
             that seed's state at its rewind step.
     """
+    imp = run.hp["imp"]
+    diet = imp.get("rewind_data", "full") != "full" and k == imp.get("rewind_step")
+    if diet and imp.get("rewind_mode") != "state":
+        raise ValueError(
+            f"{run.record.root}: this data-diet run rewinds as backbone_restart (recorded before session 14); "
+            "use --rewind_mode backbone_restart"
+        )
     found = run.record.rewind_start(run.seed, k)
     if found is not None:
         return str(found)
-    if run.hp["imp"].get("rewind_data", "full") != "full" and k == run.hp["imp"].get("rewind_step"):
-        # a data diet's state at step k comes from the subset: dense training on the full data is another start
+    if diet:  # its state at step k comes from the subset: dense training on the full data would be another start
         raise ValueError(
-            f"{run.record.paths.rewind_start(k, run.seed)}: the run's data-diet state of seed {run.seed} at step {k} is missing "
-            "(a data-diet run recorded without it rewinds as --rewind_mode backbone_restart)"
+            f"{run.record.rewind_start_problem(run.seed, k)}: the data diet's state of seed {run.seed} at step {k}; "
+            "re-run the same find command to re-create it"
         )
     logger.info("no state at step %d in the run: training the dense network %d steps to make it", k, k)
     _train_dense_to(

@@ -10,7 +10,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from ..results import RunInfo
+from ..results import RunInfo, reproducing_arguments
 from ..ticket import CONFIG_FILE, LIBRARY_NAME, MASK_FILE, TicketMask, is_hub_repo_id
 
 logger = logging.getLogger("bert_tickets")
@@ -108,7 +108,7 @@ def find_command(run_config: dict) -> str:
     processes is reproduced on one with N times the accumulation steps: the same global batch,
     which is what the run's hash holds.
     """
-    typed = run_config.get("arguments")
+    typed = reproducing_arguments(run_config)
     options = _typed_options(typed) if typed else _recorded_options(run_config)
     launch = run_config.get("launch") or {}
     world = int(launch.get("world_size") or 1)

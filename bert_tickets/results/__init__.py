@@ -9,7 +9,7 @@ from .kinds import claim_directory, directory_kind
 from .lock import RunLock, RunLockedError
 from .matching import LevelResult, dense_not_learned, is_matching, matching_margin, near_constant_count, summarize, verdicts
 from .paths import RunPaths, check_output_dir
-from .record import RunInfo, RunRecord, argument_groups, hyperparameter_hash, read_run, summary_csv
+from .record import RunInfo, RunRecord, argument_groups, hyperparameter_hash, read_run, reproducing_arguments, summary_csv
 from .tables import format_summary
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "argument_groups",
     "format_summary",
     "hyperparameter_hash",
+    "reproducing_arguments",
     "is_matching",
     "matching_margin",
     "near_constant_count",

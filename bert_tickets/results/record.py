@@ -535,8 +535,8 @@ class RunInfo:
     @property
     def arguments(self) -> dict[str, dict[str, Any]] | None:
         """The run's typed argument groups (:func:`argument_groups`), or ``None`` for a run
-        recorded before they were."""
-        return self.config.get("arguments")
+        recorded before they were; :func:`reproducing_arguments`)."""
+        return reproducing_arguments(self.config)
 
     @property
     def dense(self) -> dict:
@@ -547,6 +547,23 @@ class RunInfo:
         """Highest-sparsity matching pruned level, or ``None``."""
         matching = [r for lv, r in self.levels.items() if lv > 0 and r.get("matching")]
         return max(matching, key=lambda r: r["sparsity"])["level"] if matching else None
+
+
+def reproducing_arguments(config: dict) -> dict[str, dict[str, Any]] | None:
+    """The typed argument groups of a ``run_config.json`` (``config["arguments"]``, ``None`` for
+    a run recorded before they were) as they reproduce the run. One correction: a data-diet run
+    recorded before session 14 (``--rewind_data`` random / easy, ``--rewind_step`` > 0, no
+    ``rewind_mode`` among its hashed hyperparameters) recorded ``rewind_mode: state`` but rewound
+    as ``backbone_restart`` (and is hashed so): its ``rewind_mode`` is given as that."""
+    typed = config.get("arguments")
+    if not isinstance(typed, dict):
+        return typed
+    hashed = config.get("hyperparameters", {}).get("imp", {})
+    imp = typed.get("IMPArguments")
+    diet = hashed.get("rewind_data", "full") != "full" and int(hashed.get("rewind_step") or 0) > 0
+    if diet and "rewind_mode" not in hashed and isinstance(imp, dict) and imp.get("rewind_mode") == "state":
+        typed = {**typed, "IMPArguments": {**imp, "rewind_mode": "backbone_restart"}}
+    return typed
 
 
 def argument_groups(*groups: Any, keep: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:

@@ -230,3 +230,38 @@ def test_a_route_without_a_matching_level_shows_its_least_sparse_pruned_level(be
     assert route["sparsity"] is None and route["level"] == 1 and route["mean"] == level1["mean"]
     assert route["steps"] == sum(record.train_steps(lv) for lv in range(3)) > 0  # every level it ran
     assert f"no level matched: metric of level 1 (sparsity {level1['sparsity']:.2f})" in route["note"]
+
+
+def test_a_route_whose_level_0_is_not_linears_dense_is_judged_against_linears_dense(bench, tmp_path):
+    """A data diet in state mode trains its level 0 from its pre-trained point: its own level 0
+    is not the dense model s* is defined against. --compare judges it against the linear run's
+    dense (mean - one std of its seeds) and notes its own verdict; a route with linear's level 0
+    is unchanged."""
+    import shutil
+
+    from bert_tickets.results import RunRecord
+
+    _, _, common = _inputs(tmp_path)
+    linear = tmp_path / "linear"
+    assert main(["find", *common, "--output_dir", str(linear), "--max_levels", "2", "--seeds", "1", "2"]) == 0
+    route = tmp_path / "route"
+    shutil.copytree(linear, route)
+    assert bench.route_row(route, linear) == bench.route_row(route)  # the same level 0: nothing re-judged
+    truth = json.loads((linear / "summary.json").read_text())
+    truth["levels"][0].update(mean=0.56, std=0.02)  # threshold 0.54
+    (linear / "summary.json").write_text(json.dumps(truth))
+    ours = json.loads((route / "summary.json").read_text())
+    ours["levels"][0].update(mean=0.70, std=0.01, per_seed={"1": 0.69, "2": 0.71})
+    for level, mean in ((1, 0.60), (2, 0.55)):
+        ours["levels"][level].update(mean=mean, beats_trivial=True, matching=False)
+    ours.update(highest_matching_sparsity=None, dense_learned=True)
+    (route / "summary.json").write_text(json.dumps(ours))
+    row = bench.route_row(route, linear)
+    level2 = ours["levels"][2]
+    assert row["sparsity"] == level2["sparsity"] and row["level"] == 2 and row["mean"] == 0.55  # 0.55 >= 0.56 - 0.02
+    assert row["steps"] == sum(RunRecord(route).train_steps(lv) for lv in range(3)) > 0
+    assert "judged against linear's dense 0.5600 ± 0.0200" in row["note"] and "highest matching sparsity is none" in row["note"]
+    ours["levels"][2]["mean"] = 0.5399  # below the threshold: level 1 is the highest matching
+    (route / "summary.json").write_text(json.dumps(ours))
+    row = bench.route_row(route, linear)
+    assert row["level"] == 1 and row["steps"] == sum(RunRecord(route).train_steps(lv) for lv in range(2))

@@ -129,7 +129,7 @@ def _losses(path):
     return [(h["step"], h["learning_rate"]) for h in json.loads(path.read_text()) if "loss" in h]
 
 
-def test_diet_state_every_level_continues_from_each_seeds_pretraining_as_lth_diet(inputs, tmp_path):
+def test_diet_state_every_level_continues_from_each_seeds_pretraining_as_lth_diet(inputs, tmp_path, capsys):
     """Issue 20 fix 5 for data diets (lth_diet, exps/lottery.py): each seed pre-trains on the
     subset to step k with its own head; its whole state at k (head included, schedule position)
     is where every level, level 0 included, continues from on the full data. Cost: seeds x k."""
@@ -154,21 +154,35 @@ def test_diet_state_every_level_continues_from_each_seeds_pretraining_as_lth_die
             assert [s for s, _ in steps] == [3, 4]  # level 0 too ran only steps 3-4: the schedule went on from 2
             assert all(lr == pytest.approx(full_lrs[s]) for s, lr in steps)
             assert json.loads(paths.metrics(level).read_text())["per_seed"][str(seed)]["rewound_to_step"] == 2
+    one, two = (load_file(paths.rewind_start(2, seed) / "model.safetensors") for seed in (1, 2))
+    assert not any(torch.equal(one[n], two[n]) for n in ("classifier.weight", "bert.encoder.layer.0.attention.self.query.weight"))
     subset = json.loads((out / "data_diet" / "subset.json").read_text())
-    assert subset["spent_steps"] == 2 * 2  # two seeds' pre-training to step 2
+    assert subset["spent_steps"] == 2 * 2  # two seeds' own pre-training to step 2
     assert record.train_steps(0) == 2 * 2  # steps 3-4 of two seeds
     t1 = TicketMask.from_pretrained(out / "level_01" / "ticket")
     assert t1.metadata.cost["train_steps"] == 4 + 4
     assert json.loads(paths.run_config.read_text())["hyperparameters"]["imp"]["rewind_mode"] == "state"
-    # a lost start point is re-created by the same computation; the route's recorded cost stays
+    # a lost start point is re-created by the same computation; the route's recorded cost stays,
+    # and nothing else is re-trained
     before = load_file(paths.rewind_start(2, 2) / "model.safetensors")
     import shutil
 
+    kept = [paths.rewind_start(2, 1) / "model.safetensors", paths.metrics(1), paths.rewind_point(2)]
+    stamps = {p: p.stat().st_mtime_ns for p in kept}
     shutil.rmtree(paths.rewind_start(2, 2))
     assert _find(inputs, out, *diet) == 0
     after = load_file(paths.rewind_start(2, 2) / "model.safetensors")
     assert before.keys() == after.keys() and all(torch.equal(before[n], after[n]) for n in before)
     assert json.loads((out / "data_diet" / "subset.json").read_text())["spent_steps"] == 4
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    # a corrupt backbone file is rebuilt from seed 1's intact start point, which is not re-trained
+    backbone = {n: t.clone() for n, t in load_file(paths.rewind_point(2)).items()}  # (a copy: the file is overwritten)
+    paths.rewind_point(2).write_bytes(paths.rewind_point(2).read_bytes()[:100])
+    stamps = {p: p.stat().st_mtime_ns for p in kept[:2]}
+    assert _find(inputs, out, *diet) == 0
+    rebuilt = load_file(paths.rewind_point(2))
+    assert rebuilt.keys() == backbone.keys() and all(torch.equal(rebuilt[n], backbone[n]) for n in backbone)
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     # the behaviour before session 14, as an explicit option: hashed as diet runs recorded before
     old = tmp_path / "old"
     assert _find(inputs, old, *diet, "--rewind_mode", "backbone_restart") == 0
@@ -177,6 +191,19 @@ def test_diet_state_every_level_continues_from_each_seeds_pretraining_as_lth_die
     assert [s for s, _ in _losses(RunPaths(old).log_history(1, 2))] == [1, 2, 3, 4]
     assert not RunPaths(old).rewind_start(2, 1).exists()
     assert json.loads((old / "data_diet" / "subset.json").read_text())["spent_steps"] == 2
+    # diet runs recorded before session 14 recorded rewind_mode "state" among their arguments:
+    # find --config and the model card's command give backbone_restart, the run's hash
+    config = json.loads(RunPaths(old).run_config.read_text())
+    config["arguments"]["IMPArguments"]["rewind_mode"] = "state"
+    RunPaths(old).run_config.write_text(json.dumps(config))
+    assert main(["find", "--config", str(RunPaths(old).run_config)]) == 0  # the same run: complete, nothing re-trained
+    from bert_tickets.publish.card import find_command
+
+    assert "--rewind_mode backbone_restart" in find_command(config)
+    # stability continuing from step k of such a run would need a diet state it never made
+    capsys.readouterr()
+    assert main(["stability", str(old), "--level", "1", "--rewind_step", "2", "--points", "3", "--rewind_mode", "state"]) == 2
+    assert "rewinds as backbone_restart" in capsys.readouterr().err
 
 
 def test_copied_el2n_scores_are_reused_and_counted(inputs, tmp_path):
