@@ -652,8 +652,8 @@ class IMPRunner:
             raise ValueError(f"--rewind_subset_size {size} exceeds the {len(self.data.train)} training examples")
 
     def diet_rewind_point(self) -> int:
-        """Data-diet rewinding (:mod:`bert_tickets.training.data_diet`; Paul et al. 2022, *Deep
-        Learning on a Data Diet*, Section 5): pre-train the dense network on the chosen subset for
+        """Data-diet rewinding (:mod:`bert_tickets.training.data_diet`; Paul et al. 2022,
+        *Lottery Tickets on a Data Diet*; EL2N from Paul et al. 2021): pre-train the dense network on the chosen subset for
         ``--rewind_step`` k steps of the run's learning-rate schedule (the subset is cycled) and
         save the rewind point with the subset (and the EL2N scores for ``easy``; scores already
         saved are reused). Returns the optimizer steps spent (short EL2N runs + pre-training),
