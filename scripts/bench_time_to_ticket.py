@@ -22,8 +22,8 @@ forward and one backward per example) spent up to it, the ratio to linear's cost
 whether it reaches s* within one level (0.1). A route is judged by its own summary unless its
 level 0 is not the linear run's dense model (other per-seed metrics: a data diet in ``state``
 mode trains level 0 from its pre-trained point); then it is judged against the linear run's
-dense model, which s* is defined against, and the note gives its own verdict
-(:func:`route_row`). An early-bird run's cost is its whole search plus
+dense model, which s* is defined against — and that dense judging is charged to it —, and the
+note gives its own verdict (:func:`route_row`). An early-bird run's cost is its whole search plus
 its judging (``summary.json`` → ``early_bird.cost``); an IMP run's cost is every level it ran
 up to and including the one that gave its ticket (all seeds; a data diet's pre-training and
 EL2N runs included, and the calibrated adaptive schedule's second dense copy; barrier
@@ -152,7 +152,8 @@ def route_row(run: Path, linear: Path | None = None) -> dict:
     model (other per-seed metrics — a data diet in ``state`` mode trains level 0 from its
     pre-trained point) is judged against the linear run's dense model, the one s* is defined
     against, and the note gives the verdict against its own level 0 too. Routes whose level 0 is
-    the same computation are unchanged."""
+    the same computation are unchanged. The linear run's dense judging (its level 0, all seeds)
+    is then charged to the route: the route needs it to be judged at all."""
     summary = json.loads(RunPaths(run).summary_json.read_text())
     eb = summary.get("early_bird")
     if eb is not None:
@@ -180,7 +181,7 @@ def route_row(run: Path, linear: Path | None = None) -> dict:
                 )
             ),
         }
-    own_dense, judged = None, "summary"
+    own_dense, judged, dense_steps = None, "summary", 0
     if linear is not None:
         truth = json.loads(RunPaths(linear).summary_json.read_text())
         dense = min(truth["levels"], key=lambda r: r["level"])
@@ -189,8 +190,10 @@ def route_row(run: Path, linear: Path | None = None) -> dict:
             tolerance = json.loads(RunPaths(linear).run_config.read_text())["hyperparameters"]["imp"].get("tolerance", 0.01)
             judged = against_dense(summary["levels"], dense, tolerance) if summary.get("dense_learned") is not False else None
             own = summary["highest_matching_sparsity"]
+            dense_steps = RunRecord(linear).train_steps(dense["level"])  # the dense judging it is measured against: charged
             own_dense = (
-                f"judged against {linear.name}'s dense {dense['mean']:.4f} ± {dense.get('std') or 0:.4f}; against its own level 0 "
+                f"judged against {linear.name}'s dense {dense['mean']:.4f} ± {dense.get('std') or 0:.4f} "
+                f"(its {dense_steps} steps charged); against its own level 0 "
                 f"({ours['mean']:.4f} ± {ours.get('std') or 0:.4f}) the highest matching sparsity is "
                 + ("none" if own is None else f"{own:.2f}")
             )
@@ -200,7 +203,7 @@ def route_row(run: Path, linear: Path | None = None) -> dict:
     diet = run / "data_diet" / "subset.json"
     diet_steps = int(json.loads(diet.read_text()).get("spent_steps", 0)) if diet.is_file() else 0
     calibration = cost["calibration_steps"]
-    steps = cost["steps_to_ticket"] + diet_steps
+    steps = cost["steps_to_ticket"] + diet_steps + dense_steps
     notes = [f"{cost['levels_to_ticket']} of {cost['levels_run']} levels"]
     if unmatched:
         notes.append(unmatched)
