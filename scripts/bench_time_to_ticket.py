@@ -129,19 +129,15 @@ def _shown_row(levels: list[dict], best: float | None) -> tuple[dict, str]:
 
 
 def against_dense(levels: list[dict], dense: dict, tolerance: float) -> float | None:
-    """The highest sparsity among the pruned ``levels`` that match ``dense`` (a level-0 row of
-    another run: mean − one std of its seeds, or − ``tolerance`` with one seed; Chen et al. 2020's
-    rule, :func:`~bert_tickets.results.matching.is_matching`) and are not at or below the trivial
-    baseline; ``None`` when none does."""
-    from bert_tickets.results.matching import is_matching, matching_margin
+    """The highest matching sparsity of the pruned ``levels`` (summary rows) when judged against
+    ``dense`` (another run's level-0 row) instead of their own level 0: the summary's own rule
+    (:func:`~bert_tickets.results.summarize`: mean ≥ dense mean − one std of its seeds, or −
+    ``tolerance`` with one seed; a level recorded at or below the trivial baseline never counts);
+    ``None`` when none matches."""
+    from bert_tickets.results import LevelResult, summarize
 
-    margin, _ = matching_margin(dense.get("std"), len(dense["per_seed"]), tolerance)
-    ok = [
-        r["sparsity"]
-        for r in levels
-        if r["level"] > 0 and r.get("beats_trivial") is not False and is_matching(r["mean"], dense["mean"], margin)
-    ]
-    return max(ok) if ok else None
+    rows = [LevelResult(**dense), *(LevelResult(**r) for r in levels if r["level"] > 0)]
+    return summarize(rows, tolerance, "", 0.0)["highest_matching_sparsity"]
 
 
 def route_row(run: Path, linear: Path | None = None) -> dict:

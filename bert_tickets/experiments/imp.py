@@ -693,7 +693,7 @@ class IMPRunner:
         out = self.record.paths.data_diet()
         dense = self.dense_ticket  # the run's prunable set; the diet trains every weight
         repaired = None
-        if recorded is not None and len(recorded.get("indices", [])) == a.rewind_subset_size:
+        if recorded is not None:
             # a start point to re-create (missing or corrupt): the same subset, the same computation;
             # the route's cost stays the one recorded (the repair is no part of it)
             subset, repaired = torch.tensor(recorded["indices"]), int(recorded.get("spent_steps", 0))

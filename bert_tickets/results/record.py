@@ -329,18 +329,14 @@ class RunRecord:
         ``continues_from_step``); 0 otherwise, or without a config. Runs recorded before the
         rewind modes existed (and data-diet runs recorded before session 14) restarted the
         schedule (``backbone_restart``: no ``rewind_mode`` recorded)."""
-        imp = self._imp_hyperparameters()
-        k = int(imp.get("rewind_step", 0) or 0)
-        return k if k > 0 and imp.get("rewind_mode", "backbone_restart") == "state" else 0
+        return _continued_from_step(self._imp_hyperparameters())
 
     def start_step(self, level: int) -> int:
         """The step each seed's fine-tune of ``level`` starts from: :meth:`continued_from_step`
         for pruned levels, and for level 0 too when a data diet made the state at step k (its k
         steps are the diet's, counted in ``data_diet/subset.json``); else 0."""
-        k = self.continued_from_step()
-        if level == 0 and self._imp_hyperparameters().get("rewind_data", "full") == "full":
-            return 0
-        return k
+        imp = self._imp_hyperparameters()
+        return 0 if level == 0 and imp.get("rewind_data", "full") == "full" else _continued_from_step(imp)
 
     def lineage_train_steps(self, level: int) -> int:
         """Optimizer steps of every level on ``level``'s lineage (its parent, the parent's parent,
@@ -547,6 +543,12 @@ class RunInfo:
         """Highest-sparsity matching pruned level, or ``None``."""
         matching = [r for lv, r in self.levels.items() if lv > 0 and r.get("matching")]
         return max(matching, key=lambda r: r["sparsity"])["level"] if matching else None
+
+
+def _continued_from_step(imp: dict) -> int:
+    """:meth:`RunRecord.continued_from_step` of a run's hashed ``imp`` hyperparameters."""
+    k = int(imp.get("rewind_step", 0) or 0)
+    return k if k > 0 and imp.get("rewind_mode", "backbone_restart") == "state" else 0
 
 
 def reproducing_arguments(config: dict) -> dict[str, dict[str, Any]] | None:
